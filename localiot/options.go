@@ -1,0 +1,241 @@
+package localiot
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// ErrInvalidOptions is returned (wrapped, saying which field) by New for Options it
+// cannot run with.
+var ErrInvalidOptions = errors.New("localiot: invalid options")
+
+// Options configures a Server. The zero value serves plain MQTT on an ephemeral
+// loopback port, with AWS IoT's broker limits on and logs discarded.
+type Options struct {
+	// Plain is the plain TCP listener, meant for local development only. Nil means no
+	// plain listener, unless TLS and WebSocket are nil too, in which case a plain
+	// listener on 127.0.0.1:0 is served.
+	Plain *PlainListener
+	// TLS is the mutual-TLS listener (AWS IoT's ports 8883 and 443). Nil means none.
+	TLS *TLSListener
+	// WebSocket is the MQTT-over-WebSocket listener with SigV4 presigned URLs. Nil
+	// means none.
+	WebSocket *WebSocketListener
+
+	// ThingTopics lists the topic filters, besides its own shadow topics, that a
+	// client acting as a thing may publish to, subscribe to and receive from. "${thing}"
+	// in a filter stands for the client's thing name, e.g. "devices/${thing}/#". A
+	// thing may subscribe to a filter only when every topic it matches is inside one of
+	// these filters. Reserved ("$"-prefixed) filters are not allowed here. Nil means a
+	// thing may use its shadow topics only.
+	ThingTopics []string
+
+	// Limits are AWS IoT's message broker limits. The zero value enforces AWS's values.
+	Limits Limits
+
+	// Store keeps the Device Shadow service's shadows. Nil means a new MemoryStore, so
+	// shadows last as long as the server; an OpenDirStore keeps them across restarts.
+	Store Store
+
+	// Logger receives the server's logs; the embedded broker's own logs arrive at Warn
+	// and above only. Nil discards them.
+	Logger *slog.Logger
+}
+
+// PlainListener configures the plain TCP listener.
+type PlainListener struct {
+	// Addr is the host:port to listen on. "" means 127.0.0.1:0 (an ephemeral port).
+	Addr string
+	// ThingFromClientID makes each plain client act as the thing named by its MQTT
+	// client ID, restricted like a thing's certificate; a client ID that is not a valid
+	// thing name is refused. False (the default) gives plain clients operator rights.
+	ThingFromClientID bool
+}
+
+// TLSListener configures the mutual-TLS listener: TLS 1.2 or later, a client
+// certificate signed by ClientCAs required, ALPN "x-amzn-mqtt-ca" offered so clients
+// that connect as to AWS's port 443 work. A client whose certificate is one of
+// Operators has operator rights; any other acts as the thing named by the
+// certificate's subject CN. CertSet.TLSListener builds one from generated certificates.
+type TLSListener struct {
+	// Addr is the host:port to listen on. "" means 127.0.0.1:0.
+	Addr string
+	// Certificate is the server's certificate and key. Required.
+	Certificate tls.Certificate
+	// ClientCAs verifies client certificates. Required.
+	ClientCAs *x509.CertPool
+	// Operators are the client certificates with operator rights, matched exactly.
+	// Nil means every client is a thing.
+	Operators []*x509.Certificate
+}
+
+// WebSocketListener configures MQTT over WebSocket at path /mqtt. The HTTP upgrade
+// must carry a SigV4 presigned query (AWS4-HMAC-SHA256, service iotdevicegateway —
+// or iotdata, the name older SDKs use) signed with one of Credentials; anything else
+// is refused with 403 before any MQTT traffic. Sub-protocols "mqtt" and "mqttv3.1"
+// are accepted.
+type WebSocketListener struct {
+	// Addr is the host:port to listen on. "" means 127.0.0.1:0.
+	Addr string
+	// Certificate, if set, serves wss:// with this certificate (no client
+	// certificate is asked for). Nil serves plain ws://.
+	Certificate *tls.Certificate
+	// Credentials are the access keys that may connect. At least one is required.
+	Credentials []Credential
+	// Region, if set, is the only region accepted in a signature's scope. "" accepts any.
+	Region string
+	// MaxSkew is how far X-Amz-Date may be from the server's clock, on top of
+	// X-Amz-Expires when present. Zero means 5 minutes, AWS's window.
+	MaxSkew time.Duration
+}
+
+// Credential is an AWS access key accepted by the WebSocket listener. Its LogValue
+// never shows the secret or the session token.
+type Credential struct {
+	// AccessKeyID identifies the key. Required and unique among Credentials.
+	AccessKeyID string
+	// SecretAccessKey verifies signatures. Required.
+	SecretAccessKey string
+	// SessionToken, if set, must arrive as X-Amz-Security-Token; "" means the key is
+	// a long-term key and a URL carrying a token is refused.
+	SessionToken string
+	// Thing, if set, makes connections with this key act as that thing; "" gives
+	// them operator rights.
+	Thing string
+}
+
+// LogValue shows the access key ID and thing, redacting the secrets.
+func (c Credential) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("access_key_id", c.AccessKeyID), slog.String("thing", c.Thing))
+}
+
+// Limits are AWS IoT Core's message broker limits (PROTOCOL.md §5.2). The zero value
+// enforces them all with AWS's values, except the publish throttle, which is off.
+type Limits struct {
+	// Off disables every limit below and the client ID, topic, QoS and keep-alive
+	// rules: a plain MQTT broker.
+	Off bool
+	// MaxPayload is the largest PUBLISH payload in bytes; a larger one closes the
+	// connection. Zero means 128 KiB; negative means no limit.
+	MaxPayload int
+	// MaxSubscriptions is how many subscriptions one connection may hold; filters
+	// beyond it get the SUBACK failure code. Zero means 50; negative means no limit.
+	MaxSubscriptions int
+	// MaxFiltersPerSubscribe is how many filters one SUBSCRIBE may carry; the rest get
+	// the SUBACK failure code. Zero means 8; negative means no limit.
+	MaxFiltersPerSubscribe int
+	// PublishesPerSecond, when positive, throttles each connection's inbound
+	// publishes; excess ones are dropped (AWS: 100). Zero means no throttle.
+	PublishesPerSecond int
+}
+
+// AWS IoT Core broker limits (PROTOCOL.md §5.2).
+const (
+	defaultMaxPayload        = 128 * 1024
+	defaultMaxSubscriptions  = 50
+	defaultMaxFilters        = 8
+	maxClientIDBytes         = 128
+	maxTopicBytes            = 256
+	maxTopicSlashes          = 7
+	minKeepAlive             = 30
+	maxKeepAlive             = 1200
+	defaultMaxSkew           = 5 * time.Minute
+	maxPresignExpiry         = 7 * 24 * time.Hour
+	connectTimeout           = 10 * time.Second
+	packetHeadroom           = 64 * 1024 // topic, header and properties on top of a payload
+	defaultListenAddr        = "127.0.0.1:0"
+	websocketPath            = "/mqtt"
+	alpnAmazonMQTT           = "x-amzn-mqtt-ca"
+	serviceIoTDeviceGateway  = "iotdevicegateway"
+	serviceIoTDataDeprecated = "iotdata"
+)
+
+// validate checks o and returns a copy with defaults filled in.
+func (o Options) validate() (Options, error) {
+	if o.Plain == nil && o.TLS == nil && o.WebSocket == nil {
+		o.Plain = &PlainListener{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Store == nil {
+		o.Store = &MemoryStore{}
+	}
+	if o.TLS != nil {
+		if len(o.TLS.Certificate.Certificate) == 0 || o.TLS.Certificate.PrivateKey == nil {
+			return o, fmt.Errorf("%w: TLS.Certificate is required", ErrInvalidOptions)
+		}
+		if o.TLS.ClientCAs == nil {
+			return o, fmt.Errorf("%w: TLS.ClientCAs is required", ErrInvalidOptions)
+		}
+	}
+	if ws := o.WebSocket; ws != nil {
+		if ws.Certificate != nil && (len(ws.Certificate.Certificate) == 0 || ws.Certificate.PrivateKey == nil) {
+			return o, fmt.Errorf("%w: WebSocket.Certificate has no certificate or key", ErrInvalidOptions)
+		}
+		if len(ws.Credentials) == 0 {
+			return o, fmt.Errorf("%w: WebSocket.Credentials is empty", ErrInvalidOptions)
+		}
+		if ws.MaxSkew < 0 {
+			return o, fmt.Errorf("%w: WebSocket.MaxSkew is negative", ErrInvalidOptions)
+		}
+		seen := make(map[string]bool, len(ws.Credentials))
+		for i, c := range ws.Credentials {
+			if c.AccessKeyID == "" || c.SecretAccessKey == "" {
+				return o, fmt.Errorf("%w: WebSocket.Credentials[%d] needs an access key ID and a secret", ErrInvalidOptions, i)
+			}
+			if seen[c.AccessKeyID] {
+				return o, fmt.Errorf("%w: WebSocket.Credentials[%d]: access key ID %s given twice", ErrInvalidOptions, i, c.AccessKeyID)
+			}
+			seen[c.AccessKeyID] = true
+			if c.Thing != "" {
+				if err := (shadowstate.ID{Thing: c.Thing}).Validate(); err != nil {
+					return o, fmt.Errorf("%w: WebSocket.Credentials[%d]: %w", ErrInvalidOptions, i, err)
+				}
+			}
+		}
+	}
+	for _, f := range o.ThingTopics {
+		if strings.HasPrefix(f, "$") {
+			return o, fmt.Errorf("%w: ThingTopics: %q is a reserved topic", ErrInvalidOptions, f)
+		}
+		if !mqtt.IsValidFilter(strings.ReplaceAll(f, thingPlaceholder, "x"), false) {
+			return o, fmt.Errorf("%w: ThingTopics: %q is not a valid topic filter", ErrInvalidOptions, f)
+		}
+	}
+	l := &o.Limits
+	l.MaxPayload = orDefault(l.MaxPayload, defaultMaxPayload)
+	l.MaxSubscriptions = orDefault(l.MaxSubscriptions, defaultMaxSubscriptions)
+	l.MaxFiltersPerSubscribe = orDefault(l.MaxFiltersPerSubscribe, defaultMaxFilters)
+	if l.PublishesPerSecond < 0 {
+		return o, fmt.Errorf("%w: Limits.PublishesPerSecond is negative", ErrInvalidOptions)
+	}
+	return o, nil
+}
+
+// orDefault maps zero to def and a negative value to 0, meaning no limit.
+func orDefault(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+func addrOrDefault(addr string) string {
+	if addr == "" {
+		return defaultListenAddr
+	}
+	return addr
+}

@@ -1,0 +1,218 @@
+package localiot
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// ErrStarted is returned by Start when the server has been started before; a Server
+// runs once.
+var ErrStarted = errors.New("localiot: server already started")
+
+// Server is a local stand-in for AWS IoT Core's message broker: an embedded MQTT
+// broker with plain, mutual-TLS and SigV4 WebSocket listeners, AWS IoT's policy-like
+// authorisation and its broker limits. Create it with New and run it with Start. Its
+// methods are safe for concurrent use.
+type Server struct {
+	opts   Options
+	broker *mqtt.Server
+	gate   *gateHook
+	shadow *shadowService
+
+	started atomic.Bool
+	ready   chan struct{} // closed once every listener is bound
+	mu      sync.Mutex    // guards endpoints
+	eps     Endpoints
+}
+
+// Endpoints are the URLs of a running server's listeners, "" for a listener not
+// configured: mqtt://host:port, mqtts://host:port and ws://host:port/mqtt (wss:// with
+// a WebSocket certificate).
+type Endpoints struct {
+	Plain     string
+	TLS       string
+	WebSocket string
+}
+
+// New validates opts and prepares a server. It binds no socket and starts no
+// goroutine; Start does.
+func New(opts Options) (*Server, error) {
+	opts, err := opts.validate()
+	if err != nil {
+		return nil, err
+	}
+	capabilities := mqtt.NewDefaultServerCapabilities()
+	if !opts.Limits.Off {
+		capabilities.MaximumQos = 1 // AWS IoT has no QoS 2; the gate refuses it visibly first
+		if opts.Limits.MaxPayload > 0 {
+			capabilities.MaximumPacketSize = uint32(opts.Limits.MaxPayload + packetHeadroom)
+		}
+	}
+	broker := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Capabilities: capabilities,
+		Logger:       slog.New(minLevelHandler{Handler: opts.Logger.Handler(), min: slog.LevelWarn}).With("component", "mochi"),
+	})
+	gate := &gateHook{
+		broker: broker,
+		policy: &policy{thingTopics: opts.ThingTopics},
+		limits: opts.Limits,
+		log:    opts.Logger,
+	}
+	if opts.Plain != nil {
+		gate.plain = *opts.Plain
+	}
+	if opts.TLS != nil {
+		for _, op := range opts.TLS.Operators {
+			if op != nil {
+				gate.ops = append(gate.ops, op.Raw)
+			}
+		}
+	}
+	if err := broker.AddHook(gate, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
+	if err := broker.AddHook(&willMarker{}, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
+	return &Server{
+		opts:   opts,
+		broker: broker,
+		gate:   gate,
+		shadow: newShadowService(opts.Store, nil, opts.Logger),
+		ready:  make(chan struct{}),
+	}, nil
+}
+
+// Start binds every listener, serves until ctx ends, then disconnects every client,
+// closes the listeners and returns nil. It returns an error at once if a listener
+// cannot be bound or the server was started before.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	var (
+		ls  []listeners.Listener
+		eps Endpoints
+	)
+	closeAll := func() {
+		for _, l := range ls {
+			l.Close(func(string) {})
+		}
+	}
+	var lc net.ListenConfig
+	if p := s.opts.Plain; p != nil {
+		ln, err := lc.Listen(ctx, "tcp", addrOrDefault(p.Addr))
+		if err != nil {
+			return fmt.Errorf("plain listener: %w", err)
+		}
+		ls = append(ls, &netListener{id: listenerPlain, ln: ln})
+		eps.Plain = "mqtt://" + ln.Addr().String()
+	}
+	if t := s.opts.TLS; t != nil {
+		ln, err := lc.Listen(ctx, "tcp", addrOrDefault(t.Addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("tls listener: %w", err)
+		}
+		cfg := &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{t.Certificate},
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			ClientCAs:    t.ClientCAs,
+			NextProtos:   []string{alpnAmazonMQTT},
+		}
+		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg})
+		eps.TLS = "mqtts://" + ln.Addr().String()
+	}
+	if w := s.opts.WebSocket; w != nil {
+		ln, err := lc.Listen(ctx, "tcp", addrOrDefault(w.Addr))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("websocket listener: %w", err)
+		}
+		ls = append(ls, newWSListener(listenerWS, ln, w))
+		scheme := "ws://"
+		if w.Certificate != nil {
+			scheme = "wss://"
+		}
+		eps.WebSocket = scheme + ln.Addr().String() + websocketPath
+	}
+	for _, l := range ls {
+		if err := s.broker.AddListener(l); err != nil {
+			closeAll()
+			return fmt.Errorf("add listener %s: %w", l.ID(), err)
+		}
+	}
+
+	if err := s.attachShadowService(); err != nil {
+		closeAll()
+		return err
+	}
+
+	if err := s.broker.Serve(); err != nil {
+		closeAll()
+		return fmt.Errorf("serve: %w", err)
+	}
+	s.mu.Lock()
+	s.eps = eps
+	s.mu.Unlock()
+	close(s.ready)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket)
+
+	<-ctx.Done()
+	err := s.broker.Close() // closes listeners, disconnects clients, stops the event loop
+	for _, l := range ls {
+		switch l := l.(type) {
+		case *netListener:
+			l.conns.wait()
+		case *wsListener:
+			l.conns.wait()
+		}
+	}
+	s.opts.Logger.Info("localiot stopped")
+	if err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+// Ready returns a channel closed once Start has bound every listener and the broker
+// serves. It is never closed if Start fails first.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Endpoints returns the listeners' URLs, with the ports actually bound. It returns
+// the zero Endpoints until Ready is closed.
+func (s *Server) Endpoints() Endpoints {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eps
+}
+
+// minLevelHandler passes on only records at or above min: the embedded broker logs
+// freely at Info, which is noise for us.
+type minLevelHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+}
+
+func (h minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{Handler: h.Handler.WithGroup(name), min: h.min}
+}

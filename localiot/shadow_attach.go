@@ -1,0 +1,193 @@
+package localiot
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	mqttc "github.com/eclipse/paho.mqtt.golang"
+)
+
+// BrokerShadowOptions configure a Device Shadow service that runs as an ordinary MQTT
+// client of any broker (mosquitto, EMQX, ...), so that shadows work on brokers that have
+// no shadow service of their own. The zero value is not usable: Broker is required.
+type BrokerShadowOptions struct {
+	// Broker is the broker's URL: mqtt://host:port or tcp://host:port for plain MQTT,
+	// mqtts://host:port or ssl://host:port for TLS. Required.
+	Broker string
+	// ClientID is the service's MQTT client ID. Defaults to "localiot-shadow-" plus a
+	// random suffix, so that two services never kick each other off.
+	ClientID string
+	// Username and Password are sent in CONNECT when set.
+	Username string
+	Password string
+	// TLSConfig is used for mqtts:// brokers. Defaults to the system roots.
+	TLSConfig *tls.Config
+	// Store keeps the shadows. Defaults to a new MemoryStore.
+	Store Store
+	// Logger receives the service's logs. Defaults to discarding them.
+	Logger *slog.Logger
+}
+
+// BrokerShadowService is the Device Shadow service attached to an external broker: it
+// subscribes to every shadow request topic, answers each request as AWS IoT would,
+// and publishes the replies through the broker. Requests are handled one at a time in
+// the order the broker delivers them. Build it with NewBrokerShadowService and run it
+// with Start.
+//
+// Unlike the embedded service, it cannot tell a client's Last Will from an ordinary
+// publish, so a will addressed to a shadow request topic is applied (AWS ignores those).
+type BrokerShadowService struct {
+	opts  BrokerShadowOptions
+	svc   *shadowService
+	ready chan struct{}
+
+	mu      sync.Mutex
+	pending []request // requests delivered by the broker, not yet handled
+	wake    chan struct{}
+}
+
+type request struct {
+	topic   string
+	payload []byte
+}
+
+// NewBrokerShadowService checks the options and prepares the service; it connects to
+// nothing until Start.
+func NewBrokerShadowService(opts BrokerShadowOptions) (*BrokerShadowService, error) {
+	if opts.Broker == "" {
+		return nil, errors.New("localiot: broker shadow service: Broker URL is required")
+	}
+	u, err := url.Parse(opts.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("localiot: broker shadow service: broker URL %q: %w", opts.Broker, err)
+	}
+	switch u.Scheme {
+	case "mqtt":
+		u.Scheme = "tcp"
+	case "mqtts":
+		u.Scheme = "ssl"
+	case "tcp", "ssl":
+	default:
+		return nil, fmt.Errorf("localiot: broker shadow service: broker URL %q: scheme must be mqtt, mqtts, tcp or ssl", opts.Broker)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("localiot: broker shadow service: broker URL %q has no host", opts.Broker)
+	}
+	opts.Broker = u.String()
+	if opts.ClientID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		opts.ClientID = "localiot-shadow-" + hex.EncodeToString(b[:])
+	}
+	if opts.Store == nil {
+		opts.Store = &MemoryStore{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &BrokerShadowService{
+		opts:  opts,
+		svc:   newShadowService(opts.Store, nil, opts.Logger),
+		ready: make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Ready is closed once the service has subscribed to the request topics for the first
+// time: requests published after that are answered.
+func (b *BrokerShadowService) Ready() <-chan struct{} { return b.ready }
+
+// Start connects to the broker and serves shadow requests until ctx ends; it
+// reconnects and resubscribes by itself when the connection drops. It returns nil
+// after ctx ends, or an error if the first connection cannot be made.
+func (b *BrokerShadowService) Start(ctx context.Context) error {
+	log := b.opts.Logger
+	var once sync.Once
+	co := mqttc.NewClientOptions().
+		AddBroker(b.opts.Broker).
+		SetClientID(b.opts.ClientID).
+		SetUsername(b.opts.Username).
+		SetPassword(b.opts.Password).
+		SetCleanSession(true).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetConnectTimeout(10 * time.Second)
+	if b.opts.TLSConfig != nil {
+		co.SetTLSConfig(b.opts.TLSConfig)
+	}
+	co.SetOnConnectHandler(func(c mqttc.Client) {
+		filters := make(map[string]byte, len(shadowRequestFilters))
+		for _, f := range shadowRequestFilters {
+			filters[f] = 1
+		}
+		// The subscription is waited for on a goroutine of its own: paho runs this
+		// handler on its connection goroutine, which must stay free to read the SUBACK.
+		go func() {
+			tok := c.SubscribeMultiple(filters, b.enqueue)
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				log.Error("shadow service could not subscribe to the request topics", "broker", b.opts.Broker, "error", tok.Error())
+				return
+			}
+			log.Info("shadow service attached", "broker", b.opts.Broker, "client", b.opts.ClientID)
+			once.Do(func() { close(b.ready) })
+		}()
+	})
+	co.SetConnectionLostHandler(func(_ mqttc.Client, err error) {
+		log.Warn("shadow service lost its broker connection; reconnecting", "broker", b.opts.Broker, "error", err)
+	})
+	client := mqttc.NewClient(co)
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		client.Disconnect(0)
+		return nil
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("localiot: broker shadow service: connect to %s: %w", b.opts.Broker, err)
+	}
+	defer client.Disconnect(250)
+
+	publish := func(topic string, payload []byte) {
+		t := client.Publish(topic, 1, false, payload)
+		if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+			log.Error("shadow reply not delivered to the broker", "topic", topic, "error", t.Error())
+		}
+	}
+	for {
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = nil
+		b.mu.Unlock()
+		for _, r := range batch {
+			b.svc.handle(r.topic, r.payload, publish)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.wake:
+		}
+	}
+}
+
+// enqueue receives requests from paho. It never blocks, so paho's connection goroutine
+// stays free to read the acknowledgements of the replies being published.
+func (b *BrokerShadowService) enqueue(_ mqttc.Client, m mqttc.Message) {
+	b.mu.Lock()
+	b.pending = append(b.pending, request{topic: m.Topic(), payload: m.Payload()})
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
