@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mqttc "github.com/eclipse/paho.mqtt.golang"
+	"github.com/shadowsync/shadowsync/localiot"
+)
+
+// binary is the shadowsync command built once for the tests that drive it as a user
+// would.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shadowsync-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "shadowsync")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		panic("build shadowsync: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running shadowsync process.
+type proc struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *strings.Builder
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, lines: make(chan string, 64), stderr: &strings.Builder{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+// banner reads the lines serve prints at start, up to its "data" line, by kind.
+func (p *proc) banner(t *testing.T) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("serve exited before it was ready; stderr:\n%s", p.stderr)
+			}
+			kind, rest, _ := strings.Cut(l, " ")
+			got[kind] = strings.Fields(rest)[0]
+			if kind == "data" {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("serve printed %v and nothing more in 20s; stderr:\n%s", got, p.stderr)
+		}
+	}
+}
+
+// stop sends sig and waits for the process to exit, returning its exit code.
+func (p *proc) stop(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no exit within 10s of %v", sig)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// runToEnd runs shadowsync to completion and returns its exit code and output.
+func runToEnd(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, _ := cmd.CombinedOutput()
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+func mqttClient(t *testing.T, broker, id string, cfg *tls.Config) mqttc.Client {
+	t.Helper()
+	o := mqttc.NewClientOptions().AddBroker(broker).SetClientID(id).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	if cfg != nil {
+		o.SetTLSConfig(cfg)
+	}
+	c := mqttc.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", broker, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// roundTrip publishes payload on a shadow request topic and returns the first reply
+// on reply.
+func roundTrip(t *testing.T, c mqttc.Client, reply, topic, payload string) string {
+	t.Helper()
+	got := make(chan string, 1)
+	if tok := c.Subscribe(reply, 1, func(_ mqttc.Client, m mqttc.Message) {
+		select {
+		case got <- string(m.Payload()):
+		default:
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", reply, tok.Error())
+	}
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+	select {
+	case m := <-got:
+		c.Unsubscribe(reply).WaitTimeout(5 * time.Second)
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no reply on %s", reply)
+	}
+	return ""
+}
+
+func TestServeWithCertificatesAndData(t *testing.T) {
+	certs, data := t.TempDir(), t.TempDir()
+	args := []string{"serve", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0", "--certs", certs, "--thing", "Dev-1", "--data", data}
+	p := start(t, nil, args...)
+	eps := p.banner(t)
+	if eps["certs"] != certs || eps["data"] != data || !strings.HasPrefix(eps["mqtts"], "mqtts://127.0.0.1:") || !strings.HasPrefix(eps["mqtt"], "mqtt://127.0.0.1:") {
+		t.Fatalf("banner %v", eps)
+	}
+	for _, f := range []string{"ca.pem", "server.pem", "server.key", "operator.pem", "operator.key", "Dev-1.pem", "Dev-1.key"} {
+		if _, err := os.Stat(filepath.Join(certs, f)); err != nil {
+			t.Errorf("certificate file: %v", err)
+		}
+	}
+
+	// A device configured the way an AWS IoT SDK is — CA file, certificate file, key
+	// file, endpoint — updates its shadow over TLS.
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certs, "Dev-1.pem"), filepath.Join(certs, "Dev-1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(certs, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	dev := mqttClient(t, eps["mqtts"], "Dev-1", &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: "localhost"})
+	reply := roundTrip(t, dev, "$aws/things/Dev-1/shadow/update/accepted", "$aws/things/Dev-1/shadow/update", `{"state":{"reported":{"fw":"1.0"}}}`)
+	if !strings.Contains(reply, `"version":1`) {
+		t.Fatalf("update accepted: %s", reply)
+	}
+	if code := p.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit code %d after SIGINT; stderr:\n%s", code, p.stderr)
+	}
+
+	// Restarted on the same directories: same certificates, same shadows.
+	before, _ := os.ReadFile(filepath.Join(certs, "Dev-1.pem"))
+	p = start(t, nil, args...)
+	eps = p.banner(t)
+	after, _ := os.ReadFile(filepath.Join(certs, "Dev-1.pem"))
+	if string(before) != string(after) {
+		t.Error("restart regenerated the thing's certificate")
+	}
+	op := mqttClient(t, eps["mqtt"], "app", nil)
+	reply = roundTrip(t, op, "$aws/things/Dev-1/shadow/get/accepted", "$aws/things/Dev-1/shadow/get", ``)
+	if !strings.Contains(reply, `"version":1`) || !strings.Contains(reply, `"fw":"1.0"`) {
+		t.Fatalf("shadow after restart: %s", reply)
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.stderr)
+	}
+}
+
+func TestServeWebSocketBanner(t *testing.T) {
+	p := start(t, []string{"AWS_ACCESS_KEY_ID=AKIDLOCAL", "AWS_SECRET_ACCESS_KEY=local-secret"},
+		"serve", "--ws", "127.0.0.1:0", "--certs", t.TempDir())
+	eps := p.banner(t)
+	if !strings.HasPrefix(eps["ws"], "wss://127.0.0.1:") || !strings.HasSuffix(eps["ws"], "/mqtt") {
+		t.Fatalf("banner %v", eps)
+	}
+	if _, ok := eps["mqtt"]; ok {
+		t.Errorf("--ws alone also served plain MQTT: %v", eps)
+	}
+	p.stop(t, syscall.SIGINT)
+}
+
+func TestUsageErrors(t *testing.T) {
+	noCreds := []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"serve", "--log-level", "loud"}, 2, `--log-level "loud"`},
+		{[]string{"serve", "--ws", "127.0.0.1:0"}, 2, "--ws needs --access-key-id"},
+		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--thing", "x"}, 2, "--thing and --certs need"},
+		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--thing", "bad name"}, 1, `thing name "bad name"`},
+		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"serve", "--mqtt", "256.0.0.1:1"}, 1, "plain listener"},
+		{[]string{"help"}, 0, "serve"},
+		{[]string{"help", "serve"}, 0, "-data DIR"},
+	} {
+		code, out := runToEnd(t, noCreds, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("shadowsync %s: exit %d, output:\n%s\nwant exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
+		}
+	}
+}
+
+func TestServeOperatorCertificate(t *testing.T) {
+	dir := t.TempDir()
+	set, err := localiot.EnsureCerts(dir, "Admin-1", "Dev-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, nil, "serve", "--mqtts", "127.0.0.1:0", "--certs", dir, "--thing", "Admin-1", "--thing", "Dev-2",
+		"--operator-cert", filepath.Join(dir, "Admin-1.pem"))
+	eps := p.banner(t)
+	for name, wantOperator := range map[string]bool{"Admin-1": true, "Dev-2": false} {
+		cfg, err := set.ClientTLS(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := mqttClient(t, eps["mqtts"], name, cfg)
+		tok := c.Subscribe("$aws/things/Someone-Else/shadow/update/delta", 1, nil)
+		if !tok.WaitTimeout(10 * time.Second) {
+			t.Fatal("no SUBACK")
+		}
+		granted := tok.(*mqttc.SubscribeToken).Result()["$aws/things/Someone-Else/shadow/update/delta"] == 1
+		if granted != wantOperator {
+			t.Errorf("%s may read another thing's shadow: %v, want %v", name, granted, wantOperator)
+		}
+	}
+	p.stop(t, syscall.SIGINT)
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/shadowsync/shadowsync/localiot"
+)
+
+const (
+	defaultPlainAddr = "127.0.0.1:1883"
+	defaultTLSAddr   = "127.0.0.1:8883"
+)
+
+// runServe runs localiot until ctx ends (SIGINT or SIGTERM).
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stdout)
+	var (
+		plainAddr  = fs.String("mqtt", "", "serve plain MQTT on `ADDR` (local development only; clients get operator rights)")
+		tlsAddr    = fs.String("mqtts", "", "serve MQTT over TLS with client certificates on `ADDR`")
+		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt")
+		certDir    = fs.String("certs", "", "generate or reuse the CA, server, operator and thing certificates in `DIR` (default: a shadowsync directory in the user's cache directory)")
+		dataDir    = fs.String("data", "", "keep shadows in `DIR` so that they survive restarts (default: in memory)")
+		keyID      = fs.String("access-key-id", os.Getenv("AWS_ACCESS_KEY_ID"), "access key `ID` WebSocket clients sign with (default: $AWS_ACCESS_KEY_ID)")
+		secret     = fs.String("secret-access-key", "", "secret access `KEY` for --access-key-id (default: $AWS_SECRET_ACCESS_KEY)")
+		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights")
+		logLevel   = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+		things     listFlag
+	)
+	fs.Var(&things, "thing", "generate or reuse a client certificate for thing `NAME` (repeatable)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *secret == "" {
+		*secret = os.Getenv("AWS_SECRET_ACCESS_KEY")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if *plainAddr == "" && *tlsAddr == "" && *wsAddr == "" {
+		*plainAddr, *tlsAddr = defaultPlainAddr, defaultTLSAddr
+	}
+	var opts localiot.Options
+	opts.Logger = log
+	if *plainAddr != "" {
+		opts.Plain = &localiot.PlainListener{Addr: *plainAddr}
+	}
+	var certs *localiot.CertSet
+	if *tlsAddr != "" || *wsAddr != "" {
+		dir := *certDir
+		if dir == "" {
+			cache, err := os.UserCacheDir()
+			if err != nil {
+				return fmt.Errorf("%w: no --certs directory given and no cache directory: %v", errUsage, err)
+			}
+			dir = filepath.Join(cache, "shadowsync", "certs")
+		}
+		var err error
+		if certs, err = localiot.EnsureCerts(dir, things...); err != nil {
+			return err
+		}
+	} else if len(things) > 0 || *certDir != "" {
+		return fmt.Errorf("%w: --thing and --certs need a TLS or WebSocket listener (--mqtts or --ws)", errUsage)
+	}
+	if *tlsAddr != "" {
+		opts.TLS = certs.TLSListener(*tlsAddr)
+		if *operatorPE != "" {
+			cert, err := readCertificate(*operatorPE)
+			if err != nil {
+				return err
+			}
+			opts.TLS.Operators = append(opts.TLS.Operators, cert)
+		}
+	} else if *operatorPE != "" {
+		return fmt.Errorf("%w: --operator-cert needs --mqtts", errUsage)
+	}
+	if *wsAddr != "" {
+		if *keyID == "" || *secret == "" {
+			return fmt.Errorf("%w: --ws needs --access-key-id and --secret-access-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", errUsage)
+		}
+		opts.WebSocket = &localiot.WebSocketListener{
+			Addr:        *wsAddr,
+			Certificate: &certs.Server,
+			Credentials: []localiot.Credential{{AccessKeyID: *keyID, SecretAccessKey: *secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}},
+		}
+	}
+	if *dataDir != "" {
+		store, err := localiot.OpenDirStore(*dataDir)
+		if err != nil {
+			return err
+		}
+		opts.Store = store
+	}
+
+	srv, err := localiot.New(opts)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-srv.Ready():
+	}
+	eps := srv.Endpoints()
+	if eps.Plain != "" {
+		fmt.Fprintf(stdout, "mqtt   %s  (plain, operator rights: local development only)\n", eps.Plain)
+	}
+	if eps.TLS != "" {
+		fmt.Fprintf(stdout, "mqtts  %s  (TLS, client certificate required)\n", eps.TLS)
+	}
+	if eps.WebSocket != "" {
+		fmt.Fprintf(stdout, "ws     %s  (SigV4 presigned URL, access key %s)\n", eps.WebSocket, *keyID)
+	}
+	if certs != nil {
+		names := []string{"ca.pem", "server.pem", "operator.pem/.key"}
+		for _, t := range things {
+			names = append(names, t+".pem/.key")
+		}
+		fmt.Fprintf(stdout, "certs  %s  (%s)\n", certs.Dir, strings.Join(names, ", "))
+	}
+	if *dataDir != "" {
+		fmt.Fprintf(stdout, "data   %s\n", *dataDir)
+	} else {
+		fmt.Fprintln(stdout, "data   in memory (use --data DIR to keep shadows across restarts)")
+	}
+	return <-done
+}
+
+// readCertificate reads the first certificate of a PEM file.
+func readCertificate(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, fmt.Errorf("%s: %w", path, errors.New("no PEM certificate found"))
+		}
+		if block.Type == "CERTIFICATE" {
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return cert, nil
+		}
+	}
+}
