@@ -43,7 +43,7 @@ type Options struct {
 	Limits Limits
 
 	// Store keeps the Device Shadow service's shadows. Nil means a new MemoryStore, so
-	// shadows last as long as the server; an OpenDirStore keeps them across restarts.
+	// shadows last as long as the server; an OpenBoltStore keeps them across restarts.
 	Store Store
 
 	// Logger receives the server's logs; the embedded broker's own logs arrive at Warn

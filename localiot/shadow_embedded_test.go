@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,13 +107,14 @@ func TestLastWillOnShadowTopicIsNotApplied(t *testing.T) {
 	}
 }
 
-func TestShadowsSurviveRestartWithDirStore(t *testing.T) {
-	dir := t.TempDir()
+func TestShadowsSurviveRestartWithBoltStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shadows.db")
 	run := func(f func(s *Server)) {
-		store, err := OpenDirStore(dir)
+		store, err := OpenBoltStore(path)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer store.Close()
 		s, err := New(Options{Store: store})
 		if err != nil {
 			t.Fatal(err)

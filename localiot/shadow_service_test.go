@@ -75,30 +75,34 @@ func TestShadowServiceReplies(t *testing.T) {
 	}
 }
 
-func TestShadowServiceStoreFailure(t *testing.T) {
-	dir := t.TempDir()
-	store, err := OpenDirStore(dir)
+func openBolt(t *testing.T, path string) *BoltStore {
+	t.Helper()
+	store, err := OpenBoltStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A file where the thing's directory must go makes every save fail for real.
-	if err := os.WriteFile(filepath.Join(dir, "Blocked"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+func TestShadowServiceStoreFailure(t *testing.T) {
+	store := openBolt(t, filepath.Join(t.TempDir(), "shadows.db"))
 	svc := newShadowService(store, fixedClock, slog.New(slog.DiscardHandler))
+	collect(svc, "$aws/things/Blocked/shadow/update", `{"state":{"reported":{"a":0}}}`)
+	store.Close() // every save now fails for real
 	got, _ := collect(svc, "$aws/things/Blocked/shadow/update", `{"state":{"reported":{"a":1}},"clientToken":"s1"}`)
 	want := []published{{"$aws/things/Blocked/shadow/update/rejected", `{"code":500,"message":"Internal service failure","clientToken":"s1","timestamp":1718000000}`}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("a failed save (-want +got):\n%s", diff)
 	}
-	if s, _ := store.Load(shadowstate.ID{Thing: "Blocked"}); s.Exists {
-		t.Error("the update is in the store although its save failed")
+	if s, _ := store.Load(shadowstate.ID{Thing: "Blocked"}); s.Version != 1 {
+		t.Errorf("the update is in the store although its save failed: version %d", s.Version)
 	}
 }
 
-func TestDirStoreSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	store, err := OpenDirStore(dir)
+func TestBoltStoreSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "shadows.db")
+	store, err := OpenBoltStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +113,14 @@ func TestDirStoreSurvivesRestart(t *testing.T) {
 	collect(svc, "$aws/things/t1/shadow/name/cfg/update", `{"state":{"reported":{"mode":"eco"}}}`)
 	collect(svc, "$aws/things/t2/shadow/update", `{"state":{"reported":{"x":1}}}`)
 	collect(svc, "$aws/things/t2/shadow/delete", ``)
-
-	reopened, err := OpenDirStore(dir)
-	if err != nil {
+	if _, err := OpenBoltStore(path); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("a second open of a store in use gave %v", err)
+	}
+	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
+
+	reopened := openBolt(t, path)
 	for _, id := range []shadowstate.ID{{Thing: "t1"}, {Thing: "t1", Name: "cfg"}, {Thing: "t2"}} {
 		before, _ := store.Load(id)
 		after, _ := reopened.Load(id)
@@ -132,17 +139,13 @@ func TestDirStoreSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestOpenDirStoreRefusesBadFiles(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "t1"), 0o755); err != nil {
+func TestOpenBoltStoreRefusesBadFiles(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "shadows.db")
+	if err := os.WriteFile(bad, []byte("this is not a bbolt database, not even close to one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bad := filepath.Join(dir, "t1", "shadow.json")
-	if err := os.WriteFile(bad, []byte(`{"thing":`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := OpenDirStore(dir); err == nil || !strings.Contains(err.Error(), bad) {
-		t.Errorf("a corrupt shadow file gave %v, want an error naming %s", err, bad)
+	if _, err := OpenBoltStore(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("a corrupt store gave %v, want an error naming %s", err, bad)
 	}
 }
 

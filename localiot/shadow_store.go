@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -60,57 +62,63 @@ func (m *MemoryStore) IDs() []shadowstate.ID {
 	return ids
 }
 
-// DirStore is a Store that keeps every shadow in a JSON file under a directory, so that
-// shadows and their versions survive a restart: <dir>/<thing>/shadow.json for the
-// classic shadow and <dir>/<thing>/name/<shadow>.json for a named one. Each save
-// replaces its file atomically before the service publishes the accepted reply. Reads
-// are served from memory. It is safe for concurrent use.
-type DirStore struct {
-	dir string
+// BoltStore is a Store that keeps every shadow in a bbolt database file, so that
+// shadows, their versions and deleted shadows' versions survive a restart. Each save
+// is committed to disk (fsync) before Save returns, so before the service publishes
+// the accepted reply. Reads are served from memory. It is safe for concurrent use;
+// only one process may have the file open at a time.
+type BoltStore struct {
+	db  *bolt.DB
 	mem MemoryStore
 }
 
-// OpenDirStore creates dir if needed and loads every shadow saved in it. A file that
-// cannot be read or decoded is an error naming the file, never silently skipped.
-func OpenDirStore(dir string) (*DirStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+var shadowsBucket = []byte("shadows")
+
+// OpenBoltStore opens (creating if needed) the database file at path and loads every
+// shadow in it. An unreadable file, a record that does not decode, or a file another
+// process holds open is an error naming the file.
+func OpenBoltStore(path string) (*BoltStore, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("localiot: shadow store: %w", err)
 	}
-	d := &DirStore{dir: dir}
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("localiot: shadow store %s: in use by another process", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localiot: shadow store %s: %w", path, err)
+	}
+	b := &BoltStore{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		bucket, err := tx.CreateBucketIfNotExists(shadowsBucket)
 		if err != nil {
 			return err
 		}
-		if e.IsDir() || filepath.Ext(path) != ".json" {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var s shadowstate.Shadow
-		if err := json.Unmarshal(data, &s); err != nil {
-			return fmt.Errorf("decode %s: %w", path, err)
-		}
-		if d.path(s.ID) != path {
-			return fmt.Errorf("%s holds shadow %v, which belongs in %s", path, s.ID, d.path(s.ID))
-		}
-		return d.mem.Save(s)
+		return bucket.ForEach(func(k, v []byte) error {
+			var s shadowstate.Shadow
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("record %q: %w", k, err)
+			}
+			if s.ID.String() != string(k) {
+				return fmt.Errorf("record %q holds shadow %v", k, s.ID)
+			}
+			return b.mem.Save(s)
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("localiot: shadow store %s: %w", dir, err)
+		db.Close()
+		return nil, fmt.Errorf("localiot: shadow store %s: %w", path, err)
 	}
-	return d, nil
+	return b, nil
 }
 
 // Load returns the stored shadow, or a never-created one.
-func (d *DirStore) Load(id shadowstate.ID) (shadowstate.Shadow, error) {
-	return d.mem.Load(id)
+func (b *BoltStore) Load(id shadowstate.ID) (shadowstate.Shadow, error) {
+	return b.mem.Load(id)
 }
 
-// Save writes s to its file (through a temporary file and a rename, so a crash never
-// leaves half a document) and then keeps it in memory.
-func (d *DirStore) Save(s shadowstate.Shadow) error {
+// Save commits s to the database file and then keeps it in memory.
+func (b *BoltStore) Save(s shadowstate.Shadow) error {
 	if err := s.ID.Validate(); err != nil {
 		return err
 	}
@@ -118,33 +126,17 @@ func (d *DirStore) Save(s shadowstate.Shadow) error {
 	if err != nil {
 		return err
 	}
-	path := d.path(s.ID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".save-*")
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(shadowsBucket).Put([]byte(s.ID.String()), data)
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("localiot: save shadow %v: %w", s.ID, err)
 	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return errors.Join(err, os.Remove(tmp.Name()))
-	}
-	return d.mem.Save(s)
+	return b.mem.Save(s)
 }
 
 // IDs returns the IDs of every shadow the store holds, deleted ones included.
-func (d *DirStore) IDs() []shadowstate.ID { return d.mem.IDs() }
+func (b *BoltStore) IDs() []shadowstate.ID { return b.mem.IDs() }
 
-func (d *DirStore) path(id shadowstate.ID) string {
-	if id.Name == "" {
-		return filepath.Join(d.dir, id.Thing, "shadow.json")
-	}
-	return filepath.Join(d.dir, id.Thing, "name", id.Name+".json")
-}
+// Close closes the database file. Saves after Close fail.
+func (b *BoltStore) Close() error { return b.db.Close() }

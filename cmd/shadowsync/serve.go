@@ -96,10 +96,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if *dataDir != "" {
-		store, err := localiot.OpenDirStore(*dataDir)
+		store, err := localiot.OpenBoltStore(filepath.Join(*dataDir, "shadows.db"))
 		if err != nil {
 			return err
 		}
+		defer store.Close()
 		opts.Store = store
 	}
 
