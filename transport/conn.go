@@ -1,0 +1,321 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowsync/shadowsync/queue"
+)
+
+// connState is where a Conn is in its life. Only the connection loop moves it
+// between down, restoring, draining and online; Close moves it to closed.
+type connState int
+
+const (
+	stDown      connState = iota // no connection: publishes are queued
+	stRestoring                  // connected, resubscribing: publishes are queued
+	stDraining                   // resubscribed, sending the queue: publishes join its tail
+	stOnline                     // queue empty: publishes go straight out
+	stClosed
+)
+
+// Conn is one MQTT connection to AWS IoT (or a local broker) that reconnects by
+// itself: after each reconnect it resubscribes every subscription, then sends the
+// publishes queued while offline, then reports online. One goroutine, run by Start,
+// owns the connection's life; everything else learns its state through
+// AwaitConnection, OnOnline and OnOffline. A Conn is safe for concurrent use.
+type Conn struct {
+	s       *settings
+	log     *slog.Logger
+	dialer  *dialer
+	clock   clock
+	offline *queue.Offline[*outgoing]
+	router  router
+	limit   *limiter
+
+	life       context.Context // ends at Close; handlers' ctx
+	cancelLife context.CancelFunc
+	started    atomic.Bool
+	runDone    chan struct{} // closed when the connection loop has finished
+	events     notifier
+
+	mu       sync.Mutex
+	state    connState
+	sess     *session      // current session while state is restoring, draining or online
+	onlineCh chan struct{} // closed while online; replaced when going down
+	lastErr  error         // why the last attempt or session failed
+	failed   chan struct{} // closed at the first permanent connect failure before ever being online
+	everUp   bool
+	failOnce sync.Once
+}
+
+// New validates cfg and returns a Conn that is not connected yet; Start (or Dial)
+// connects it. New starts no goroutine. Subscriptions and publishes made before the
+// first connection are kept and sent once online, like those made while offline.
+func New(cfg Config) (*Conn, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.NewOffline[*outgoing](s.OfflineQueueSize, s.OfflineDropPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	log := s.Logger.With("client_id", s.ClientID)
+	c := &Conn{
+		s:        s,
+		log:      log,
+		clock:    realClock{},
+		offline:  q,
+		router:   router{log: log},
+		limit:    newLimiter(s.pubGap, s.MaxPublishRate),
+		runDone:  make(chan struct{}),
+		onlineCh: make(chan struct{}),
+		failed:   make(chan struct{}),
+	}
+	c.dialer = &dialer{s: s, creds: &credentialSource{explicit: s.Credentials, profile: s.Profile}, now: func() time.Time { return c.clock.Now() }}
+	c.life, c.cancelLife = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Dial creates a Conn, starts it, and waits until it is online. It fails at once on
+// errors that retrying cannot fix (untrusted server certificate, refused client
+// certificate, not authorized, no credentials), and otherwise keeps retrying with
+// backoff until ctx ends, returning ctx's error together with the last attempt's.
+// The Conn runs until Close.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = c.Start(context.Background()) }()
+	select {
+	case <-c.onlineChan():
+		return c, nil
+	case <-c.failed:
+		err = c.LastError()
+	case <-ctx.Done():
+		err = c.awaitError(ctx)
+	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ConnectTimeout)
+	defer cancel()
+	_ = c.Close(closeCtx)
+	return nil, fmt.Errorf("dial %s: %w", c.s.ep, err)
+}
+
+// ClientID returns the MQTT client ID in use, generated when Config.ClientID is empty.
+func (c *Conn) ClientID() string { return c.s.ClientID }
+
+// IsOnline reports whether the connection is up, resubscribed and drained.
+func (c *Conn) IsOnline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stOnline
+}
+
+// Queued returns how many publishes wait in the offline queue.
+func (c *Conn) Queued() int { return c.offline.Len() }
+
+// LastError returns why the last connect attempt or connection failed, or nil.
+func (c *Conn) LastError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// AwaitConnection blocks until the Conn is online (returning nil at once if it is),
+// ctx ends, or the Conn is closed (ErrClosed). When ctx ends first, the error wraps
+// both ctx's error and the last connect error.
+func (c *Conn) AwaitConnection(ctx context.Context) error {
+	c.mu.Lock()
+	if c.state == stClosed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	ch := c.onlineCh
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		if !c.IsOnline() && c.isClosed() {
+			return ErrClosed
+		}
+		return nil
+	case <-c.life.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return c.awaitError(ctx)
+	}
+}
+
+func (c *Conn) awaitError(ctx context.Context) error {
+	if last := c.LastError(); last != nil {
+		return fmt.Errorf("await connection: %w; last attempt: %w", ctx.Err(), last)
+	}
+	return fmt.Errorf("await connection: %w", ctx.Err())
+}
+
+func (c *Conn) onlineChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.onlineCh
+}
+
+func (c *Conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stClosed
+}
+
+// Start runs the connection until ctx ends or Close is called, then disconnects and
+// returns nil. It connects at once and reconnects with Config.Backoff after failures
+// and losses. Start may be called once; it returns ErrStarted after that and
+// ErrClosed after Close.
+func (c *Conn) Start(ctx context.Context) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	if !c.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	defer close(c.runDone)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.life, cancel)
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { c.events.run() })
+	defer wg.Wait()
+	defer c.events.close()
+
+	c.run(runCtx)
+	c.finish()
+	return nil
+}
+
+// Close disconnects (sending DISCONNECT, bounded by Config.ConnectTimeout and ctx),
+// stops every handler goroutine and waits for them, within ctx. Publishes still
+// queued are dropped and logged. Close is idempotent; after it every call returns
+// ErrClosed.
+func (c *Conn) Close(ctx context.Context) error {
+	c.cancelLife()
+	if c.started.Load() {
+		select {
+		case <-c.runDone:
+		case <-ctx.Done():
+			return fmt.Errorf("close: %w", ctx.Err())
+		}
+	} else if c.started.CompareAndSwap(false, true) {
+		close(c.runDone)
+		c.finish()
+	}
+	for _, s := range c.router.removeAll() {
+		s.halt()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return fmt.Errorf("close: handler for %q still running: %w", s.filter, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// finish marks the Conn closed and reports what was left undone.
+func (c *Conn) finish() {
+	c.cancelLife()
+	c.mu.Lock()
+	wasOnline := c.state == stOnline
+	if !wasOnline {
+		close(c.onlineCh) // wakes AwaitConnection, which then sees stClosed
+	}
+	c.state = stClosed
+	c.mu.Unlock()
+	if wasOnline && c.s.OnOffline != nil {
+		c.events.post(func() { c.s.OnOffline(ErrClosed) })
+	}
+	if left := c.offline.Clear(); len(left) > 0 {
+		c.log.Warn("closed with publishes still queued; they are dropped", "count", len(left), "first_topic", left[0].topic)
+	}
+	for _, s := range c.router.removeAll() {
+		s.halt()
+	}
+}
+
+// setState moves to st; going online wakes AwaitConnection, leaving online arms a
+// new wait. It reports false if the Conn was closed meanwhile.
+func (c *Conn) setStateLocked(st connState) bool {
+	if c.state == stClosed {
+		return false
+	}
+	switch {
+	case st == stOnline && c.state != stOnline:
+		close(c.onlineCh)
+	case st != stOnline && c.state == stOnline:
+		c.onlineCh = make(chan struct{})
+	}
+	c.state = st
+	return true
+}
+
+// notifier runs OnOnline/OnOffline callbacks in order on one goroutine, never
+// under a lock; posting never blocks.
+type notifier struct {
+	mu     sync.Mutex
+	q      []func()
+	closed bool
+	wake   chan struct{}
+	once   sync.Once
+}
+
+func (n *notifier) init() { n.once.Do(func() { n.wake = make(chan struct{}, 1) }) }
+
+func (n *notifier) post(f func()) {
+	n.init()
+	n.mu.Lock()
+	n.q = append(n.q, f)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close makes run return once everything posted so far has run.
+func (n *notifier) close() {
+	n.init()
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run() {
+	n.init()
+	for {
+		n.mu.Lock()
+		q, closed := n.q, n.closed
+		n.q = nil
+		n.mu.Unlock()
+		for _, f := range q {
+			f()
+		}
+		if closed && len(q) == 0 {
+			return
+		}
+		if len(q) == 0 {
+			<-n.wake
+		}
+	}
+}
+
+// errLost marks an operation cut short by the loss of its connection; it never
+// reaches callers (publishes are requeued, subscriptions restored).
+var errLost = errors.New("transport: connection lost")

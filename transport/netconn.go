@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// idleConn enforces the keep-alive rule on the client side: once the MQTT session is
+// up (paho clears the handshake deadline), every Read must see data within idle
+// (1.5 × keep-alive), else the connection is dead — the rule AWS IoT applies to
+// clients. Since paho sends PINGREQ after a keep-alive of silence, a live server
+// always answers in time; a black-holed link is noticed at 1.5 × keep-alive at the
+// latest. It also turns the server closing the connection into ErrClosedByServer.
+type idleConn struct {
+	net.Conn
+	idle     time.Duration
+	clientID string
+	armed    atomic.Bool
+}
+
+// Read reads with the idle deadline once armed.
+func (c *idleConn) Read(p []byte) (int, error) {
+	armed := c.armed.Load()
+	if armed {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil && armed {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			err = fmt.Errorf("%w: nothing from the server for %v (1.5 × keep-alive)", ErrKeepAlive, c.idle)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+			err = fmt.Errorf("%w (%v): another connection may be using client ID %q, or the client broke a policy or limit", ErrClosedByServer, err, c.clientID)
+		}
+	}
+	return n, err
+}
+
+// SetDeadline passes t on; the zero time, which paho sets once CONNACK has arrived,
+// arms the idle deadline.
+func (c *idleConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.armed.Store(true)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// wsConn adapts a WebSocket to the byte stream paho reads and writes: MQTT packets go
+// in binary messages and may span or share messages. Reads happen on one goroutine
+// (paho's reader); writes are serialised here because paho's keep-alive and its
+// writer may write at the same time, which gorilla does not allow.
+type wsConn struct {
+	ws *websocket.Conn
+	r  io.Reader // current message, nil between messages
+
+	wmu sync.Mutex
+}
+
+var _ net.Conn = (*wsConn)(nil)
+
+// Read reads from the current binary message, moving on to the next as needed.
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					return 0, io.EOF
+				}
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				continue // MQTT travels in binary messages only
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+// Write sends p as one binary message.
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close closes the underlying connection without a close handshake (MQTT's
+// DISCONNECT has already said goodbye).
+func (c *wsConn) Close() error { return c.ws.Close() }
+
+// LocalAddr returns the local network address.
+func (c *wsConn) LocalAddr() net.Addr { return c.ws.LocalAddr() }
+
+// RemoteAddr returns the remote network address.
+func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+
+// SetDeadline sets both deadlines.
+func (c *wsConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+}
+
+// SetReadDeadline sets the read deadline.
+func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline, under the write lock gorilla requires.
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.SetWriteDeadline(t)
+}

@@ -1,0 +1,252 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shadowsync/shadowsync/queue"
+)
+
+// Option is a per-call setting for Publish and Subscribe.
+type Option func(*options)
+
+type options struct {
+	qos       byte
+	retain    bool
+	noOffline bool
+}
+
+// QoS sets the quality of service: 0 (at most once, the default) or 1 (at least
+// once). QoS 2 is refused with ErrQoS2, since AWS IoT does not support it.
+func QoS(q byte) Option { return func(o *options) { o.qos = q } }
+
+// Retain asks the server to keep the published message for future subscribers.
+// Subscribe ignores it.
+func Retain() Option { return func(o *options) { o.retain = true } }
+
+// NoOfflineQueue makes Publish fail with ErrOffline instead of queueing while the
+// connection is not online, and when the connection is lost before a QoS 1
+// acknowledgement. It is for time-sensitive requests, such as shadow requests, that
+// are worthless later. Subscribe ignores it.
+func NoOfflineQueue() Option { return func(o *options) { o.noOffline = true } }
+
+func applyOptions(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// outgoing is a publish, sent now or queued offline.
+type outgoing struct {
+	topic    string
+	payload  []byte
+	qos      byte
+	retain   bool
+	queuedAt time.Time
+}
+
+// Publish sends payload to topic. Online, it returns once the message is written
+// (QoS 0) or acknowledged (QoS 1), within ctx and Config.OperationTimeout, and after
+// waiting for the publish rate cap if needed.
+//
+// While the connection is down, or being restored, the message joins the offline
+// queue and Publish returns nil at once; queued messages are sent in order after the
+// next reconnect, before new ones. A full queue with DropNewest refuses the message
+// with an error wrapping queue.ErrFull; with DropOldest the message is queued and the
+// oldest queued message is dropped and logged. With queueing disabled Publish fails
+// with ErrOffline. A QoS 1 message whose connection is lost before its PUBACK is
+// queued again (it may then arrive twice, as QoS 1 allows).
+func (c *Conn) Publish(ctx context.Context, topic string, payload []byte, opts ...Option) error {
+	o := applyOptions(opts)
+	if err := validTopic(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if err := validQoS(o.qos); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	p := &outgoing{topic: topic, payload: bytes.Clone(payload), qos: o.qos, retain: o.retain}
+
+	c.mu.Lock()
+	switch c.state {
+	case stClosed:
+		c.mu.Unlock()
+		return ErrClosed
+	case stOnline:
+		sess := c.sess
+		c.mu.Unlock()
+		err := c.send(ctx, sess, p)
+		if errors.Is(err, errLost) {
+			if o.noOffline {
+				return fmt.Errorf("publish %s: %w: connection lost before the acknowledgement", topic, ErrOffline)
+			}
+			return c.enqueue(p)
+		}
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+		return nil
+	}
+	defer c.mu.Unlock()
+	if o.noOffline {
+		return fmt.Errorf("publish %s: %w (not queued: NoOfflineQueue)", topic, ErrOffline)
+	}
+	return c.enqueueLocked(p)
+}
+
+// enqueue queues p after its connection was lost under it.
+func (c *Conn) enqueue(p *outgoing) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stOnline {
+		// A new session came up meanwhile; the queue is empty, so p goes at its head.
+		c.log.Debug("publish interrupted by a reconnect; queued", "topic", p.topic)
+	}
+	return c.enqueueLocked(p)
+}
+
+func (c *Conn) enqueueLocked(p *outgoing) error {
+	if c.state == stClosed {
+		return ErrClosed
+	}
+	if c.offline.Size() == queue.Disabled {
+		return fmt.Errorf("publish %s: %w (offline queueing is disabled)", p.topic, ErrOffline)
+	}
+	p.queuedAt = time.Now()
+	evicted, dropped, err := c.offline.Push(p)
+	if err != nil {
+		return fmt.Errorf("publish %s while offline: %w", p.topic, err)
+	}
+	if dropped {
+		c.log.Warn("offline queue full: dropped the oldest queued publish to make room (DropOldest)",
+			"dropped_topic", evicted.topic, "dropped_queued_at", evicted.queuedAt, "new_topic", p.topic)
+	}
+	if c.state == stOnline {
+		// Only reachable from enqueue: hand the message to a drain pass.
+		c.setStateLocked(stDraining)
+		go c.drainLate()
+	}
+	return nil
+}
+
+// drainLate sends what enqueue put back while online. It runs rarely: only when a
+// publish lost its connection and the next session was already online.
+func (c *Conn) drainLate() {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess != nil {
+		_ = c.drain(c.life, sess)
+	}
+}
+
+// send publishes p on sess and waits for it to complete.
+func (c *Conn) send(ctx context.Context, sess *session, p *outgoing) error {
+	if err := c.limit.wait(ctx); err != nil {
+		return err
+	}
+	return c.await(ctx, sess, sess.cli.Publish(p.topic, p.qos, p.retain, p.payload))
+}
+
+// drain sends the offline queue on sess at DrainRate, oldest first, and goes online
+// when it is empty. Publishes made meanwhile join its tail. An item whose connection
+// is lost is put back at the head for the next session.
+func (c *Conn) drain(ctx context.Context, sess *session) error {
+	var sent int
+	for {
+		c.mu.Lock()
+		if c.sess != sess {
+			c.mu.Unlock()
+			return errLost
+		}
+		p, ok := c.offline.Pop()
+		if !ok {
+			online := c.setStateLocked(stOnline)
+			c.everUp = true
+			c.mu.Unlock()
+			if !online {
+				return ErrClosed
+			}
+			if sent > 0 {
+				c.log.Info("offline queue drained", "sent", sent)
+			}
+			return nil
+		}
+		c.mu.Unlock()
+
+		if sent > 0 && c.s.drainGap > 0 {
+			t := time.NewTimer(c.s.drainGap)
+			select {
+			case <-t.C:
+			case <-sess.lost:
+				t.Stop()
+				c.offline.Requeue(p)
+				return sess.lostErr
+			case <-ctx.Done():
+				t.Stop()
+				c.offline.Requeue(p)
+				return ctx.Err()
+			}
+		}
+		err := c.send(ctx, sess, p)
+		switch {
+		case errors.Is(err, errLost) || ctx.Err() != nil:
+			c.offline.Requeue(p)
+			return err
+		case err != nil:
+			c.log.Error("queued publish failed; dropped", "topic", p.topic, "queued_at", p.queuedAt, "error", err)
+		default:
+			sent++
+		}
+	}
+}
+
+// limiter spaces outgoing publishes to a rate, with a burst of one second's worth. It
+// is safe for concurrent use.
+type limiter struct {
+	gap   time.Duration // 0 means no limit
+	burst time.Duration
+
+	mu   sync.Mutex
+	next time.Time // earliest send time of the next publish, minus the burst
+}
+
+func newLimiter(gap time.Duration, rate float64) *limiter {
+	l := &limiter{gap: gap}
+	if gap > 0 {
+		l.burst = time.Duration(rate) * gap
+	}
+	return l
+}
+
+// wait blocks until a publish may be sent or ctx ends.
+func (l *limiter) wait(ctx context.Context) error {
+	if l.gap == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if floor := now.Add(-l.burst); l.next.Before(floor) {
+		l.next = floor
+	}
+	at := l.next
+	l.next = l.next.Add(l.gap)
+	l.mu.Unlock()
+	d := at.Sub(now)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,220 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+)
+
+// Message is a PUBLISH received from the server. Payload is shared by every handler
+// the message is delivered to: read it, do not modify it.
+type Message struct {
+	Topic     string
+	Payload   []byte
+	QoS       byte
+	Retained  bool
+	Duplicate bool
+}
+
+// Handler handles messages for a subscription. HandleMessage runs on the
+// subscription's own goroutine, one message at a time in arrival order, with a ctx
+// that ends when the Conn closes; it may call any Conn method, including blocking
+// ones. A panic is recovered and logged.
+type Handler interface {
+	HandleMessage(ctx context.Context, m Message)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m Message)
+
+// HandleMessage calls f(ctx, m).
+func (f HandlerFunc) HandleMessage(ctx context.Context, m Message) { f(ctx, m) }
+
+// Subscription is one handler registered for a topic filter by Conn.Subscribe. Its
+// methods are safe for concurrent use.
+type Subscription struct {
+	conn   *Conn
+	filter string
+	qos    byte
+	h      Handler
+
+	ch   chan Message  // messages waiting for the handler
+	quit chan struct{} // closed to stop the goroutine
+	done chan struct{} // closed when the goroutine has returned
+	stop sync.Once
+}
+
+// Filter returns the topic filter the subscription was made with.
+func (s *Subscription) Filter() string { return s.filter }
+
+// Unsubscribe removes this handler. When it was the filter's last handler, the filter
+// is unsubscribed from the server (at once when online, else simply not restored).
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	return s.conn.removeSubscription(ctx, s)
+}
+
+// run calls the handler for each message until quit or ctx ends.
+func (s *Subscription) run(ctx context.Context, log *slog.Logger) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-ctx.Done():
+			return
+		case m := <-s.ch:
+			s.call(ctx, m, log)
+		}
+	}
+}
+
+func (s *Subscription) call(ctx context.Context, m Message, log *slog.Logger) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("message handler panicked", "filter", s.filter, "topic", m.Topic, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	s.h.HandleMessage(ctx, m)
+}
+
+func (s *Subscription) halt() { s.stop.Do(func() { close(s.quit) }) }
+
+// route is every handler of one topic filter.
+type route struct {
+	filter string
+	qos    byte // the highest QoS asked for this filter
+	subs   []*Subscription
+}
+
+// router holds the subscriptions and delivers incoming messages to them. Dispatch
+// never blocks: each subscription has a buffer, and a message that finds its buffer
+// full is dropped and logged, so a slow handler costs only its own messages. It is
+// safe for concurrent use.
+type router struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	routes  map[string]*route // by filter
+	version uint64            // bumped on every change of filters or their QoS
+}
+
+// add registers s; isNew says whether its filter had no handler before, and raised
+// whether the filter's QoS went up (both need a SUBSCRIBE when online).
+func (r *router) add(s *Subscription) (isNew, raised bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.routes == nil {
+		r.routes = make(map[string]*route)
+	}
+	rt := r.routes[s.filter]
+	if rt == nil {
+		rt = &route{filter: s.filter, qos: s.qos}
+		r.routes[s.filter] = rt
+		isNew = true
+		r.version++
+	} else if s.qos > rt.qos {
+		rt.qos, raised = s.qos, true
+		r.version++
+	}
+	rt.subs = append(rt.subs, s)
+	return isNew, raised
+}
+
+// remove unregisters s; empty says whether its filter has no handler left (and is gone).
+func (r *router) remove(s *Subscription) (found, empty bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.routes[s.filter]
+	if rt == nil {
+		return false, false
+	}
+	i := slices.Index(rt.subs, s)
+	if i < 0 {
+		return false, false
+	}
+	rt.subs = slices.Delete(rt.subs, i, i+1)
+	if len(rt.subs) == 0 {
+		delete(r.routes, s.filter)
+		r.version++
+		return true, true
+	}
+	return true, false
+}
+
+// removeFilter unregisters every handler of filter and returns them.
+func (r *router) removeFilter(filter string) []*Subscription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.routes[filter]
+	if rt == nil {
+		return nil
+	}
+	delete(r.routes, filter)
+	r.version++
+	return rt.subs
+}
+
+// removeAll unregisters everything and returns every subscription.
+func (r *router) removeAll() []*Subscription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var all []*Subscription
+	for _, rt := range r.routes {
+		all = append(all, rt.subs...)
+	}
+	r.routes = nil
+	r.version++
+	return all
+}
+
+// has reports whether filter has a handler.
+func (r *router) has(filter string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.routes[filter] != nil
+}
+
+// count returns the number of filters.
+func (r *router) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.routes)
+}
+
+// filters returns each filter with its QoS, sorted by filter, and the version they
+// belong to.
+func (r *router) filters() (map[string]byte, uint64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]byte, len(r.routes))
+	for f, rt := range r.routes {
+		out[f] = rt.qos
+	}
+	return out, r.version
+}
+
+// dispatch hands m to every handler whose filter matches its topic, without blocking.
+func (r *router) dispatch(m Message) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	matched := false
+	for _, rt := range r.routes {
+		if !matchFilter(rt.filter, m.Topic) {
+			continue
+		}
+		matched = true
+		for _, s := range rt.subs {
+			select {
+			case s.ch <- m:
+			default:
+				r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", cap(s.ch))
+			}
+		}
+	}
+	if !matched {
+		r.log.Debug("message matches no subscription", "topic", m.Topic)
+	}
+}

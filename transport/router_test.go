@@ -1,0 +1,111 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+func TestMatchFilter(t *testing.T) {
+	tests := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "a/b", true},
+		{"a/+", "a/b/c", false},
+		{"a/+", "a", false},
+		{"a/#", "a", true}, // MQTT 3.1.1 §4.7.1.2
+		{"a/#", "a/b/c", true},
+		{"#", "a/b", true},
+		{"+/+", "a/b", true},
+		{"+", "a/b", false},
+		{"+/b", "/b", true},
+		{"#", "$aws/things/x/shadow/update", false},
+		{"+/things/#", "$aws/things/x", false},
+		{"$aws/things/+/shadow/#", "$aws/things/x/shadow/update/delta", true},
+		{"$aws/things/+/shadow/name/+/update/delta", "$aws/things/t/shadow/name/n/update/delta", true},
+		{"$share/g1/a/+", "a/b", true},
+		{"$share/g1/a/+", "$share/g1/a/b", false},
+		{"a/b/", "a/b/", true},
+		{"a/b/", "a/b", false},
+	}
+	for _, tt := range tests {
+		if got := matchFilter(tt.filter, tt.topic); got != tt.want {
+			t.Errorf("matchFilter(%q, %q) = %v, want %v", tt.filter, tt.topic, got, tt.want)
+		}
+	}
+}
+
+func TestValidFilter(t *testing.T) {
+	for _, ok := range []string{"a", "a/+/c", "#", "a/#", "+", "$share/g/a/#", "$aws/things/+/shadow/update/delta"} {
+		if err := validFilter(ok); err != nil {
+			t.Errorf("validFilter(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a/#/c", "a+/b", "a/b#", "$share/", "$share/g", "$share//a", "$share/g+/a", "a\x00"} {
+		if err := validFilter(bad); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("validFilter(%q) = %v, want ErrInvalidTopic", bad, err)
+		}
+	}
+	for _, bad := range []string{"", "a/+", "a/#"} {
+		if err := validTopic(bad); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("validTopic(%q) = %v", bad, err)
+		}
+	}
+	if err := validQoS(2); !errors.Is(err, ErrQoS2) {
+		t.Errorf("validQoS(2) = %v", err)
+	}
+}
+
+// TestRouterIsolation: in the router alone, a handler that panics or blocks does not
+// stop another handler of the same filter, and a full buffer drops rather than
+// blocking dispatch.
+func TestRouterIsolation(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	r := router{log: slog.New(slog.DiscardHandler)}
+	release := make(chan struct{})
+	got := make(chan string, 10)
+	mk := func(h HandlerFunc, buf int) *Subscription {
+		s := &Subscription{filter: "t/+", h: h, ch: make(chan Message, buf), quit: make(chan struct{}), done: make(chan struct{})}
+		r.add(s)
+		go s.run(ctx, r.log)
+		return s
+	}
+	subs := []*Subscription{
+		mk(func(context.Context, Message) { panic("boom") }, 4),
+		mk(func(ctx context.Context, _ Message) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}, 1),
+		mk(func(_ context.Context, m Message) { got <- m.Topic }, 4),
+	}
+	start := time.Now()
+	for _, topic := range []string{"t/1", "t/2", "t/3"} {
+		r.dispatch(Message{Topic: topic})
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("dispatch blocked for %v", d)
+	}
+	for _, want := range []string{"t/1", "t/2", "t/3"} {
+		select {
+		case topic := <-got:
+			if topic != want {
+				t.Errorf("got %s, want %s", topic, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("healthy handler did not get %s", want)
+		}
+	}
+	close(release)
+	for _, s := range subs {
+		s.halt()
+		<-s.done
+	}
+}

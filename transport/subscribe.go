@@ -1,0 +1,227 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// subackFailure is the SUBACK return code for a refused filter.
+const subackFailure = 0x80
+
+// Subscribe registers h for messages matching filter, which may use the + and #
+// wildcards and the $share/<group>/<filter> form. Any number of handlers may share a
+// filter; each gets every matching message on its own goroutine (see Handler). The
+// QoS option (0 or 1, default 0) is the QoS asked from the server.
+//
+// When online, Subscribe waits for the SUBACK, within ctx and
+// Config.OperationTimeout, and fails with ErrSubscribeRefused if the server refuses.
+// When offline, the subscription is recorded and made on the next connection
+// (before queued publishes are sent); nil is returned at once. A new filter beyond
+// Config.MaxSubscriptions fails with ErrTooManySubscriptions.
+func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...Option) (*Subscription, error) {
+	o := applyOptions(opts)
+	if err := validFilter(filter); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if err := validQoS(o.qos); err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("subscribe %s: nil handler", filter)
+	}
+	sub := &Subscription{
+		conn: c, filter: filter, qos: o.qos, h: h,
+		ch:   make(chan Message, c.s.HandlerBuffer),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+
+	c.mu.Lock()
+	if c.state == stClosed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c.s.MaxSubscriptions > 0 && !c.router.has(filter) && c.router.count() >= c.s.MaxSubscriptions {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("subscribe %s: %d filters held: %w", filter, c.s.MaxSubscriptions, ErrTooManySubscriptions)
+	}
+	isNew, raised := c.router.add(sub)
+	go sub.run(c.life, c.log)
+	sess := c.sess
+	send := (isNew || raised) && (c.state == stDraining || c.state == stOnline)
+	c.mu.Unlock()
+
+	if !send {
+		return sub, nil
+	}
+	err := c.subscribeWire(ctx, sess, map[string]byte{filter: max(o.qos, c.routeQoS(filter))})
+	switch {
+	case err == nil, errors.Is(err, errLost):
+		return sub, nil // when lost, the next session restores it
+	}
+	_, _ = c.router.remove(sub)
+	sub.halt()
+	return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+}
+
+// routeQoS returns the QoS held for filter.
+func (c *Conn) routeQoS(filter string) byte {
+	qos, _ := c.router.filters()
+	return qos[filter]
+}
+
+// Unsubscribe removes every handler of each filter and unsubscribes them from the
+// server, waiting for the UNSUBACK when online (within ctx and
+// Config.OperationTimeout). Offline, the filters are simply not restored.
+func (c *Conn) Unsubscribe(ctx context.Context, filters ...string) error {
+	c.mu.Lock()
+	if c.state == stClosed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var gone []string
+	for _, f := range filters {
+		subs := c.router.removeFilter(f)
+		for _, s := range subs {
+			s.halt()
+		}
+		if len(subs) > 0 {
+			gone = append(gone, f)
+		}
+	}
+	sess := c.sess
+	send := len(gone) > 0 && (c.state == stDraining || c.state == stOnline)
+	c.mu.Unlock()
+	if !send {
+		return nil
+	}
+	return c.unsubscribeWire(ctx, sess, gone)
+}
+
+// removeSubscription removes one handler, unsubscribing its filter when it was the last.
+func (c *Conn) removeSubscription(ctx context.Context, s *Subscription) error {
+	c.mu.Lock()
+	if c.state == stClosed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	found, empty := c.router.remove(s)
+	s.halt()
+	sess := c.sess
+	send := found && empty && (c.state == stDraining || c.state == stOnline)
+	c.mu.Unlock()
+	if !send {
+		return nil
+	}
+	return c.unsubscribeWire(ctx, sess, []string{s.filter})
+}
+
+// subscribeWire sends SUBSCRIBE packets of at most FiltersPerSubscribe filters each
+// and waits for their SUBACKs. Refused filters are reported with ErrSubscribeRefused.
+func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[string]byte) error {
+	names := slices.Sorted(maps.Keys(filters))
+	var refused []string
+	for batch := range slices.Chunk(names, c.s.FiltersPerSubscribe) {
+		m := make(map[string]byte, len(batch))
+		for _, f := range batch {
+			m[f] = filters[f]
+		}
+		tok := sess.cli.SubscribeMultiple(m, nil)
+		if err := c.await(ctx, sess, tok); err != nil {
+			return err
+		}
+		if st, ok := tok.(*paho.SubscribeToken); ok {
+			for f, code := range st.Result() {
+				if code == subackFailure {
+					refused = append(refused, f)
+				}
+			}
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		return fmt.Errorf("%w: %q", ErrSubscribeRefused, refused)
+	}
+	return nil
+}
+
+// unsubscribeWire sends UNSUBSCRIBE for filters and waits for the UNSUBACK.
+func (c *Conn) unsubscribeWire(ctx context.Context, sess *session, filters []string) error {
+	err := c.await(ctx, sess, sess.cli.Unsubscribe(filters...))
+	if errors.Is(err, errLost) {
+		return nil // a clean session forgets them anyway
+	}
+	if err != nil {
+		return fmt.Errorf("unsubscribe %q: %w", filters, err)
+	}
+	return nil
+}
+
+// resubscribe makes every registered filter on a new session, in batches, then
+// moves to draining. Filters added while it runs are made too before it returns. A
+// filter the server refuses is logged and kept, to be tried on the next connection.
+func (c *Conn) resubscribe(ctx context.Context, sess *session) error {
+	done := make(map[string]byte)
+	for {
+		all, version := c.router.filters()
+		todo := make(map[string]byte)
+		for f, q := range all {
+			if dq, ok := done[f]; !ok || dq < q {
+				todo[f] = q
+			}
+		}
+		if len(todo) > 0 {
+			err := c.subscribeWire(ctx, sess, todo)
+			switch {
+			case errors.Is(err, ErrSubscribeRefused):
+				c.log.Error("resubscribe: server refused filters", "error", err)
+			case err != nil:
+				return err
+			}
+			maps.Copy(done, todo)
+			c.log.Debug("resubscribed", "filters", len(todo))
+		}
+		c.mu.Lock()
+		_, now := c.router.filters()
+		if now == version {
+			ok := c.setStateLocked(stDraining)
+			c.mu.Unlock()
+			if !ok {
+				return ErrClosed
+			}
+			return nil
+		}
+		c.mu.Unlock()
+	}
+}
+
+// await waits for a paho token, the session's loss (errLost) or ctx, bounded by
+// Config.OperationTimeout (ErrTimeout).
+func (c *Conn) await(ctx context.Context, sess *session, tok paho.Token) error {
+	timer := time.NewTimer(c.s.OperationTimeout)
+	defer timer.Stop()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			select {
+			case <-sess.lost:
+				return fmt.Errorf("%w: %w", errLost, err)
+			default:
+			}
+			return err
+		}
+		return nil
+	case <-sess.lost:
+		return fmt.Errorf("%w: %w", errLost, sess.lostErr)
+	case <-timer.C:
+		return fmt.Errorf("%w: no acknowledgement within %v", ErrTimeout, c.s.OperationTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
