@@ -42,6 +42,11 @@ type Options struct {
 	// Limits are AWS IoT's message broker limits. The zero value enforces AWS's values.
 	Limits Limits
 
+	// Observe, when set, is called with every connect, disconnect, SUBSCRIBE and
+	// UNSUBSCRIBE of a client, on the client's own goroutine; it must return quickly.
+	// Nil means no call.
+	Observe func(Event)
+
 	// Store keeps the Device Shadow service's shadows. Nil means a new MemoryStore, so
 	// shadows last as long as the server; an OpenBoltStore keeps them across restarts.
 	Store Store

@@ -84,6 +84,11 @@ func New(opts Options) (*Server, error) {
 	if err := broker.AddHook(&willMarker{}, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}
+	if opts.Observe != nil {
+		if err := broker.AddHook(&observer{fn: opts.Observe}, nil); err != nil {
+			return nil, fmt.Errorf("add hook: %w", err)
+		}
+	}
 	return &Server{
 		opts:   opts,
 		broker: broker,

@@ -2,6 +2,7 @@ package localiot
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -149,4 +150,28 @@ func TestShadowsSurviveRestartWithBoltStore(t *testing.T) {
 		}
 		pc.c.Disconnect(0)
 	})
+}
+
+func TestObserveReportsClientTraffic(t *testing.T) {
+	events := make(chan Event, 16)
+	s := startServer(t, Options{Observe: func(e Event) { events <- e }})
+	c := mustConnect(t, s.Endpoints().Plain, "watched")
+	c.subscribe(t, 1, "a/b")
+	if tok := c.Unsubscribe("a/b"); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	c.Disconnect(0)
+	var got []string
+	for len(got) < 4 {
+		select {
+		case e := <-events:
+			got = append(got, fmt.Sprintf("%s %s %v %v", e.Kind, e.ClientID, e.Filters, e.Granted))
+		case <-time.After(wait):
+			t.Fatalf("events so far: %v", got)
+		}
+	}
+	want := []string{"connect watched [] []", "subscribe watched [a/b] [1]", "unsubscribe watched [a/b] []", "disconnect watched [] []"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
 }

@@ -1,0 +1,176 @@
+package shadowstate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// Errors of the shadow client; match them with errors.Is. A rejection by the service
+// is an *Error instead, matched with errors.As.
+var (
+	// ErrRequestTimeout is returned when no reply to a request arrives in time; the
+	// wrapping error names the operation and the shadow.
+	ErrRequestTimeout = errors.New("shadowstate: no reply from the shadow service in time")
+	// ErrOffline is returned at once for a request made while the connection is down:
+	// shadow requests are time-sensitive, so they never wait in the offline queue.
+	ErrOffline = errors.New("shadowstate: offline; shadow requests are not queued")
+	// ErrClientClosed is returned by requests after Close.
+	ErrClientClosed = errors.New("shadowstate: client closed")
+)
+
+// Subscriptions says how a Client subscribes to the reply topics of its requests.
+type Subscriptions int
+
+const (
+	// Persistent subscribes to an operation's accepted and rejected topics the first
+	// time the operation is used on a shadow, and keeps them: the seed SDK's
+	// persistent subscription, and the fastest choice.
+	Persistent Subscriptions = iota
+	// PerRequest subscribes before each request and unsubscribes once its reply (or
+	// its timeout) has come and no other request needs the topics: the seed SDK's
+	// non-persistent subscription, for connections short of subscriptions.
+	PerRequest
+)
+
+// Wildcards says when a Client subscribes with filters that cover every thing.
+type Wildcards int
+
+const (
+	// WildcardsAuto starts with filters naming each shadow and moves to wildcard
+	// filters ($aws/things/+/shadow/...) once the named filters would take more than
+	// ClientOptions.FilterBudget of the connection's subscriptions. This serves a
+	// device with a few shadows and a service with thousands alike.
+	WildcardsAuto Wildcards = iota
+	// WildcardsNever always names each shadow. Devices whose AWS IoT policy allows
+	// only their own topics need it once they use many shadows.
+	WildcardsNever
+	// WildcardsAlways uses the wildcard filters from the start (8 filters in all).
+	WildcardsAlways
+)
+
+// ClientOptions configure a Client. The zero value works.
+type ClientOptions struct {
+	// Subscriptions is Persistent (the zero value) or PerRequest. Wildcard filters are
+	// always kept, whatever this says.
+	Subscriptions Subscriptions
+	// Wildcards is WildcardsAuto (the zero value), WildcardsNever or WildcardsAlways.
+	Wildcards Wildcards
+	// FilterBudget is how many topic filters the client may hold while it names each
+	// shadow, before WildcardsAuto moves to the 8 wildcard filters. Zero means 24,
+	// about half of AWS IoT's 50 per connection, leaving the rest to the application.
+	FilterBudget int
+	// Timeout bounds each request on top of its ctx. Zero means 5 s, the seed's
+	// operation timeout.
+	Timeout time.Duration
+	// Logger receives the client's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Client speaks the Device Shadow protocol over one transport connection: get, update
+// and delete for any number of classic and named shadows, correlated by clientToken
+// so that any number of requests can be in flight, and delta and documents callbacks.
+// Create it with NewClient; it is safe for concurrent use.
+type Client struct {
+	conn *transport.Conn
+	opts ClientOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	shadows map[ID]*Handle
+	pending map[string]*pendingRequest // by clientToken
+	subs    subscriptions
+	closed  bool
+}
+
+// NewClient returns a shadow client on conn. It subscribes to nothing until the
+// first request or callback needs it.
+func NewClient(conn *transport.Conn, opts ClientOptions) (*Client, error) {
+	if conn == nil {
+		return nil, errors.New("shadowstate: NewClient: nil connection")
+	}
+	if opts.Subscriptions != Persistent && opts.Subscriptions != PerRequest {
+		return nil, fmt.Errorf("shadowstate: NewClient: unknown Subscriptions %d", opts.Subscriptions)
+	}
+	if opts.Wildcards < WildcardsAuto || opts.Wildcards > WildcardsAlways {
+		return nil, fmt.Errorf("shadowstate: NewClient: unknown Wildcards %d", opts.Wildcards)
+	}
+	if opts.FilterBudget < 0 || opts.Timeout < 0 {
+		return nil, errors.New("shadowstate: NewClient: FilterBudget and Timeout must not be negative")
+	}
+	if opts.FilterBudget == 0 {
+		opts.FilterBudget = 24
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		conn:    conn,
+		opts:    opts,
+		log:     opts.Logger,
+		shadows: make(map[ID]*Handle),
+		pending: make(map[string]*pendingRequest),
+	}
+	c.subs.init(c)
+	return c, nil
+}
+
+// Shadow returns the handle of one shadow: the classic shadow of thing when name is
+// "", else its named shadow. It fails for names AWS IoT would refuse. Handles are
+// cheap and shared: the same shadow always gets the same handle.
+func (c *Client) Shadow(thing, name string) (*Handle, error) {
+	id := ID{Thing: thing, Name: name}
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.shadows[id]
+	if h == nil {
+		h = &Handle{c: c, id: id, lastVersion: -1, lastDelta: -1}
+		c.shadows[id] = h
+	}
+	return h, nil
+}
+
+// Close fails the requests in flight with ErrClientClosed and unsubscribes every
+// topic the client holds. The connection itself stays open: it is the caller's.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	for tok, p := range c.pending {
+		delete(c.pending, tok)
+		p.finish(reply{err: ErrClientClosed})
+	}
+	c.mu.Unlock()
+	return c.subs.closeAll(ctx)
+}
+
+// newToken returns a fresh clientToken: 32 random hex digits, well within AWS's 64
+// bytes and unique across clients and processes.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// handle returns the handle of id if one was made.
+func (c *Client) handle(id ID) *Handle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shadows[id]
+}

@@ -1,0 +1,66 @@
+package shadowstate_test
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	mqttc "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// TestClientLateReplyAfterTimeout runs against a hand-made shadow service on mosquitto
+// that answers the first get only after the client has given up, and the second at
+// once: the late reply must be dropped and must not be taken for the second's.
+func TestClientLateReplyAfterTimeout(t *testing.T) {
+	addr := mosquitto.Start(t)
+	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("slow-service"))
+	if tok := svc.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("service connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { svc.Disconnect(0) })
+
+	requests := make(chan string, 4)
+	if tok := svc.Subscribe("$aws/things/Slow-1/shadow/get", 1, func(_ mqttc.Client, m mqttc.Message) {
+		var r shadowstate.TokenRequest
+		_ = shadowstate.Unmarshal(m.Payload(), &r)
+		requests <- r.ClientToken
+	}); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("service subscribe: %v", tok.Error())
+	}
+	answer := func(token string, version int) {
+		body := `{"state":{"reported":{"v":` + strconv.Itoa(version) + `}},"metadata":{},"version":` + strconv.Itoa(version) + `,"timestamp":1,"clientToken":"` + token + `"}`
+		svc.Publish("$aws/things/Slow-1/shadow/get/accepted", 1, false, body).WaitTimeout(wait)
+	}
+
+	conn := dial(t, "mqtt://"+addr, nil)
+	c := newClient(t, conn, shadowstate.ClientOptions{Timeout: 300 * time.Millisecond})
+	h := mustShadow(t, c, "Slow-1", "")
+
+	_, err := h.Get(t.Context())
+	if !errors.Is(err, shadowstate.ErrRequestTimeout) || !strings.Contains(err.Error(), "get Slow-1") {
+		t.Fatalf("unanswered get: %v", err)
+	}
+	first := <-requests
+	answer(first, 1) // too late
+
+	done := make(chan struct{})
+	var doc *shadowstate.Document
+	go func() {
+		defer close(done)
+		doc, err = h.Get(t.Context())
+	}()
+	second := <-requests
+	if second == first {
+		t.Fatal("two requests carried the same clientToken")
+	}
+	answer(second, 2)
+	<-done
+	if err != nil || doc.Version != 2 {
+		t.Fatalf("the get after a late reply: %+v, %v", doc, err)
+	}
+}

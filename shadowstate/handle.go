@@ -1,0 +1,317 @@
+package shadowstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// Handle is one shadow of a Client: its requests and its callbacks. Get one with
+// Client.Shadow. It is safe for concurrent use; callbacks may call any of its
+// methods, including blocking ones.
+type Handle struct {
+	c  *Client
+	id ID
+
+	mu sync.Mutex
+	// lastVersion is the newest version seen in an accepted reply, a delta or a
+	// documents message (-1: none). Deltas and documents strictly older than it are
+	// stale and discarded; equal ones are not (the seed SDK's bug).
+	lastVersion int64
+	// lastDelta is the version of the last delta delivered (-1: none); a delta with
+	// a version not above it is a duplicate.
+	lastDelta int64
+	nextFn    int
+	deltaFns  map[int]func(context.Context, *DeltaMessage)
+	docFns    map[int]func(context.Context, *DocumentsMessage)
+}
+
+// ID returns which shadow the handle is for.
+func (h *Handle) ID() ID { return h.id }
+
+// UpdateOption is a per-call setting of Update.
+type UpdateOption func(*UpdateRequest)
+
+// ExpectVersion makes an update apply only if the shadow is at version v; otherwise the
+// service rejects it with 409 Version conflict (optimistic locking). Version 0 matches
+// a shadow that does not exist yet.
+func ExpectVersion(v int64) UpdateOption {
+	return func(r *UpdateRequest) { r.Version = &v }
+}
+
+// Get returns the whole shadow document. A shadow that does not exist is an *Error
+// with Code 404.
+func (h *Handle) Get(ctx context.Context) (*Document, error) {
+	var doc Document
+	if err := h.do(ctx, OpGet, func(token string) ([]byte, error) {
+		return json.Marshal(TokenRequest{ClientToken: token})
+	}, &doc); err != nil {
+		return nil, err
+	}
+	h.observe(doc.Version)
+	return &doc, nil
+}
+
+// Update sends an update request with the given sections (JSON text; a section left
+// empty is not sent, the text null clears it) and returns the service's acceptance.
+func (h *Handle) Update(ctx context.Context, state StateUpdate, opts ...UpdateOption) (*UpdateAccepted, error) {
+	req := UpdateRequest{State: &state}
+	for _, o := range opts {
+		o(&req)
+	}
+	return h.update(ctx, req)
+}
+
+// UpdateDesired sets desired state: v is marshalled to JSON and must be an object
+// (a struct, a map, or json.RawMessage). Fields set to null delete their keys.
+func (h *Handle) UpdateDesired(ctx context.Context, v any, opts ...UpdateOption) (*UpdateAccepted, error) {
+	raw, err := sectionJSON(v)
+	if err != nil {
+		return nil, fmt.Errorf("update desired of %v: %w", h.id, err)
+	}
+	return h.Update(ctx, StateUpdate{Desired: raw}, opts...)
+}
+
+// UpdateReported sets reported state, as UpdateDesired sets desired state.
+func (h *Handle) UpdateReported(ctx context.Context, v any, opts ...UpdateOption) (*UpdateAccepted, error) {
+	raw, err := sectionJSON(v)
+	if err != nil {
+		return nil, fmt.Errorf("update reported of %v: %w", h.id, err)
+	}
+	return h.Update(ctx, StateUpdate{Reported: raw}, opts...)
+}
+
+func sectionJSON(v any) (json.RawMessage, error) {
+	raw, ok := v.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(v); err != nil {
+			return nil, err
+		}
+	}
+	var probe any
+	if err := Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("state is not JSON: %w", err)
+	}
+	if _, ok := probe.(Object); !ok {
+		return nil, fmt.Errorf("state must be a JSON object, not %s", raw)
+	}
+	return raw, nil
+}
+
+func (h *Handle) update(ctx context.Context, req UpdateRequest) (*UpdateAccepted, error) {
+	var acc UpdateAccepted
+	if err := h.do(ctx, OpUpdate, func(token string) ([]byte, error) {
+		req.ClientToken = token
+		return json.Marshal(req)
+	}, &acc); err != nil {
+		return nil, err
+	}
+	h.observe(acc.Version)
+	return &acc, nil
+}
+
+// Delete deletes the shadow and returns the version it had. A shadow that does not
+// exist is an *Error with Code 404.
+func (h *Handle) Delete(ctx context.Context) (*DeleteAccepted, error) {
+	var acc DeleteAccepted
+	if err := h.do(ctx, OpDelete, func(token string) ([]byte, error) {
+		return json.Marshal(TokenRequest{ClientToken: token})
+	}, &acc); err != nil {
+		return nil, err
+	}
+	// A shadow created again later may start from version 1 (after 48 hours).
+	h.mu.Lock()
+	h.lastVersion, h.lastDelta = -1, -1
+	h.mu.Unlock()
+	return &acc, nil
+}
+
+// pendingRequest is a request waiting for its reply.
+type pendingRequest struct {
+	id   ID
+	op   Op
+	done chan reply // buffered: finish never blocks
+	once sync.Once
+}
+
+type reply struct {
+	kind    string // Accepted or Rejected
+	payload []byte
+	err     error
+}
+
+func (p *pendingRequest) finish(r reply) {
+	p.once.Do(func() { p.done <- r })
+}
+
+// do runs one request: it makes sure the reply topics are subscribed, publishes the
+// request at QoS 1 with a fresh clientToken, and waits for the matching reply,
+// decoding an acceptance into out.
+func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte, error), out any) error {
+	c := h.c
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	fail := func(err error) error { return fmt.Errorf("%s %v: %w", op, h.id, err) }
+
+	if !c.conn.IsOnline() {
+		return fail(ErrOffline)
+	}
+	release, err := c.subs.acquire(ctx, h.id, op)
+	if err != nil {
+		return fail(h.ctxError(ctx, err))
+	}
+	defer release()
+
+	token := newToken()
+	p := &pendingRequest{id: h.id, op: op, done: make(chan reply, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fail(ErrClientClosed)
+	}
+	c.pending[token] = p
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, token) // a reply arriving after this is dropped
+		c.mu.Unlock()
+	}()
+
+	payload, err := build(token)
+	if err != nil {
+		return fail(err)
+	}
+	err = c.conn.Publish(ctx, h.id.Topic(op, Request), payload, transport.QoS(1), transport.NoOfflineQueue())
+	if errors.Is(err, transport.ErrOffline) {
+		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
+	}
+	if err != nil {
+		return fail(h.ctxError(ctx, err))
+	}
+	select {
+	case r := <-p.done:
+		switch {
+		case r.err != nil:
+			return fail(r.err)
+		case r.kind == Rejected:
+			var e Error
+			if err := Unmarshal(r.payload, &e); err != nil {
+				return fail(fmt.Errorf("malformed rejection %q: %w", r.payload, err))
+			}
+			return fail(&e)
+		}
+		if err := Unmarshal(r.payload, out); err != nil {
+			return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
+		}
+		return nil
+	case <-ctx.Done():
+		return fail(h.ctxError(ctx, ctx.Err()))
+	}
+}
+
+// ctxError turns the expiry of the client's own timeout into ErrRequestTimeout and
+// leaves the caller's cancellation as it is.
+func (h *Handle) ctxError(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (waited %v)", ErrRequestTimeout, h.c.opts.Timeout)
+	}
+	return err
+}
+
+// observe records a version seen in an accepted reply.
+func (h *Handle) observe(v int64) {
+	h.mu.Lock()
+	h.lastVersion = max(h.lastVersion, v)
+	h.mu.Unlock()
+}
+
+// OnDelta registers fn to be called with each /update/delta message of the shadow,
+// once the delta topic is subscribed (OnDelta waits for that). Stale deltas (older than
+// a version already seen) and duplicates are not delivered. fn runs on the client's
+// delta goroutine, one message at a time; it may call any Handle method. The returned
+// function unregisters fn.
+func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *DeltaMessage)) (func(), error) {
+	if err := h.c.subs.watch(ctx, h.id, DeltaKind); err != nil {
+		return nil, fmt.Errorf("watch deltas of %v: %w", h.id, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.deltaFns == nil {
+		h.deltaFns = make(map[int]func(context.Context, *DeltaMessage))
+	}
+	n := h.nextFn
+	h.nextFn++
+	h.deltaFns[n] = fn
+	return func() { h.mu.Lock(); delete(h.deltaFns, n); h.mu.Unlock() }, nil
+}
+
+// OnDocuments registers fn to be called with each /update/documents message of the
+// shadow, as OnDelta does for deltas.
+func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *DocumentsMessage)) (func(), error) {
+	if err := h.c.subs.watch(ctx, h.id, Documents); err != nil {
+		return nil, fmt.Errorf("watch documents of %v: %w", h.id, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.docFns == nil {
+		h.docFns = make(map[int]func(context.Context, *DocumentsMessage))
+	}
+	n := h.nextFn
+	h.nextFn++
+	h.docFns[n] = fn
+	return func() { h.mu.Lock(); delete(h.docFns, n); h.mu.Unlock() }, nil
+}
+
+func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
+	h.mu.Lock()
+	if m.Version < h.lastVersion || m.Version <= h.lastDelta {
+		h.mu.Unlock()
+		h.c.log.Debug("stale or duplicate delta dropped", "shadow", h.id, "version", m.Version, "seen", h.lastVersion)
+		return
+	}
+	h.lastDelta = m.Version
+	h.lastVersion = max(h.lastVersion, m.Version)
+	fns := make([]func(context.Context, *DeltaMessage), 0, len(h.deltaFns))
+	for _, fn := range h.deltaFns {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		h.safely("delta", func() { fn(ctx, m) })
+	}
+}
+
+func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
+	h.mu.Lock()
+	if m.Current.Version < h.lastVersion {
+		h.mu.Unlock()
+		h.c.log.Debug("stale documents message dropped", "shadow", h.id, "version", m.Current.Version, "seen", h.lastVersion)
+		return
+	}
+	h.lastVersion = m.Current.Version
+	fns := make([]func(context.Context, *DocumentsMessage), 0, len(h.docFns))
+	for _, fn := range h.docFns {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		h.safely("documents", func() { fn(ctx, m) })
+	}
+}
+
+// safely runs a user callback, logging a panic instead of letting it stop the other
+// callbacks or the connection.
+func (h *Handle) safely(what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.c.log.Error("shadow callback panicked", "shadow", h.id, "callback", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}

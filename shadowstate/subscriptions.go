@@ -1,0 +1,304 @@
+package shadowstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// wildcardFilters cover the replies, deltas and documents of every shadow of every
+// thing, classic and named: 8 filters, one SUBSCRIBE, however many shadows.
+var wildcardFilters = []string{
+	"$aws/things/+/shadow/+/accepted",
+	"$aws/things/+/shadow/+/rejected",
+	"$aws/things/+/shadow/update/delta",
+	"$aws/things/+/shadow/update/documents",
+	"$aws/things/+/shadow/name/+/+/accepted",
+	"$aws/things/+/shadow/name/+/+/rejected",
+	"$aws/things/+/shadow/name/+/update/delta",
+	"$aws/things/+/shadow/name/+/update/documents",
+}
+
+// filterState is one topic filter the client holds or is subscribing to.
+type filterState struct {
+	filter string
+	ready  chan struct{} // closed once the SUBSCRIBE is answered
+	err    error         // set before ready closes if it failed
+	sub    *transport.Subscription
+	refs   int // requests using it, in PerRequest mode
+}
+
+// subscriptions manages the client's topic filters: by name per shadow, or by the
+// wildcard filters once there are too many shadows for the connection's subscription
+// cap. Its state is guarded by the client's mutex.
+type subscriptions struct {
+	c        *Client
+	filters  map[string]*filterState
+	wildcard bool       // the wildcard filters are in use (one-way)
+	switchMu sync.Mutex // serialises moving to the wildcard filters
+}
+
+func (s *subscriptions) init(c *Client) {
+	s.c = c
+	s.filters = make(map[string]*filterState)
+}
+
+// acquire makes sure the accepted and rejected topics of op on id are subscribed,
+// waiting for the SUBACK, and returns a function to call once the request is over.
+func (s *subscriptions) acquire(ctx context.Context, id ID, op Op) (func(), error) {
+	filters := []string{id.Topic(op, Accepted), id.Topic(op, Rejected)}
+	return s.need(ctx, filters, s.c.opts.Subscriptions == PerRequest)
+}
+
+// watch makes sure the delta or documents topic of id is subscribed, for good.
+func (s *subscriptions) watch(ctx context.Context, id ID, kind string) error {
+	_, err := s.need(ctx, []string{id.Topic(OpUpdate, kind)}, false)
+	return err
+}
+
+func (s *subscriptions) need(ctx context.Context, filters []string, counted bool) (func(), error) {
+	c := s.c
+	// Decide, and reserve the filters to subscribe, in one step under the lock, so
+	// that concurrent requests never take more filters than the budget between them.
+	c.mu.Lock()
+	useWildcards := s.wildcard || c.opts.Wildcards == WildcardsAlways
+	if !useWildcards && c.opts.Wildcards == WildcardsAuto {
+		missing := 0
+		for _, f := range filters {
+			if s.filters[f] == nil {
+				missing++
+			}
+		}
+		useWildcards = missing > 0 && len(s.filters)+missing > c.opts.FilterBudget
+	}
+	var states, owned []*filterState
+	if !useWildcards {
+		for _, f := range filters {
+			st, isNew := s.reserveLocked(f, counted)
+			states = append(states, st)
+			if isNew {
+				owned = append(owned, st)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if useWildcards {
+		return func() {}, s.useWildcards(ctx)
+	}
+
+	release := func() {
+		if counted {
+			for _, st := range states {
+				s.releaseOne(st)
+			}
+		}
+	}
+	for _, st := range owned {
+		s.subscribeOwned(ctx, st)
+	}
+	for _, st := range states {
+		select {
+		case <-st.ready:
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+		if st.err != nil {
+			release()
+			return nil, st.err
+		}
+	}
+	return release, nil
+}
+
+// reserveLocked returns the state of filter, creating it (isNew) when the client does
+// not hold it yet; counted adds a reference. The caller holds c.mu.
+func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterState, isNew bool) {
+	st = s.filters[filter]
+	if st == nil {
+		st = &filterState{filter: filter, ready: make(chan struct{})}
+		s.filters[filter] = st
+		isNew = true
+	}
+	if counted {
+		st.refs++
+	}
+	return st, isNew
+}
+
+// subscribeOwned makes the SUBSCRIBE for a filter reserved by this caller and
+// publishes the result to everyone waiting on it. A failed filter is forgotten, so a
+// later request tries again.
+func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
+	c := s.c
+	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(1))
+	c.mu.Lock()
+	st.sub, st.err = sub, err
+	if err != nil && s.filters[st.filter] == st {
+		delete(s.filters, st.filter)
+	}
+	c.mu.Unlock()
+	close(st.ready)
+}
+
+// releaseOne drops a reference taken by a PerRequest request; the last one
+// unsubscribes the filter, unless the wildcard filters took over meanwhile.
+func (s *subscriptions) releaseOne(st *filterState) {
+	c := s.c
+	c.mu.Lock()
+	st.refs--
+	last := st.refs == 0 && st.sub != nil && s.filters[st.filter] == st
+	if last {
+		delete(s.filters, st.filter)
+	}
+	c.mu.Unlock()
+	if last {
+		// Unsubscribing is housekeeping: it must not hold up the request's caller
+		// for long, and a failure only leaves a subscription behind.
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+		defer cancel()
+		if err := st.sub.Unsubscribe(ctx); err != nil {
+			c.log.Warn("unsubscribe after a shadow request failed", "filter", st.sub.Filter(), "error", err)
+		}
+	}
+}
+
+// useWildcards moves the client to the wildcard filters: it subscribes to them
+// (waiting for the SUBACK) and then drops the filters that name single shadows, which
+// the wildcards now cover. Replies that arrive twice meanwhile are harmless: a reply
+// whose request is already answered is ignored, and a delta already delivered is
+// recognised by its version.
+func (s *subscriptions) useWildcards(ctx context.Context) error {
+	s.switchMu.Lock()
+	defer s.switchMu.Unlock()
+	c := s.c
+	c.mu.Lock()
+	var states, owned []*filterState
+	for _, f := range wildcardFilters {
+		st, isNew := s.reserveLocked(f, false)
+		states = append(states, st)
+		if isNew {
+			owned = append(owned, st)
+		}
+	}
+	c.mu.Unlock()
+	for _, st := range owned {
+		s.subscribeOwned(ctx, st)
+	}
+	for _, st := range states {
+		select {
+		case <-st.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if st.err != nil {
+			return fmt.Errorf("subscribe to wildcard filter %s (the connection needs a policy that allows it, or ClientOptions.Wildcards = WildcardsNever): %w", st.filter, st.err)
+		}
+	}
+	c.mu.Lock()
+	if s.wildcard {
+		c.mu.Unlock()
+		return nil
+	}
+	s.wildcard = true
+	var drop []*transport.Subscription
+	for f, st := range s.filters {
+		if isWildcard(f) || st.sub == nil {
+			continue
+		}
+		delete(s.filters, f)
+		drop = append(drop, st.sub)
+	}
+	c.mu.Unlock()
+	c.log.Info("shadow client moved to wildcard subscriptions", "named_filters_dropped", len(drop))
+	for _, sub := range drop {
+		if err := sub.Unsubscribe(ctx); err != nil {
+			c.log.Warn("unsubscribe of a per-shadow filter failed", "filter", sub.Filter(), "error", err)
+		}
+	}
+	return nil
+}
+
+func isWildcard(f string) bool {
+	for _, w := range wildcardFilters {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// closeAll unsubscribes every filter.
+func (s *subscriptions) closeAll(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	var subs []*transport.Subscription
+	for f, st := range s.filters {
+		if st.sub != nil {
+			subs = append(subs, st.sub)
+		}
+		delete(s.filters, f)
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, sub := range subs {
+		if err := sub.Unsubscribe(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", sub.Filter(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dispatch receives every message on the client's filters and routes it by topic:
+// replies to the request waiting for their clientToken, deltas and documents to the
+// callbacks of exactly that shadow. Anything malformed is logged and dropped.
+func (c *Client) dispatch(ctx context.Context, m transport.Message) {
+	id, op, kind, ok := ParseTopic(m.Topic)
+	if !ok {
+		c.log.Warn("message on a shadow filter with a topic that is not a shadow reply", "topic", m.Topic)
+		return
+	}
+	switch kind {
+	case Accepted, Rejected:
+		var t struct {
+			ClientToken string `json:"clientToken"`
+		}
+		if err := Unmarshal(m.Payload, &t); err != nil || t.ClientToken == "" {
+			return // not a reply to one of our requests
+		}
+		c.mu.Lock()
+		p := c.pending[t.ClientToken]
+		if p == nil || p.id != id || p.op != op {
+			c.mu.Unlock()
+			return // another client's request, or one that has timed out
+		}
+		delete(c.pending, t.ClientToken)
+		c.mu.Unlock()
+		p.finish(reply{kind: kind, payload: m.Payload})
+	case DeltaKind:
+		h := c.handle(id)
+		if h == nil {
+			return
+		}
+		var d DeltaMessage
+		if err := Unmarshal(m.Payload, &d); err != nil || d.State == nil {
+			c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
+			return
+		}
+		h.deliverDelta(ctx, &d)
+	case Documents:
+		h := c.handle(id)
+		if h == nil {
+			return
+		}
+		var d DocumentsMessage
+		if err := Unmarshal(m.Payload, &d); err != nil {
+			c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
+			return
+		}
+		h.deliverDocuments(ctx, &d)
+	}
+}
