@@ -81,6 +81,9 @@ func New(opts Options) (*Server, error) {
 	if err := broker.AddHook(gate, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}
+	if err := broker.AddHook(&packetIDGuard{}, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
 	if err := broker.AddHook(&willMarker{}, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}

@@ -70,6 +70,7 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 		return true
 	}
 	out := shadowstate.Apply(cur, op, payload, s.now())
+	s.log.Debug("shadow request", "shadow", id, "op", op, "rejected", out.Rejected != nil, "payload_bytes", len(payload))
 	if out.Rejected != nil {
 		s.log.Debug("shadow request rejected", "shadow", id, "op", op, "code", out.Rejected.Code, "message", out.Rejected.Message)
 		send(shadowstate.Rejected, out.Rejected)

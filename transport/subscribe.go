@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +11,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
-
-// subackFailure is the SUBACK return code for a refused filter.
-const subackFailure = 0x80
 
 // Subscribe registers h for messages matching filter, which may use the + and #
 // wildcards and the $share/<group>/<filter> form. Any number of handlers may share a
@@ -37,7 +35,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 	}
 	sub := &Subscription{
 		conn: c, filter: filter, qos: o.qos, h: h,
-		ch:   make(chan Message, c.s.HandlerBuffer),
+		ch:   make(chan Message, cmp.Or(max(o.buffer, 0), c.s.HandlerBuffer)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -138,8 +136,8 @@ func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[str
 		}
 		if st, ok := tok.(*paho.SubscribeToken); ok {
 			for f, code := range st.Result() {
-				if code == subackFailure {
-					refused = append(refused, f)
+				if code > 2 { // 0, 1 and 2 are granted QoS levels; anything else refuses
+					refused = append(refused, fmt.Sprintf("%s (code %#x)", f, code))
 				}
 			}
 		}
