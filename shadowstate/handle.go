@@ -187,6 +187,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 	if err != nil {
 		return fail(err)
 	}
+	c.log.Debug("shadow request", "shadow", h.id, "op", op, "token", token)
 	err = c.conn.Publish(ctx, h.id.Topic(op, Request), payload, transport.QoS(1), transport.NoOfflineQueue())
 	if errors.Is(err, transport.ErrOffline) {
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))

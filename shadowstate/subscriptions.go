@@ -134,7 +134,9 @@ func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterSt
 // later request tries again.
 func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	c := s.c
-	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(1))
+	// The client's handler never blocks, so a large buffer only absorbs bursts, such
+	// as the deltas of a thousand shadows on the wildcard filters.
+	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(1), transport.Buffer(8192))
 	c.mu.Lock()
 	st.sub, st.err = sub, err
 	if err != nil && s.filters[st.filter] == st {
@@ -273,6 +275,7 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 		p := c.pending[t.ClientToken]
 		if p == nil || p.id != id || p.op != op {
 			c.mu.Unlock()
+			c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", t.ClientToken)
 			return // another client's request, or one that has timed out
 		}
 		delete(c.pending, t.ClientToken)

@@ -46,7 +46,7 @@ const (
 	// DefaultMaxPublishRate is AWS IoT's publishes per second per connection.
 	DefaultMaxPublishRate = 100.0
 	// DefaultHandlerBuffer is how many messages may wait for one subscription's handler.
-	DefaultHandlerBuffer = 256
+	DefaultHandlerBuffer = 1024
 	// DefaultMaxConnectionAge replaces WebSocket connections ahead of AWS's 24 h cut.
 	DefaultMaxConnectionAge = 23*time.Hour + 30*time.Minute
 )
@@ -166,7 +166,8 @@ type Config struct {
 	// inbound and outbound). Zero means 100; negative means no cap.
 	MaxPublishRate float64
 	// HandlerBuffer is how many messages may wait for one subscription's handler
-	// before further messages for it are dropped (and logged). Zero means 256.
+	// before further messages for it are dropped (and logged). Zero means 1024; the
+	// Buffer option of Subscribe sets it per subscription.
 	HandlerBuffer int
 
 	// Dialer opens TCP connections; set it to go through a proxy (the seed's socket

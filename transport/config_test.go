@@ -82,7 +82,7 @@ func TestConfigDefaults(t *testing.T) {
 		"endpoint": "mqtt://127.0.0.1:1883", "op": 5 * time.Second, "connect": 30 * time.Second,
 		"keepalive": 600 * time.Second, "stable": 20 * time.Second, "queue": 20,
 		"drop": queue.DropNewest, "drain": 500 * time.Millisecond, "subs": 50,
-		"filters": 8, "pubgap": 10 * time.Millisecond, "buffer": 256,
+		"filters": 8, "pubgap": 10 * time.Millisecond, "buffer": 1024,
 		"backoff": []time.Duration{time.Second, 2 * time.Second, 32 * time.Second, 32 * time.Second, 32 * time.Second},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -18,7 +18,7 @@ import (
 func TestHandlersIsolated(t *testing.T) {
 	endpoint := startPlain(t)
 	ev := newEvents()
-	cfg := transport.Config{Endpoint: endpoint, HandlerBuffer: 4}
+	cfg := transport.Config{Endpoint: endpoint}
 	ev.hook(&cfg)
 	c := newConn(t, cfg, nil)
 	ev.waitOnline(t)
@@ -28,7 +28,7 @@ func TestHandlersIsolated(t *testing.T) {
 	panicked := make(chan struct{}, 64)
 	subscribe := func(filter string, h transport.HandlerFunc) {
 		t.Helper()
-		if _, err := c.Subscribe(ctx, filter, h, transport.QoS(1)); err != nil {
+		if _, err := c.Subscribe(ctx, filter, h, transport.QoS(1), transport.Buffer(4)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ type options struct {
 	qos       byte
 	retain    bool
 	noOffline bool
+	buffer    int
 }
 
 // QoS sets the quality of service: 0 (at most once, the default) or 1 (at least
@@ -33,6 +34,12 @@ func Retain() Option { return func(o *options) { o.retain = true } }
 // acknowledgement. It is for time-sensitive requests, such as shadow requests, that
 // are worthless later. Subscribe ignores it.
 func NoOfflineQueue() Option { return func(o *options) { o.noOffline = true } }
+
+// Buffer sets how many messages may wait for this subscription's handler before
+// further ones are dropped (and logged), overriding Config.HandlerBuffer: a small
+// buffer bounds what a stuck handler can hold, a large one absorbs bursts. Publish
+// ignores it.
+func Buffer(n int) Option { return func(o *options) { o.buffer = n } }
 
 func applyOptions(opts []Option) options {
 	var o options
