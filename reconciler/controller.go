@@ -1,0 +1,251 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+
+	"github.com/shadowsync/shadowsync/queue"
+	"github.com/shadowsync/shadowsync/schemas"
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// ControllerOptions configure one controller.
+type ControllerOptions struct {
+	// Name identifies the controller in logs and metrics. Empty means the name of T.
+	Name string
+	// Things are the things whose shadow the controller manages. At least one.
+	Things []string
+	// Shadow is the named shadow of each thing to manage; "" means the classic shadow.
+	Shadow string
+	// MaxConcurrentReconciles is how many shadows are reconciled at once. Zero means 1.
+	MaxConcurrentReconciles int
+	// RateLimiter spaces the retries of each shadow. Nil means exponential backoff from
+	// 100 ms to 5 min per shadow under an overall token bucket (queue.NewRateLimiter).
+	RateLimiter queue.RateLimiter[shadowstate.ID]
+	// Schema controls the JSON Schema derived from T that desired state must pass
+	// before Reconcile sees it. T that is not a struct gets no schema.
+	Schema schemas.Options
+	// StatusField, when set, makes the controller report the outcome of each
+	// reconcile under this key of reported state: the desired version it handled,
+	// whether it succeeded, and the error when it did not (for apps to tell "applied"
+	// from "not yet" from "refused"). Empty means no status is reported.
+	StatusField string
+}
+
+// Status is what a controller reports under ControllerOptions.StatusField.
+type Status struct {
+	// ObservedVersion is the shadow version whose desired state was last reconciled.
+	ObservedVersion int64 `json:"observedVersion"`
+	// OK is true when that reconcile succeeded.
+	OK bool `json:"ok"`
+	// Error says why it did not, naming the field for invalid desired state.
+	Error string `json:"error,omitempty"`
+}
+
+// Controller reconciles the shadows of a list of things with one Reconciler for
+// device type T. Create it with Register. Its methods are safe for concurrent use.
+type Controller[T any] struct {
+	m      *Manager
+	opts   ControllerOptions
+	r      Reconciler[T]
+	schema *schemas.Schema // nil when T is not a struct
+	log    *slog.Logger
+	queue  *queue.Work[shadowstate.ID]
+
+	entries  map[shadowstate.ID]*entry // fixed after Register
+	workers  sync.WaitGroup
+	resyncMu sync.Mutex // one re-read of all shadows at a time
+}
+
+// Register adds a controller for device type T to m: r reconciles the shadows of
+// opts.Things. It must be called before m.Start.
+func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Controller[T], error) {
+	if r == nil {
+		return nil, errors.New("reconciler: Register: nil Reconciler")
+	}
+	t := reflect.TypeFor[T]()
+	if opts.Name == "" {
+		opts.Name = t.Name()
+	}
+	if len(opts.Things) == 0 {
+		return nil, fmt.Errorf("reconciler: Register %s: no things to manage", opts.Name)
+	}
+	if opts.MaxConcurrentReconciles < 0 {
+		return nil, fmt.Errorf("reconciler: Register %s: MaxConcurrentReconciles is negative", opts.Name)
+	}
+	if opts.MaxConcurrentReconciles == 0 {
+		opts.MaxConcurrentReconciles = 1
+	}
+	if opts.RateLimiter == nil {
+		rl, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{})
+		if err != nil {
+			return nil, err
+		}
+		opts.RateLimiter = rl
+	}
+	c := &Controller[T]{
+		m: m, opts: opts, r: r,
+		log:     m.log.With("controller", opts.Name),
+		queue:   queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
+		entries: make(map[shadowstate.ID]*entry, len(opts.Things)),
+	}
+	for k := t; ; k = k.Elem() {
+		if k.Kind() == reflect.Struct {
+			s, err := schemas.For[T](opts.Schema)
+			if err != nil {
+				return nil, fmt.Errorf("reconciler: Register %s: %w", opts.Name, err)
+			}
+			c.schema = s
+		}
+		if k.Kind() != reflect.Pointer {
+			break
+		}
+	}
+	for _, thing := range opts.Things {
+		id := shadowstate.ID{Thing: thing, Name: opts.Shadow}
+		if err := id.Validate(); err != nil {
+			return nil, fmt.Errorf("reconciler: Register %s: %w", opts.Name, err)
+		}
+		if c.entries[id] != nil {
+			return nil, fmt.Errorf("reconciler: Register %s: thing %q listed twice", opts.Name, thing)
+		}
+		c.entries[id] = &entry{}
+	}
+	if err := m.add(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller[T]) name() string { return c.opts.Name }
+
+// start subscribes to the deltas and documents of every managed shadow and starts
+// the workers. The shadows are read once the connection is online.
+func (c *Controller[T]) start(ctx context.Context) error {
+	for id := range c.entries {
+		h, err := c.m.client.Shadow(id.Thing, id.Name)
+		if err != nil {
+			return err
+		}
+		if _, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }); err != nil {
+			return err
+		}
+		if _, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }); err != nil {
+			return err
+		}
+	}
+	for range c.opts.MaxConcurrentReconciles {
+		c.workers.Go(func() { c.work(ctx) })
+	}
+	c.log.Info("controller started", "shadows", len(c.entries), "workers", c.opts.MaxConcurrentReconciles)
+	return nil
+}
+
+func (c *Controller[T]) work(ctx context.Context) {
+	for {
+		id, ok := c.queue.Get(ctx)
+		if !ok {
+			return
+		}
+		c.process(ctx, id)
+		c.queue.Done(id)
+	}
+}
+
+// shutdown stops taking new work, waits for the shadows being reconciled, and logs
+// what was left undone.
+func (c *Controller[T]) shutdown(ctx context.Context) {
+	dropped, err := c.queue.ShutDownWithDrain(ctx)
+	if dropped > 0 {
+		c.log.Warn("shutdown: delayed reconciles not run", "count", dropped)
+	}
+	if err != nil {
+		c.log.Warn("shutdown: reconciles still running when the shutdown timeout passed", "error", err)
+	}
+	if n := c.queue.Len(); n > 0 {
+		c.log.Warn("shutdown: queued reconciles not run", "count", n)
+	}
+	done := make(chan struct{})
+	go func() { c.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// resync re-reads every managed shadow and enqueues those whose desired and reported
+// state differ at a version no event has announced: deltas missed while offline are
+// found this way. With all set (the periodic resync) it enqueues every shadow that
+// differs, to reconcile drift the device's last reconcile left behind.
+func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
+	go func() {
+		c.resyncMu.Lock()
+		defer c.resyncMu.Unlock()
+		sem := make(chan struct{}, c.m.opts.ReadConcurrency)
+		var wg sync.WaitGroup
+		var failed int
+		var mu sync.Mutex
+		for id, e := range c.entries {
+			if ctx.Err() != nil || c.queue.ShuttingDown() {
+				return
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if err := c.refresh(ctx, id, e); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					c.log.Debug("re-read failed; the shadow is retried", "shadow", id, "error", err)
+					c.queue.AddRateLimited(id)
+					return
+				}
+				if e.needsReconcile(all) {
+					c.queue.Add(id)
+				}
+			})
+		}
+		wg.Wait()
+		c.log.Info("shadows re-read", "reason", why, "shadows", len(c.entries), "failed", failed)
+	}()
+}
+
+// onDelta updates the cache with a delta and enqueues its shadow.
+func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) {
+	if e := c.entries[id]; e != nil && e.applyDelta(d) {
+		c.queue.Add(id)
+	}
+}
+
+// onDocuments updates the cache with a full snapshot and enqueues the shadow when it
+// differs, unless the snapshot is the result of this controller's own report.
+func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
+	if e := c.entries[id]; e != nil {
+		if e.applyDocuments(d) {
+			c.queue.Add(id)
+		}
+	}
+}
+
+// refresh reads the shadow into the cache.
+func (c *Controller[T]) refresh(ctx context.Context, id shadowstate.ID, e *entry) error {
+	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	if err != nil {
+		return err
+	}
+	doc, err := h.Get(ctx)
+	var rej *shadowstate.Error
+	if errors.As(err, &rej) && rej.Code == 404 {
+		e.setMissing()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.setDocument(doc)
+	return nil
+}

@@ -1,0 +1,20 @@
+package reconciler
+
+import (
+	"context"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// Echo registers a controller that mirrors each thing's desired state into its
+// reported state, whatever its shape: the seed SDK's ThingShadowEcho sample in one
+// line. It reports only the keys that differ, so state the device reports on its own
+// is left alone.
+func Echo(m *Manager, things ...string) (*Controller[shadowstate.Object], error) {
+	return Register(m, ControllerOptions{Name: "echo", Things: things}, ReconcilerFunc[shadowstate.Object](echo))
+}
+
+func echo(_ context.Context, req Request[shadowstate.Object]) (Result, error) {
+	*req.Reported = shadowstate.Merge(*req.Reported, req.Delta)
+	return Result{}, nil
+}

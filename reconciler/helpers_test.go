@@ -1,0 +1,147 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const wait = 15 * time.Second
+
+func startLocalIoT(t *testing.T) *localiot.Server {
+	t.Helper()
+	srv, err := localiot.New(localiot.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// fastConfig is a transport configuration for tests: no publish rate cap, quick
+// reconnects.
+func fastConfig(endpoint string) transport.Config {
+	return transport.Config{
+		Endpoint:       endpoint,
+		MaxPublishRate: -1,
+		Backoff:        transport.ExponentialBackoff(20*time.Millisecond, 200*time.Millisecond, 0),
+	}
+}
+
+// run starts m and stops it when the test ends, checking that Start returns nil.
+// testLogger logs to the test's output when SHADOWSYNC_TEST_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("SHADOWSYNC_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func run(t *testing.T, m *reconciler.Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Start: %v", err)
+			}
+		case <-time.After(wait):
+			t.Error("Start did not return after its ctx ended")
+		}
+	})
+}
+
+// app is a shadow client acting as an application that sets desired state.
+func app(t *testing.T, endpoint string) *shadowstate.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conn, err := transport.Dial(ctx, fastConfig(endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = c.Close(ctx)
+		_ = conn.Close(ctx)
+	})
+	return c
+}
+
+func shadow(t *testing.T, c *shadowstate.Client, thing string) *shadowstate.Handle {
+	t.Helper()
+	h, err := c.Shadow(thing, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// eventually polls check until it returns nil, failing the test with its last error
+// after timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reportedOf reads the shadow's reported state as the service holds it.
+func reportedOf(srv *localiot.Server, thing string) (shadowstate.Object, error) {
+	s, err := srv.Shadow(shadowstate.ID{Thing: thing})
+	if err != nil {
+		return nil, err
+	}
+	if !s.Exists {
+		return nil, fmt.Errorf("%s has no shadow", thing)
+	}
+	return s.Reported, nil
+}

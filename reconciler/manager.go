@@ -1,0 +1,200 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// Options configure a Manager. The zero value works.
+type Options struct {
+	// Shadow configures the shadow client every controller shares.
+	Shadow shadowstate.ClientOptions
+	// Resync, when positive, re-reads every managed shadow this often and reconciles
+	// any that drifted (desired and reported differ). Zero means no periodic resync;
+	// shadows are still re-read on start and after every reconnect.
+	Resync time.Duration
+	// ShutdownTimeout bounds how long Start waits, once its ctx ends, for reconciles
+	// in flight to finish and their reports to be written. Zero means 30 s.
+	ShutdownTimeout time.Duration
+	// ReadConcurrency is how many shadows are read at once when the manager re-reads
+	// them (on start, after a reconnect, on resync). Zero means 16.
+	ReadConcurrency int
+	// Logger receives the framework's logs; Reconcile gets it, with the thing and
+	// shadow attached, through Logger(ctx). Nil discards them.
+	Logger *slog.Logger
+}
+
+// runnable is what the Manager runs: one typed controller.
+type runnable interface {
+	name() string
+	start(ctx context.Context) error
+	resync(ctx context.Context, why string, all bool)
+	shutdown(ctx context.Context)
+}
+
+// Manager owns one transport connection, one shadow client on it, and every
+// controller registered with it; the application can use the same connection for its
+// own publish/subscribe through Conn. Create it with NewManager, register controllers
+// with Register, then call Start. Its methods are safe for concurrent use.
+type Manager struct {
+	conn   *transport.Conn
+	client *shadowstate.Client
+	opts   Options
+	log    *slog.Logger
+
+	mu          sync.Mutex
+	controllers []runnable
+	started     bool
+	runCtx      context.Context // set by Start; controllers' work runs under it
+	resyncs     chan string     // reasons to re-read every shadow
+}
+
+// ErrStarted is returned by Start when called twice, and by Register after Start.
+var ErrStarted = errors.New("reconciler: manager already started")
+
+// NewManager prepares a manager that will connect with cfg. It connects to nothing
+// and starts no goroutine until Start. cfg.OnOnline and cfg.OnOffline are kept and
+// called as usual.
+func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
+	if opts.Resync < 0 || opts.ShutdownTimeout < 0 || opts.ReadConcurrency < 0 {
+		return nil, errors.New("reconciler: Options: Resync, ShutdownTimeout and ReadConcurrency must not be negative")
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.ReadConcurrency == 0 {
+		opts.ReadConcurrency = 16
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Shadow.Logger == nil {
+		opts.Shadow.Logger = opts.Logger
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = opts.Logger
+	}
+	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1)}
+	userOnline := cfg.OnOnline
+	cfg.OnOnline = func() {
+		m.requestResync("connection online")
+		if userOnline != nil {
+			userOnline()
+		}
+	}
+	conn, err := transport.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	client, err := shadowstate.NewClient(conn, opts.Shadow)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	m.conn, m.client = conn, client
+	return m, nil
+}
+
+// Conn returns the manager's connection, for the application's own publish and
+// subscribe. It is started and closed by the manager.
+func (m *Manager) Conn() *transport.Conn { return m.conn }
+
+// Client returns the manager's shadow client, for shadows no controller manages.
+func (m *Manager) Client() *shadowstate.Client { return m.client }
+
+func (m *Manager) add(r runnable) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started {
+		return ErrStarted
+	}
+	m.controllers = append(m.controllers, r)
+	return nil
+}
+
+// requestResync asks the manager to re-read every managed shadow. Requests made
+// while a re-read is pending collapse into it.
+func (m *Manager) requestResync(why string) {
+	select {
+	case m.resyncs <- why:
+	default:
+	}
+}
+
+// Start runs the controllers and the connection until ctx ends, then shuts down:
+// it stops taking new work, lets reconciles in flight finish (within
+// Options.ShutdownTimeout), logs anything left undone, closes the shadow client and
+// the connection, and returns nil. It returns an error at once if a controller cannot
+// start.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return ErrStarted
+	}
+	m.started = true
+	controllers := append([]runnable(nil), m.controllers...)
+	m.mu.Unlock()
+
+	// Work runs under a ctx that outlives ctx by the shutdown timeout, so that
+	// reconciles in flight can finish and report.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	connDone := make(chan error, 1)
+	for _, c := range controllers {
+		if err := c.start(workCtx); err != nil {
+			m.closeAll(controllers, cancelWork, connDone, false)
+			return fmt.Errorf("reconciler: start %s: %w", c.name(), err)
+		}
+	}
+	go func() { connDone <- m.conn.Start(workCtx) }()
+
+	var tick <-chan time.Time
+	if m.opts.Resync > 0 {
+		t := time.NewTicker(m.opts.Resync)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case why := <-m.resyncs:
+			for _, c := range controllers {
+				c.resync(workCtx, why, false)
+			}
+		case <-tick:
+			for _, c := range controllers {
+				c.resync(workCtx, "periodic resync", true)
+			}
+		case <-ctx.Done():
+			m.closeAll(controllers, cancelWork, connDone, true)
+			return nil
+		}
+	}
+}
+
+// closeAll shuts the controllers down, then the client and the connection.
+func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc, connDone chan error, connStarted bool) {
+	shutCtx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	defer cancel()
+	for _, c := range controllers {
+		c.shutdown(shutCtx)
+	}
+	if err := m.client.Close(shutCtx); err != nil {
+		m.log.Warn("closing the shadow client", "error", err)
+	}
+	if err := m.conn.Close(shutCtx); err != nil {
+		m.log.Warn("closing the connection", "error", err)
+	}
+	cancelWork()
+	if connStarted {
+		<-connDone
+	}
+	m.log.Info("reconciler stopped")
+}

@@ -1,0 +1,262 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/shadowsync/shadowsync/schemas"
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// errInvalidDesired marks desired state that does not decode into T or fails its
+// schema: it never reaches Reconcile and is not retried until it changes.
+var errInvalidDesired = errors.New("invalid desired state")
+
+// process reconciles one shadow: read it if the cache has not, decode and validate
+// desired state, call Reconcile, report what changed, and decide when to run again.
+func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
+	e := c.entries[id]
+	if e == nil {
+		return
+	}
+	e.run.Lock()
+	defer e.run.Unlock()
+	log := c.log.With("thing", id.Thing, "shadow", id.Name)
+	ctx = context.WithValue(ctx, loggerKey{}, log)
+
+	if _, _, _, _, loaded := e.snapshot(); !loaded {
+		if err := c.refresh(ctx, id, e); err != nil {
+			log.Warn("cannot read the shadow; retrying", "error", err)
+			c.queue.AddRateLimited(id)
+			return
+		}
+	}
+	desired, reported, version, exists, _ := e.snapshot()
+
+	desiredT, err := c.decodeDesired(desired)
+	if err != nil {
+		log.Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
+		if c.opts.StatusField != "" {
+			c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()})
+		}
+		c.queue.Forget(id)
+		return
+	}
+	var reportedT T
+	if err := decodeInto(reported, &reportedT); err != nil {
+		log.Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
+	}
+	before, err := json.Marshal(&reportedT)
+	if err != nil {
+		log.Error("reported state cannot be encoded", "error", err)
+		c.queue.Forget(id)
+		return
+	}
+
+	res, rerr := c.reconcile(ctx, Request[T]{
+		Thing: id.Thing, Shadow: id.Name,
+		Desired: desiredT, Reported: &reportedT,
+		Delta: shadowstate.Delta(desired, reported), Version: version,
+	})
+
+	var status *Status
+	if c.opts.StatusField != "" {
+		status = &Status{ObservedVersion: version, OK: rerr == nil}
+		if rerr != nil {
+			status.Error = rerr.Error()
+		}
+	}
+	switch err := c.report(ctx, id, e, before, &reportedT, status, version, exists); {
+	case errors.Is(err, errConflict):
+		log.Debug("report conflicted with another writer; reading the shadow and reconciling again")
+		c.queue.AddRateLimited(id)
+		return
+	case err != nil:
+		log.Error("report failed; retrying", "error", err)
+		c.queue.AddRateLimited(id)
+		return
+	}
+
+	switch {
+	case rerr != nil && IsTerminal(rerr):
+		log.Error("reconcile failed for good; waiting for desired state to change", "error", rerr)
+		c.queue.Forget(id)
+	case rerr != nil:
+		log.Error("reconcile failed; retrying with backoff", "error", rerr, "retries", c.queue.NumRequeues(id))
+		c.queue.AddRateLimited(id)
+	case res.RequeueAfter > 0:
+		c.queue.Forget(id)
+		c.queue.AddAfter(id, res.RequeueAfter)
+	default:
+		c.queue.Forget(id)
+	}
+}
+
+// reconcile calls the user's Reconcile, turning a panic into an error.
+func (c *Controller[T]) reconcile(ctx context.Context, req Request[T]) (res Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			Logger(ctx).Error("Reconcile panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			res, err = Result{}, fmt.Errorf("reconcile panicked: %v", r)
+		}
+	}()
+	return c.r.Reconcile(ctx, req)
+}
+
+// decodeDesired checks desired state against T's schema and decodes it into T.
+func (c *Controller[T]) decodeDesired(desired shadowstate.Object) (T, error) {
+	var t T
+	if desired == nil {
+		return t, nil
+	}
+	if c.schema != nil {
+		if err := c.schema.Validate(desired); err != nil {
+			var se *schemas.Error
+			if errors.As(err, &se) {
+				return t, fmt.Errorf("%w: %w", errInvalidDesired, err)
+			}
+			return t, err
+		}
+	}
+	if err := decodeInto(desired, &t); err != nil {
+		return t, fmt.Errorf("%w: %w", errInvalidDesired, err)
+	}
+	return t, nil
+}
+
+// decodeInto decodes a state section into v through its JSON form, keeping numbers
+// exact in untyped values (json.Number). A field of the wrong type is reported, and
+// the other fields are still decoded.
+func decodeInto(section shadowstate.Object, v any) error {
+	if section == nil {
+		return nil
+	}
+	data, err := json.Marshal(section)
+	if err != nil {
+		return err
+	}
+	return shadowstate.Unmarshal(data, v)
+}
+
+// errConflict reports a report rejected with 409: the cache has been re-read.
+var errConflict = errors.New("version conflict")
+
+// report writes the reported fields Reconcile changed — the RFC 7396 merge patch from
+// before to the new state, plus the status when enabled — with the cached version
+// for optimistic locking. Nothing is written when nothing changed.
+func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, before []byte, after *T, status *Status, version int64, exists bool) error {
+	afterJSON, err := json.Marshal(after)
+	if err != nil {
+		return fmt.Errorf("encode reported state: %w", err)
+	}
+	patchJSON, err := jsonpatch.CreateMergePatch(before, afterJSON)
+	if err != nil {
+		return fmt.Errorf("compute the reported patch: %w", err)
+	}
+	var patch shadowstate.Object
+	if err := shadowstate.Unmarshal(patchJSON, &patch); err != nil {
+		return fmt.Errorf("decode the reported patch: %w", err)
+	}
+	if status != nil {
+		if patch == nil {
+			patch = shadowstate.Object{}
+		}
+		patch[c.opts.StatusField] = statusObject(*status)
+	}
+	if len(patch) == 0 {
+		return nil
+	}
+	return c.write(ctx, id, e, patch, version, exists)
+}
+
+// write sends patch as reported state at version (no version check for a shadow
+// that does not exist yet) and updates the cache.
+func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, patch shadowstate.Object, version int64, exists bool) error {
+	raw, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	if err != nil {
+		return err
+	}
+	var opts []shadowstate.UpdateOption
+	if exists {
+		opts = append(opts, shadowstate.ExpectVersion(version))
+		e.expectOwn(version + 1)
+	}
+	acc, err := h.Update(ctx, shadowstate.StateUpdate{Reported: raw}, opts...)
+	var rej *shadowstate.Error
+	if errors.As(err, &rej) && rej.Code == 409 {
+		if rerr := c.refresh(ctx, id, e); rerr != nil {
+			return fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
+		}
+		return errConflict
+	}
+	if err != nil {
+		return err
+	}
+	e.reportAccepted(patch, acc.Version)
+	return nil
+}
+
+// writeStatus reports only the status, for desired state that never reached
+// Reconcile.
+func (c *Controller[T]) writeStatus(ctx context.Context, id shadowstate.ID, e *entry, s Status) {
+	_, _, version, exists, _ := e.snapshot()
+	patch := shadowstate.Object{c.opts.StatusField: statusObject(s)}
+	if err := c.write(ctx, id, e, patch, version, exists); err != nil {
+		Logger(ctx).Warn("status report failed", "error", err)
+	}
+}
+
+func statusObject(s Status) shadowstate.Object {
+	var o shadowstate.Object
+	data, _ := json.Marshal(s)
+	_ = shadowstate.Unmarshal(data, &o)
+	if s.Error == "" {
+		o["error"] = nil // clears an earlier error
+	}
+	return o
+}
+
+// Report publishes state that changed on the device by itself (a sensor reading):
+// fn edits the device's reported state, and the changed fields are reported through
+// the same path as Reconcile's, serialised with it. thing must be managed by c.
+func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) error {
+	id := shadowstate.ID{Thing: thing, Name: c.opts.Shadow}
+	e := c.entries[id]
+	if e == nil {
+		return fmt.Errorf("reconciler: Report: %v is not managed by controller %s", id, c.opts.Name)
+	}
+	e.run.Lock()
+	defer e.run.Unlock()
+	for attempt := 0; ; attempt++ {
+		if _, _, _, _, loaded := e.snapshot(); !loaded {
+			if err := c.refresh(ctx, id, e); err != nil {
+				return fmt.Errorf("reconciler: Report %v: %w", id, err)
+			}
+		}
+		_, reported, version, exists, _ := e.snapshot()
+		var t T
+		_ = decodeInto(reported, &t)
+		before, err := json.Marshal(&t)
+		if err != nil {
+			return fmt.Errorf("reconciler: Report %v: %w", id, err)
+		}
+		fn(&t)
+		err = c.report(ctx, id, e, before, &t, nil, version, exists)
+		if errors.Is(err, errConflict) && attempt < 5 {
+			continue // re-read; fn runs again on the fresh state
+		}
+		if err != nil {
+			return fmt.Errorf("reconciler: Report %v: %w", id, err)
+		}
+		return nil
+	}
+}
