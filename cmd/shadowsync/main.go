@@ -30,6 +30,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run localiot, a local AWS IoT (MQTT broker + Device Shadow service)", runServe},
+		{"get", "print a shadow's desired, reported and delta state and its version", runGet},
+		{"update", "update a shadow's desired or reported state", runUpdate},
+		{"delete", "delete a shadow", runDelete},
+		{"watch", "stream a shadow's deltas and documents until interrupted", runWatch},
 	}
 }
 

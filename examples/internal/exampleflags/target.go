@@ -1,0 +1,160 @@
+package exampleflags
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// Listener is the listener of an embedded localiot that an example connects through
+// when it runs without --endpoint.
+type Listener int
+
+const (
+	// Plain is plain MQTT with operator rights: mqtt://127.0.0.1:PORT.
+	Plain Listener = iota
+	// TLS is MQTT over TLS with a client certificate, as on AWS's port 8883: the
+	// certificate of Options.Thing, which may use that thing's shadow only, or the
+	// operator's when Thing is empty.
+	TLS
+	// WebSocket is MQTT over secure WebSocket with a SigV4-presigned URL, as on
+	// AWS's wss://HOST/mqtt: it accepts the access key Options.Credentials returns.
+	WebSocket
+)
+
+// localRegion is the region examples sign with against the embedded localiot,
+// which accepts any region.
+const localRegion = "us-east-1"
+
+// Options say how an example connects when it runs against an embedded localiot.
+type Options struct {
+	// Listener is the embedded localiot's listener; zero means Plain.
+	Listener Listener
+	// Thing, for TLS, is the thing whose certificate the example presents.
+	Thing string
+	// Credentials sign WebSocket URLs, locally and on --endpoint wss://. Nil means
+	// the standard AWS chain on --endpoint, and a generated access key locally.
+	// Locally, the embedded listener accepts whatever key the provider returns.
+	Credentials aws.CredentialsProvider
+}
+
+// Target is where an example runs: the endpoint given with --endpoint, or a localiot
+// started in-process. Close it when done.
+type Target struct {
+	// Local reports whether the target is an embedded localiot.
+	Local bool
+	// Endpoint is the URL clients connect to.
+	Endpoint string
+
+	flags *Flags
+	opts  Options
+	tls   *tls.Config // embedded TLS and WebSocket listeners: the client's config
+	stop  context.CancelFunc
+	done  chan error
+}
+
+// Open returns the target the flags describe. Without --endpoint it starts a localiot
+// with the listener opts asks for, on an ephemeral loopback port, with certificates
+// kept in memory; Close stops it.
+func Open(ctx context.Context, f *Flags, opts Options) (*Target, error) {
+	if f.Endpoint != "" {
+		return &Target{Endpoint: f.Endpoint, flags: f, opts: opts}, nil
+	}
+	if f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" {
+		return nil, Usagef("--ca, --cert and --key need --endpoint")
+	}
+	t := &Target{Local: true, flags: f, opts: opts, done: make(chan error, 1)}
+	var srvOpts localiot.Options
+	if opts.Listener != Plain {
+		var things []string
+		if opts.Thing != "" {
+			things = append(things, opts.Thing)
+		}
+		certs, err := localiot.EnsureCerts("", things...)
+		if err != nil {
+			return nil, err
+		}
+		switch opts.Listener {
+		case TLS:
+			srvOpts.TLS = certs.TLSListener("")
+			name := opts.Thing
+			if name == "" {
+				name = localiot.OperatorCertName
+			}
+			if t.tls, err = certs.ClientTLS(name); err != nil {
+				return nil, err
+			}
+		case WebSocket:
+			if t.opts.Credentials == nil {
+				t.opts.Credentials = credentials.NewStaticCredentialsProvider("AKIDLOCAL"+randomHex(6), randomHex(20), "")
+			}
+			creds, err := t.opts.Credentials.Retrieve(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("credentials for the embedded localiot: %w", err)
+			}
+			srvOpts.WebSocket = &localiot.WebSocketListener{
+				Certificate: &certs.Server,
+				Credentials: []localiot.Credential{{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}},
+			}
+			t.tls = &tls.Config{RootCAs: certs.Pool}
+		}
+	}
+	srv, err := localiot.New(srvOpts)
+	if err != nil {
+		return nil, err
+	}
+	var srvCtx context.Context
+	srvCtx, t.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go func() { t.done <- srv.Start(srvCtx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-t.done:
+		t.stop()
+		return nil, fmt.Errorf("start localiot: %w", err)
+	case <-ctx.Done():
+		t.stop()
+		<-t.done
+		return nil, ctx.Err()
+	}
+	eps := srv.Endpoints()
+	t.Endpoint = map[Listener]string{Plain: eps.Plain, TLS: eps.TLS, WebSocket: eps.WebSocket}[opts.Listener]
+	return t, nil
+}
+
+// Config returns the transport configuration of a client of the target, with clientID
+// as its client ID unless --client-id was given.
+func (t *Target) Config(clientID string) transport.Config {
+	cfg := t.flags.Config(clientID)
+	cfg.Endpoint = t.Endpoint
+	cfg.Credentials = t.opts.Credentials
+	if t.Local {
+		cfg.TLS = t.tls
+		if t.opts.Listener == WebSocket && cfg.Region == "" {
+			cfg.Region = localRegion
+		}
+	}
+	return cfg
+}
+
+// Close stops the embedded localiot, if any, after its clients have disconnected.
+func (t *Target) Close() error {
+	if !t.Local {
+		return nil
+	}
+	t.stop()
+	return <-t.done
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
