@@ -106,6 +106,23 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage) bool {
 
 func (e *entry) isOwn(v int64) bool { return v == e.own || v == e.written }
 
+// differs reports whether the cached desired and reported state differ.
+func (e *entry) differs() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return shadowstate.Delta(e.desired, e.reported) != nil
+}
+
+// clearOwn forgets a report expected at version v that failed: the version, if it
+// exists, is someone else's, and its events must count.
+func (e *entry) clearOwn(v int64) {
+	e.mu.Lock()
+	if e.own == v {
+		e.own = 0
+	}
+	e.mu.Unlock()
+}
+
 // expectOwn records that a report at version v-1 is being sent: if accepted, the
 // shadow's next version is v and its messages are this controller's.
 func (e *entry) expectOwn(v int64) {

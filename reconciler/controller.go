@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/schemas"
@@ -56,9 +57,12 @@ type Controller[T any] struct {
 	log    *slog.Logger
 	queue  *queue.Work[shadowstate.ID]
 
-	entries  map[shadowstate.ID]*entry // fixed after Register
-	workers  sync.WaitGroup
-	resyncMu sync.Mutex // one re-read of all shadows at a time
+	entries map[shadowstate.ID]*entry // fixed after Register
+	workers sync.WaitGroup
+	// waitingSince records when a shadow was added to the queue, for the queue wait
+	// metric; an add while one is recorded keeps the earlier time.
+	waitingSince sync.Map   // shadowstate.ID → time.Time
+	resyncMu     sync.Mutex // one re-read of all shadows at a time
 }
 
 // Register adds a controller for device type T to m: r reconciles the shadows of
@@ -123,6 +127,20 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 
 func (c *Controller[T]) name() string { return c.opts.Name }
 
+// enqueue adds a shadow that needs a reconcile now.
+func (c *Controller[T]) enqueue(id shadowstate.ID) {
+	c.waitingSince.LoadOrStore(id, time.Now())
+	c.queue.Add(id)
+	c.m.metrics.queueAdds.WithLabelValues(c.opts.Name).Inc()
+	c.m.metrics.queueDepth.WithLabelValues(c.opts.Name).Set(float64(c.queue.Len()))
+}
+
+// retry puts a shadow back with its backoff after a failure.
+func (c *Controller[T]) retry(id shadowstate.ID) {
+	c.queue.AddRateLimited(id)
+	c.m.metrics.queueRetries.WithLabelValues(c.opts.Name).Inc()
+}
+
 // start subscribes to the deltas and documents of every managed shadow and starts
 // the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
@@ -151,7 +169,17 @@ func (c *Controller[T]) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		c.process(ctx, id)
+		mx := c.m.metrics
+		mx.queueDepth.WithLabelValues(c.opts.Name).Set(float64(c.queue.Len()))
+		if since, ok := c.waitingSince.LoadAndDelete(id); ok {
+			mx.queueWait.WithLabelValues(c.opts.Name).Observe(time.Since(since.(time.Time)).Seconds())
+		}
+		start := time.Now()
+		result := c.process(ctx, id)
+		mx.reconcileTime.WithLabelValues(c.opts.Name).Observe(time.Since(start).Seconds())
+		if result != "" {
+			mx.reconciles.WithLabelValues(c.opts.Name, result).Inc()
+		}
 		c.queue.Done(id)
 	}
 }
@@ -160,6 +188,7 @@ func (c *Controller[T]) work(ctx context.Context) {
 // what was left undone.
 func (c *Controller[T]) shutdown(ctx context.Context) {
 	dropped, err := c.queue.ShutDownWithDrain(ctx)
+	c.m.metrics.droppedOnClosed.Add(float64(dropped + c.queue.Len()))
 	if dropped > 0 {
 		c.log.Warn("shutdown: delayed reconciles not run", "count", dropped)
 	}
@@ -201,11 +230,11 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 					failed++
 					mu.Unlock()
 					c.log.Debug("re-read failed; the shadow is retried", "shadow", id, "error", err)
-					c.queue.AddRateLimited(id)
+					c.retry(id)
 					return
 				}
 				if e.needsReconcile(all) {
-					c.queue.Add(id)
+					c.enqueue(id)
 				}
 			})
 		}
@@ -217,7 +246,7 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 // onDelta updates the cache with a delta and enqueues its shadow.
 func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) {
 	if e := c.entries[id]; e != nil && e.applyDelta(d) {
-		c.queue.Add(id)
+		c.enqueue(id)
 	}
 }
 
@@ -226,7 +255,7 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) 
 func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
 	if e := c.entries[id]; e != nil {
 		if e.applyDocuments(d) {
-			c.queue.Add(id)
+			c.enqueue(id)
 		}
 	}
 }

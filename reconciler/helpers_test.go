@@ -32,7 +32,11 @@ func startLocalIoT(t *testing.T) *localiot.Server {
 	go func() { done <- srv.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Error("localiot did not stop within 15s of its ctx ending")
+		}
 	})
 	select {
 	case <-srv.Ready():

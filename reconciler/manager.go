@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -26,6 +29,13 @@ type Options struct {
 	// ReadConcurrency is how many shadows are read at once when the manager re-reads
 	// them (on start, after a reconnect, on resync). Zero means 16.
 	ReadConcurrency int
+	// Registry receives the manager's Prometheus metrics (reconciles, work queues,
+	// shadow requests, connection state); the application may register its own
+	// collectors in it too. Nil means a new registry, available from Registry.
+	Registry *prometheus.Registry
+	// MetricsAddr, when set, serves the registry at http://MetricsAddr/metrics while
+	// Start runs (":9090", "127.0.0.1:0"). Empty means metrics are not served.
+	MetricsAddr string
 	// Logger receives the framework's logs; Reconcile gets it, with the thing and
 	// shadow attached, through Logger(ctx). Nil discards them.
 	Logger *slog.Logger
@@ -49,7 +59,11 @@ type Manager struct {
 	opts   Options
 	log    *slog.Logger
 
+	metrics  *metrics
+	registry *prometheus.Registry
+
 	mu          sync.Mutex
+	metricsAt   net.Addr // where /metrics is served, once Start serves it
 	controllers []runnable
 	started     bool
 	runCtx      context.Context // set by Start; controllers' work runs under it
@@ -81,12 +95,40 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
-	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1)}
-	userOnline := cfg.OnOnline
-	cfg.OnOnline = func() {
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	mx, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
+	}
+	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1), metrics: mx, registry: opts.Registry}
+	if userObserve := opts.Shadow.Observe; userObserve != nil {
+		opts.Shadow.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
+			mx.observeRequest(op, outcome, took)
+			userObserve(op, outcome, took)
+		}
+	} else {
+		opts.Shadow.Observe = mx.observeRequest
+	}
+	userOnline, userOffline := cfg.OnOnline, cfg.OnOffline
+	var everOnline bool
+	cfg.OnOnline = func() { // transport calls these on one goroutine, in order
+		mx.connected.Set(1)
+		if everOnline {
+			mx.reconnects.Inc()
+		}
+		everOnline = true
 		m.requestResync("connection online")
 		if userOnline != nil {
 			userOnline()
+		}
+	}
+	cfg.OnOffline = func(err error) {
+		mx.connected.Set(0)
+		m.log.Warn("connection lost; shadows are re-read once it is back", "error", err)
+		if userOffline != nil {
+			userOffline(err)
 		}
 	}
 	conn, err := transport.New(cfg)
@@ -99,6 +141,17 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	}
 	m.conn, m.client = conn, client
 	return m, nil
+}
+
+// Registry returns the registry holding the manager's metrics.
+func (m *Manager) Registry() *prometheus.Registry { return m.registry }
+
+// MetricsAddr returns the address /metrics is served on, once Start serves it (nil
+// before, or when Options.MetricsAddr is empty).
+func (m *Manager) MetricsAddr() net.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.metricsAt
 }
 
 // Conn returns the manager's connection, for the application's own publish and
@@ -147,6 +200,17 @@ func (m *Manager) Start(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	if m.opts.MetricsAddr != "" {
+		srv, addr, err := serveMetrics(m.opts.MetricsAddr, m.registry)
+		if err != nil {
+			return fmt.Errorf("reconciler: serve metrics on %s: %w", m.opts.MetricsAddr, err)
+		}
+		defer srv.Close()
+		m.mu.Lock()
+		m.metricsAt = addr
+		m.mu.Unlock()
+		m.log.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
+	}
 	connDone := make(chan error, 1)
 	for _, c := range controllers {
 		if err := c.start(workCtx); err != nil {

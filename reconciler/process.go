@@ -19,10 +19,11 @@ var errInvalidDesired = errors.New("invalid desired state")
 
 // process reconciles one shadow: read it if the cache has not, decode and validate
 // desired state, call Reconcile, report what changed, and decide when to run again.
-func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
+// It returns the result for the reconciles metric ("" when Reconcile did not run).
+func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	e := c.entries[id]
 	if e == nil {
-		return
+		return ""
 	}
 	e.run.Lock()
 	defer e.run.Unlock()
@@ -32,8 +33,8 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
 	if _, _, _, _, loaded := e.snapshot(); !loaded {
 		if err := c.refresh(ctx, id, e); err != nil {
 			log.Warn("cannot read the shadow; retrying", "error", err)
-			c.queue.AddRateLimited(id)
-			return
+			c.retry(id)
+			return ""
 		}
 	}
 	desired, reported, version, exists, _ := e.snapshot()
@@ -41,11 +42,12 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
 	desiredT, err := c.decodeDesired(desired)
 	if err != nil {
 		log.Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
+		c.m.metrics.invalidDesired.WithLabelValues(c.opts.Name).Inc()
 		if c.opts.StatusField != "" {
 			c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()})
 		}
 		c.queue.Forget(id)
-		return
+		return resultInvalid
 	}
 	var reportedT T
 	if err := decodeInto(reported, &reportedT); err != nil {
@@ -55,7 +57,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
 	if err != nil {
 		log.Error("reported state cannot be encoded", "error", err)
 		c.queue.Forget(id)
-		return
+		return resultError
 	}
 
 	res, rerr := c.reconcile(ctx, Request[T]{
@@ -74,26 +76,30 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) {
 	switch err := c.report(ctx, id, e, before, &reportedT, status, version, exists); {
 	case errors.Is(err, errConflict):
 		log.Debug("report conflicted with another writer; reading the shadow and reconciling again")
-		c.queue.AddRateLimited(id)
-		return
+		c.retry(id)
+		return resultConflict
 	case err != nil:
 		log.Error("report failed; retrying", "error", err)
-		c.queue.AddRateLimited(id)
-		return
+		c.retry(id)
+		return resultReport
 	}
 
 	switch {
 	case rerr != nil && IsTerminal(rerr):
 		log.Error("reconcile failed for good; waiting for desired state to change", "error", rerr)
 		c.queue.Forget(id)
+		return resultTerminal
 	case rerr != nil:
 		log.Error("reconcile failed; retrying with backoff", "error", rerr, "retries", c.queue.NumRequeues(id))
-		c.queue.AddRateLimited(id)
+		c.retry(id)
+		return resultError
 	case res.RequeueAfter > 0:
 		c.queue.Forget(id)
 		c.queue.AddAfter(id, res.RequeueAfter)
+		return resultRequeue
 	default:
 		c.queue.Forget(id)
+		return resultSuccess
 	}
 }
 
@@ -191,14 +197,23 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 		e.expectOwn(version + 1)
 	}
 	acc, err := h.Update(ctx, shadowstate.StateUpdate{Reported: raw}, opts...)
-	var rej *shadowstate.Error
-	if errors.As(err, &rej) && rej.Code == 409 {
-		if rerr := c.refresh(ctx, id, e); rerr != nil {
-			return fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
-		}
-		return errConflict
-	}
 	if err != nil {
+		// The version this report expected may now be someone else's, and the
+		// events about it were taken for this controller's own: reconcile again.
+		if exists {
+			e.clearOwn(version + 1)
+		}
+		var rej *shadowstate.Error
+		if errors.As(err, &rej) && rej.Code == 409 {
+			if rerr := c.refresh(ctx, id, e); rerr != nil {
+				err = fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
+			} else {
+				err = errConflict
+			}
+		}
+		if e.differs() {
+			c.enqueue(id)
+		}
 		return err
 	}
 	e.reportAccepted(patch, acc.Version)

@@ -70,8 +70,37 @@ type ClientOptions struct {
 	// Timeout bounds each request on top of its ctx. Zero means 5 s, the seed's
 	// operation timeout.
 	Timeout time.Duration
+	// Observe, when set, is called after every request with its operation, its
+	// outcome (one of the Outcome constants) and how long it took: a hook for
+	// metrics. It runs on the requester's goroutine and must return quickly.
+	Observe func(op Op, outcome string, took time.Duration)
 	// Logger receives the client's logs. Nil discards them.
 	Logger *slog.Logger
+}
+
+// The outcomes of a request that ClientOptions.Observe reports.
+const (
+	OutcomeAccepted = "accepted"
+	OutcomeRejected = "rejected"
+	OutcomeTimeout  = "timeout"
+	OutcomeOffline  = "offline"
+	OutcomeError    = "error"
+)
+
+// outcome classifies a request's result for ClientOptions.Observe.
+func outcome(err error) string {
+	var rej *Error
+	switch {
+	case err == nil:
+		return OutcomeAccepted
+	case errors.As(err, &rej):
+		return OutcomeRejected
+	case errors.Is(err, ErrRequestTimeout):
+		return OutcomeTimeout
+	case errors.Is(err, ErrOffline):
+		return OutcomeOffline
+	}
+	return OutcomeError
 }
 
 // Client speaks the Device Shadow protocol over one transport connection: get, update

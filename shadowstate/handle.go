@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -153,8 +154,12 @@ func (p *pendingRequest) finish(r reply) {
 // do runs one request: it makes sure the reply topics are subscribed, publishes the
 // request at QoS 1 with a fresh clientToken, and waits for the matching reply,
 // decoding an acceptance into out.
-func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte, error), out any) error {
+func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte, error), out any) (err error) {
 	c := h.c
+	if c.opts.Observe != nil {
+		start := time.Now()
+		defer func() { c.opts.Observe(op, outcome(err), time.Since(start)) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	fail := func(err error) error { return fmt.Errorf("%s %v: %w", op, h.id, err) }
@@ -272,8 +277,9 @@ func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *Docu
 func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 	h.mu.Lock()
 	if m.Version < h.lastVersion || m.Version <= h.lastDelta {
+		seen := h.lastVersion
 		h.mu.Unlock()
-		h.c.log.Debug("stale or duplicate delta dropped", "shadow", h.id, "version", m.Version, "seen", h.lastVersion)
+		h.c.log.Debug("stale or duplicate delta dropped", "shadow", h.id, "version", m.Version, "seen", seen)
 		return
 	}
 	h.lastDelta = m.Version
@@ -291,8 +297,9 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
 	h.mu.Lock()
 	if m.Current.Version < h.lastVersion {
+		seen := h.lastVersion
 		h.mu.Unlock()
-		h.c.log.Debug("stale documents message dropped", "shadow", h.id, "version", m.Current.Version, "seen", h.lastVersion)
+		h.c.log.Debug("stale documents message dropped", "shadow", h.id, "version", m.Current.Version, "seen", seen)
 		return
 	}
 	h.lastVersion = m.Current.Version

@@ -1,0 +1,130 @@
+package reconciler
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// metrics are the Prometheus collectors of one Manager and its controllers.
+type metrics struct {
+	reconciles      *prometheus.CounterVec   // by controller and result
+	reconcileTime   *prometheus.HistogramVec // by controller
+	queueDepth      *prometheus.GaugeVec     // by controller
+	queueAdds       *prometheus.CounterVec   // by controller
+	queueRetries    *prometheus.CounterVec   // by controller
+	queueWait       *prometheus.HistogramVec // by controller
+	shadowRequests  *prometheus.CounterVec   // by operation and outcome
+	shadowLatency   *prometheus.HistogramVec // by operation
+	connected       prometheus.Gauge
+	reconnects      prometheus.Counter
+	invalidDesired  *prometheus.CounterVec // by controller
+	droppedOnClosed prometheus.Counter
+}
+
+// Results of a reconcile, the "result" label of shadowsync_reconciles_total.
+const (
+	resultSuccess  = "success"
+	resultRequeue  = "requeue"
+	resultError    = "error"
+	resultTerminal = "terminal"
+	resultInvalid  = "invalid_desired"
+	resultConflict = "conflict"
+	resultReport   = "report_failed"
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_reconciles_total",
+			Help: "Reconciles run, by controller and result (success, requeue, error, terminal, invalid_desired, conflict, report_failed).",
+		}, []string{"controller", "result"}),
+		reconcileTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowsync_reconcile_duration_seconds",
+			Help:    "Time spent in Reconcile and the report that follows it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"controller"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shadowsync_queue_depth",
+			Help: "Shadows waiting in a controller's work queue, ready to run.",
+		}, []string{"controller"}),
+		queueAdds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_queue_adds_total",
+			Help: "Shadows added to a controller's work queue (before de-duplication).",
+		}, []string{"controller"}),
+		queueRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_queue_retries_total",
+			Help: "Shadows put back in a controller's work queue with backoff after a failure.",
+		}, []string{"controller"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowsync_queue_wait_seconds",
+			Help:    "Time from a shadow needing a reconcile to its reconcile starting.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"controller"}),
+		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_shadow_requests_total",
+			Help: "Shadow requests, by operation (get, update, delete) and outcome (accepted, rejected, timeout, offline, error).",
+		}, []string{"operation", "outcome"}),
+		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowsync_shadow_request_duration_seconds",
+			Help:    "Time from publishing a shadow request to its reply.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"operation"}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shadowsync_connected",
+			Help: "1 while the connection is online, 0 otherwise.",
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shadowsync_reconnects_total",
+			Help: "Times the connection came back online after being lost.",
+		}),
+		invalidDesired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_invalid_desired_total",
+			Help: "Desired states refused before Reconcile: not decodable into the device type, or outside its schema.",
+		}, []string{"controller"}),
+		droppedOnClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shadowsync_shutdown_dropped_total",
+			Help: "Reconciles still queued or delayed when the manager shut down.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
+		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// observeRequest is the shadow client's Observe hook.
+func (m *metrics) observeRequest(op shadowstate.Op, outcome string, took time.Duration) {
+	m.shadowRequests.WithLabelValues(string(op), outcome).Inc()
+	if outcome == shadowstate.OutcomeAccepted || outcome == shadowstate.OutcomeRejected {
+		m.shadowLatency.WithLabelValues(string(op)).Observe(took.Seconds())
+	}
+}
+
+// serveMetrics serves the registry's metrics at /metrics on addr until closed.
+func serveMetrics(addr string, g prometheus.Gatherer) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener failed; the manager keeps running without /metrics
+		}
+	}()
+	return srv, ln.Addr(), nil
+}
