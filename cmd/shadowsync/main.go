@@ -34,6 +34,7 @@ func commands() []command {
 		{"update", "update a shadow's desired or reported state", runUpdate},
 		{"delete", "delete a shadow", runDelete},
 		{"watch", "stream a shadow's deltas and documents until interrupted", runWatch},
+		{"bench", "measure an echo fleet on the framework against a bare MQTT client", runBench},
 	}
 }
 

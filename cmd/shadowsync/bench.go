@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shadowsync/shadowsync/internal/benchfleet"
+	"github.com/shadowsync/shadowsync/localiot"
+)
+
+// runBench runs the echo-fleet benchmark: the framework, then a bare paho client
+// (the floor), on the same server, and prints both with their ratios.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stdout)
+	var (
+		things       = fs.Int("things", benchfleet.DefaultThings, "fleet size: `N` things, all on one connection")
+		rounds       = fs.Int("rounds", benchfleet.DefaultRounds, "`R` measured rounds; in each, every thing's desired state changes once")
+		endpoint     = fs.String("endpoint", "", "plain MQTT `URL` of a running shadow service, mqtt://HOST:PORT (e.g. shadowsync serve --mqtt); default: localiot in this process")
+		workers      = fs.Int("workers", 1, "the framework's reconcile `workers` (MaxConcurrentReconciles); 1 is reconciler.Echo as it ships")
+		window       = fs.Int("window", benchfleet.DefaultWindow, "at most `N` desired changes not yet reported at once")
+		roundTimeout = fs.Duration("round-timeout", benchfleet.DefaultRoundTimeout, "bound on each round")
+		jsonOnly     = fs.Bool("json", false, "print only the JSON line, for scripts")
+		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")
+		logLevel     = fs.String("log-level", "info", "progress log `LEVEL` on stderr: debug, info, warn or error")
+	)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *things < 1 || *things > 99999:
+		return fmt.Errorf("%w: --things must be 1 to 99999", errUsage)
+	case *rounds < 1:
+		return fmt.Errorf("%w: --rounds must be at least 1", errUsage)
+	case *workers < 1:
+		return fmt.Errorf("%w: --workers must be at least 1", errUsage)
+	case *window < 1:
+		return fmt.Errorf("%w: --window must be at least 1", errUsage)
+	case *roundTimeout <= 0:
+		return fmt.Errorf("%w: --round-timeout must be positive", errUsage)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	opts := benchfleet.Options{
+		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers,
+		Window: *window, RoundTimeout: *roundTimeout, Logger: log,
+	}
+	if opts.Endpoint == "" {
+		stop, ep, err := startLocalIoT(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		opts.Endpoint = ep
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		opts.CPUProfile = f
+	}
+
+	rep, err := benchfleet.Run(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if *endpoint == "" {
+		rep.Endpoint = "localiot in process (" + rep.Endpoint + ")"
+	}
+	if !*jsonOnly {
+		printBenchTable(stdout, rep)
+	}
+	line, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}
+
+// startLocalIoT runs localiot in this process, logging only its warnings, and
+// returns its plain endpoint and a function that stops it.
+func startLocalIoT(ctx context.Context, log *slog.Logger) (stop func(), endpoint string, err error) {
+	srvLog := slog.New(log.Handler().WithAttrs([]slog.Attr{slog.String("component", "localiot")}))
+	if log.Enabled(ctx, slog.LevelInfo) && !log.Enabled(ctx, slog.LevelDebug) {
+		srvLog = slog.New(slog.NewTextHandler(io.Discard, nil)) // the server's info lines are noise here
+	}
+	srv, err := localiot.New(localiot.Options{Logger: srvLog})
+	if err != nil {
+		return nil, "", err
+	}
+	srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	// The server's goroutines carry the profile label role=server.
+	go pprof.Do(srvCtx, pprof.Labels("role", "server"), func(ctx context.Context) { done <- srv.Start(ctx) })
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		cancel()
+		return nil, "", err
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		return nil, "", fmt.Errorf("localiot not ready in 30s")
+	}
+	return func() { cancel(); <-done }, srv.Endpoints().Plain, nil
+}
+
+// printBenchTable prints the report as a table, with issue 9's targets.
+func printBenchTable(w io.Writer, r *benchfleet.Report) {
+	fmt.Fprintf(w, "shadowsync bench: %d things on one connection, %d rounds, %d worker(s), window %d, GOMAXPROCS %d\nserver: %s\n\n",
+		r.Things, r.Rounds, r.Workers, r.Window, r.GOMAXPROCS, r.Endpoint)
+	fw, fl, ra := r.Framework, r.Floor, r.Ratios
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tframework\tfloor\tframework/floor\ttarget\t")
+	row := func(name, a, b string, ratio float64, target string) {
+		rs := "-"
+		if ratio > 0 {
+			rs = fmt.Sprintf("%.2f", ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", name, a, b, rs, target)
+	}
+	row("updates/s", fmt.Sprintf("%.0f", fw.UpdatesPerSec), fmt.Sprintf("%.0f", fl.UpdatesPerSec), ra.Throughput, verdict(ra.Throughput >= 0.8, "≥ 0.8"))
+	row("p50 latency", msString(fw.P50Ms), msString(fl.P50Ms), ra.P50, "")
+	row("p99 latency", msString(fw.P99Ms), msString(fl.P99Ms), ra.P99, verdict(ra.P99 <= 1.5, "≤ 1.5"))
+	row("max latency", msString(fw.MaxMs), msString(fl.MaxMs), ratioOf(fw.MaxMs, fl.MaxMs), "")
+	row("CPU per update", fmt.Sprintf("%.1f µs", fw.CPUPerUpdateUs), fmt.Sprintf("%.1f µs", fl.CPUPerUpdateUs), ra.CPUPerUpdate, "")
+	row("peak heap", mib(fw.PeakHeapBytes), mib(fl.PeakHeapBytes), ra.PeakHeap, "")
+	row("heap per shadow", fmt.Sprintf("%.0f B", fw.HeapPerShadowBytes), fmt.Sprintf("%.0f B", fl.HeapPerShadowBytes), 0, verdict(fw.HeapPerShadowBytes <= 4096, "≤ 4 KB"))
+	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), ratioOf(fw.StartSeconds, fl.StartSeconds), "")
+	tw.Flush()
+	fmt.Fprintln(w, "\nThroughput and p99 targets are for 1000 things, heap per shadow for 10,000.")
+}
+
+func verdict(ok bool, target string) string {
+	if ok {
+		return target + " met"
+	}
+	return target + " missed"
+}
+
+func ratioOf(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func msString(ms float64) string { return fmt.Sprintf("%.2f ms", ms) }
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchReport is the part of bench's JSON line the tests read.
+type benchReport struct {
+	Things, Rounds, Workers int
+	Framework, Floor        struct {
+		Updates            int     `json:"updates"`
+		Seconds            float64 `json:"seconds"`
+		UpdatesPerSec      float64 `json:"updates_per_sec"`
+		P50Ms              float64 `json:"p50_ms"`
+		P99Ms              float64 `json:"p99_ms"`
+		MaxMs              float64 `json:"max_ms"`
+		PeakHeapBytes      uint64  `json:"peak_heap_bytes"`
+		HeapPerShadowBytes float64 `json:"heap_per_shadow_bytes"`
+	}
+	Ratios struct {
+		Throughput float64 `json:"throughput"`
+		P99        float64 `json:"p99"`
+	}
+}
+
+// parseBench reads the JSON line bench prints last.
+func parseBench(t *testing.T, out string) benchReport {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var r benchReport
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("last line is not the JSON report: %v\n%s", err, out)
+	}
+	return r
+}
+
+// TestBenchSmallFleet runs bench as a user would, on a small fleet, and checks that
+// its report is complete and consistent. It asserts nothing about speed.
+func TestBenchSmallFleet(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	cmd := []string{"bench", "--things", "20", "--rounds", "2", "--cpuprofile", profile, "--log-level", "warn"}
+	code, out := runToEndStdout(t, cmd...)
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	for _, want := range []string{"framework", "floor", "updates/s", "p99 latency", "heap per shadow"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+	r := parseBench(t, out)
+	if r.Things != 20 || r.Rounds != 2 || r.Workers != 1 {
+		t.Errorf("things %d, rounds %d, workers %d; want 20, 2, 1", r.Things, r.Rounds, r.Workers)
+	}
+	for name, side := range map[string]struct {
+		updates            int
+		secs, ups          float64
+		p50, p99, max      float64
+		peak               uint64
+		heapPerShadowBytes float64
+	}{
+		"framework": {r.Framework.Updates, r.Framework.Seconds, r.Framework.UpdatesPerSec, r.Framework.P50Ms, r.Framework.P99Ms, r.Framework.MaxMs, r.Framework.PeakHeapBytes, r.Framework.HeapPerShadowBytes},
+		"floor":     {r.Floor.Updates, r.Floor.Seconds, r.Floor.UpdatesPerSec, r.Floor.P50Ms, r.Floor.P99Ms, r.Floor.MaxMs, r.Floor.PeakHeapBytes, r.Floor.HeapPerShadowBytes},
+	} {
+		if side.updates != 40 {
+			t.Errorf("%s: %d updates timed, want 20 things × 2 rounds", name, side.updates)
+		}
+		if side.secs <= 0 || side.ups <= 0 || side.peak == 0 {
+			t.Errorf("%s: seconds %v, updates/s %v, peak heap %d; want all positive", name, side.secs, side.ups, side.peak)
+		}
+		if !(0 < side.p50 && side.p50 <= side.p99 && side.p99 <= side.max) {
+			t.Errorf("%s: latency p50 %v, p99 %v, max %v; want 0 < p50 ≤ p99 ≤ max", name, side.p50, side.p99, side.max)
+		}
+	}
+	if r.Ratios.Throughput <= 0 || r.Ratios.P99 <= 0 {
+		t.Errorf("ratios %+v; want positive", r.Ratios)
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+		t.Errorf("CPU profile not written: %v", err)
+	}
+}
+
+// TestBenchJSONOnly: with --json, the JSON line is all bench prints on stdout.
+func TestBenchJSONOnly(t *testing.T) {
+	code, out := runToEndStdout(t, "bench", "--things", "5", "--rounds", "1", "--workers", "4", "--json", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
+		t.Fatalf("%d lines on stdout, want the JSON line alone:\n%s", n+1, out)
+	}
+	if r := parseBench(t, out); r.Workers != 4 || r.Framework.Updates != 5 || r.Floor.Updates != 5 {
+		t.Errorf("workers %d, updates %d and %d; want 4, 5 and 5", r.Workers, r.Framework.Updates, r.Floor.Updates)
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--things", "0"},
+		{"bench", "--rounds", "-1"},
+		{"bench", "--workers", "0"},
+		{"bench", "--log-level", "loud"},
+		{"bench", "extra"},
+	} {
+		if code, out := runToEnd(t, nil, args...); code != 2 {
+			t.Errorf("%v: exit code %d, want 2:\n%s", args, code, out)
+		}
+	}
+	if code, out := runToEnd(t, nil, "bench", "--things", "3", "--endpoint", "http://127.0.0.1:1"); code != 1 || !strings.Contains(out, "mqtt://") {
+		t.Errorf("bad endpoint: exit code %d, want 1 and a word on the URL:\n%s", code, out)
+	}
+}
+
+// runToEndStdout runs shadowsync to completion and returns its exit code and its
+// stdout alone, with stderr attached to failures.
+func runToEndStdout(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output()
+	if cmd.ProcessState.ExitCode() != 0 {
+		return cmd.ProcessState.ExitCode(), string(out) + "\nstderr:\n" + stderr.String()
+	}
+	return 0, string(out)
+}

@@ -1,0 +1,17 @@
+//go:build unix
+
+package benchfleet
+
+import (
+	"syscall"
+	"time"
+)
+
+// cpuTime returns the process's CPU time so far, user and system; -1 if unknown.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,255 @@
+package benchfleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"runtime/pprof"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultThings       = 1000
+	DefaultRounds       = 10
+	DefaultWindow       = 1000
+	DefaultRoundTimeout = 2 * time.Minute
+)
+
+// Options configure Run. Only Endpoint is required.
+type Options struct {
+	// Endpoint is the plain MQTT URL (mqtt://host:port) of a broker with the Device
+	// Shadow service, such as localiot or `shadowsync serve`. Clients connect with
+	// no credentials, so it needs operator rights for plain clients.
+	Endpoint string
+	// Things is the size of the fleet. Zero means 1000.
+	Things int
+	// Rounds is how many measured rounds run; in each, every thing's desired state
+	// changes once. A warm-up round, not measured, runs before them. Zero means 10.
+	Rounds int
+	// Workers is the framework's MaxConcurrentReconciles. Zero or 1 means
+	// reconciler.Echo exactly as it ships (one worker).
+	Workers int
+	// Window caps how many things may have a desired change not yet reported at
+	// once, so that a round of a large fleet does not overrun the broker's buffers for
+	// one client (the embedded broker drops a client's messages beyond 8192 pending).
+	// Zero means 1000.
+	Window int
+	// RoundTimeout bounds each round, and the framework's start. Zero means 2 min.
+	RoundTimeout time.Duration
+	// CPUProfile, when set, receives a CPU profile of the framework side's measured
+	// rounds. It covers the whole process; goroutines carry the label role=framework,
+	// role=rig (the app and the watcher) or role=floor, so that `go tool pprof
+	// -tagfocus role=framework` shows the framework's share alone.
+	CPUProfile io.Writer
+	// Logger receives progress logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	u, err := url.Parse(o.Endpoint)
+	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "tcp") || u.Host == "" {
+		return o, fmt.Errorf("benchfleet: endpoint %q: want mqtt://host:port", o.Endpoint)
+	}
+	if o.Things < 0 || o.Rounds < 0 || o.Workers < 0 || o.Window < 0 || o.RoundTimeout < 0 {
+		return o, errors.New("benchfleet: Things, Rounds, Workers, Window and RoundTimeout must not be negative")
+	}
+	if o.Things > 99999 {
+		return o, errors.New("benchfleet: at most 99999 things")
+	}
+	if o.Things == 0 {
+		o.Things = DefaultThings
+	}
+	if o.Rounds == 0 {
+		o.Rounds = DefaultRounds
+	}
+	if o.Workers == 0 {
+		o.Workers = 1
+	}
+	if o.Window == 0 {
+		o.Window = DefaultWindow
+	}
+	if o.RoundTimeout == 0 {
+		o.RoundTimeout = DefaultRoundTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Result is what one side measured over the measured rounds.
+type Result struct {
+	// Updates is how many desired changes were echoed and timed: Things × Rounds.
+	Updates int `json:"updates"`
+	// Seconds is the time the measured rounds took, each from its first desired
+	// update to its last matching report.
+	Seconds float64 `json:"seconds"`
+	// UpdatesPerSec is Updates / Seconds.
+	UpdatesPerSec float64 `json:"updates_per_sec"`
+	// P50Ms, P99Ms and MaxMs summarise the latency of each update: from the
+	// acceptance of the desired change to the acceptance of the matching report, as
+	// one watcher sees both.
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	// CPUPerUpdateUs is the process's CPU time (user and system) during the measured
+	// rounds divided by Updates: the side's cost plus the app's, the watcher's and,
+	// when in process, the server's — the same on both sides.
+	CPUPerUpdateUs float64 `json:"cpu_us_per_update"`
+	// PeakHeapBytes is the highest heap in use (live and not yet collected) the
+	// process reached from the side's start to the end of its rounds.
+	PeakHeapBytes uint64 `json:"peak_heap_bytes"`
+	// HeapPerShadowBytes is the live heap after GC with the fleet loaded (started and
+	// warmed up) minus the live heap before the side started, divided by Things. It
+	// includes the side's fixed cost, spread over the fleet.
+	HeapPerShadowBytes float64 `json:"heap_per_shadow_bytes"`
+	// StartSeconds is how long the side took from its start until the warm-up round
+	// had converged.
+	StartSeconds float64 `json:"start_seconds"`
+}
+
+// Ratios compare the framework with the floor: framework / floor.
+type Ratios struct {
+	Throughput   float64 `json:"throughput"`
+	P50          float64 `json:"p50"`
+	P99          float64 `json:"p99"`
+	CPUPerUpdate float64 `json:"cpu_per_update"`
+	PeakHeap     float64 `json:"peak_heap"`
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Things     int    `json:"things"`
+	Rounds     int    `json:"rounds"`
+	Workers    int    `json:"workers"`
+	Window     int    `json:"window"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Endpoint   string `json:"endpoint"`
+	Framework  Result `json:"framework"`
+	Floor      Result `json:"floor"`
+	Ratios     Ratios `json:"ratios"`
+}
+
+// Run seeds the fleet's shadows, then runs the workload on the framework side and
+// then on the floor side, and reports both. It returns an error if a round does not
+// converge within Options.RoundTimeout.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	r, err := newRig(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+
+	log.Info("seeding shadows", "things", opts.Things)
+	if _, err := r.round(ctx, false, true); err != nil {
+		return nil, fmt.Errorf("benchfleet: seed: %w", err)
+	}
+
+	rep := &Report{
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Window: opts.Window,
+		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint,
+	}
+	fw := &frameworkSide{opts: opts, names: r.names, clientID: "bench-framework-" + r.runID}
+	if rep.Framework, err = runSide(ctx, r, "framework", fw, opts.CPUProfile); err != nil {
+		return nil, err
+	}
+	floor := &floorSide{opts: opts, clientID: "bench-floor-" + r.runID}
+	if rep.Floor, err = runSide(ctx, r, "floor", floor, nil); err != nil {
+		return nil, err
+	}
+	rep.Ratios = Ratios{
+		Throughput:   ratio(rep.Framework.UpdatesPerSec, rep.Floor.UpdatesPerSec),
+		P50:          ratio(rep.Framework.P50Ms, rep.Floor.P50Ms),
+		P99:          ratio(rep.Framework.P99Ms, rep.Floor.P99Ms),
+		CPUPerUpdate: ratio(rep.Framework.CPUPerUpdateUs, rep.Floor.CPUPerUpdateUs),
+		PeakHeap:     ratio(float64(rep.Framework.PeakHeapBytes), float64(rep.Floor.PeakHeapBytes)),
+	}
+	return rep, nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// side is one way of echoing the fleet: the framework or the floor.
+type side interface {
+	// start brings the echo up. It returns once the echo reacts to deltas of every
+	// thing (the warm-up round then proves it).
+	start(ctx context.Context) error
+	// stop ends the echo and waits for it to be gone.
+	stop()
+}
+
+// runSide measures one side: heap before, start, warm-up round, heap loaded, the
+// measured rounds (under the CPU profile, if any), stop.
+func runSide(ctx context.Context, r *rig, name string, s side, profile io.Writer) (Result, error) {
+	log := r.opts.Logger.With("side", name)
+	var res Result
+	base := liveHeap()
+	peak := sampleHeap()
+	defer peak.stop()
+
+	began := time.Now()
+	if err := s.start(ctx); err != nil {
+		return res, fmt.Errorf("benchfleet: start %s: %w", name, err)
+	}
+	defer s.stop()
+	if _, err := r.round(ctx, false, false); err != nil {
+		return res, fmt.Errorf("benchfleet: %s warm-up round: %w", name, err)
+	}
+	res.StartSeconds = time.Since(began).Seconds()
+	loaded := liveHeap()
+	res.HeapPerShadowBytes = (float64(loaded) - float64(base)) / float64(r.opts.Things)
+	log.Info("fleet loaded", "seconds", res.StartSeconds, "heap_per_shadow", int(res.HeapPerShadowBytes))
+
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return res, fmt.Errorf("benchfleet: cpu profile: %w", err)
+		}
+	}
+	cpu0 := cpuTime()
+	var total time.Duration
+	for i := range r.opts.Rounds {
+		d, err := r.round(ctx, true, false)
+		if err != nil {
+			if profile != nil {
+				pprof.StopCPUProfile()
+			}
+			return res, fmt.Errorf("benchfleet: %s round %d: %w", name, i+1, err)
+		}
+		total += d
+		log.Info("round", "n", i+1, "seconds", d.Seconds())
+	}
+	cpu := cpuTime() - cpu0
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
+	res.PeakHeapBytes = peak.stop()
+
+	lat := r.latencies()
+	res.Updates = len(lat)
+	res.Seconds = total.Seconds()
+	res.UpdatesPerSec = ratio(float64(res.Updates), res.Seconds)
+	res.P50Ms = ms(percentile(lat, 0.50))
+	res.P99Ms = ms(percentile(lat, 0.99))
+	res.MaxMs = ms(percentile(lat, 1))
+	if cpu0 >= 0 && res.Updates > 0 {
+		res.CPUPerUpdateUs = float64(cpu.Microseconds()) / float64(res.Updates)
+	}
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

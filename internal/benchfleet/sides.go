@@ -1,0 +1,146 @@
+package benchfleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mqttc "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// frameworkSide echoes the fleet with a reconciler.Manager on one connection.
+type frameworkSide struct {
+	opts     Options
+	names    []string
+	clientID string
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the manager and returns once it has read every shadow once (the read
+// every manager makes when it comes online), so the rounds do not race its start.
+func (f *frameworkSide) start(ctx context.Context) error {
+	var gets atomic.Int64
+	allRead := make(chan struct{})
+	n := int64(len(f.names))
+	observe := func(op shadowstate.Op, _ string, _ time.Duration) {
+		if op == shadowstate.OpGet && gets.Add(1) == n {
+			close(allRead)
+		}
+	}
+	cfg := transport.Config{Endpoint: f.opts.Endpoint, ClientID: f.clientID, MaxPublishRate: -1}
+	m, err := reconciler.NewManager(cfg, reconciler.Options{
+		Shadow: shadowstate.ClientOptions{Observe: observe},
+		Logger: f.opts.Logger.With("component", "reconciler"),
+	})
+	if err != nil {
+		return err
+	}
+	if f.opts.Workers <= 1 {
+		_, err = reconciler.Echo(m, f.names...)
+	} else {
+		// The same reconciler as reconciler.Echo, with more workers.
+		_, err = reconciler.Register(m, reconciler.ControllerOptions{Name: "echo", Things: f.names, MaxConcurrentReconciles: f.opts.Workers},
+			reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+				*req.Reported = shadowstate.Merge(*req.Reported, req.Delta)
+				return reconciler.Result{}, nil
+			}))
+	}
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancel, f.done = cancel, make(chan error, 1)
+	// Every goroutine of the manager carries the profile label role=framework.
+	go pprof.Do(runCtx, pprof.Labels("role", "framework"), func(ctx context.Context) { f.done <- m.Start(ctx) })
+
+	timer := time.NewTimer(f.opts.RoundTimeout)
+	defer timer.Stop()
+	var failure error
+	select {
+	case <-allRead:
+		return nil
+	case err := <-f.done:
+		f.done <- err // for stop
+		failure = fmt.Errorf("manager stopped at start: %v", err)
+	case <-timer.C:
+		failure = fmt.Errorf("manager read %d of %d shadows in %v", gets.Load(), n, f.opts.RoundTimeout)
+	case <-ctx.Done():
+		failure = ctx.Err()
+	}
+	f.stop()
+	return failure
+}
+
+func (f *frameworkSide) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	<-f.done
+	f.cancel = nil
+}
+
+// deltaFilter is the one filter the floor needs.
+const deltaFilter = "$aws/things/+/shadow/update/delta"
+
+// floorSide echoes the fleet with a bare paho client doing the minimum: each delta's
+// state is published back as reported state, with no version, token or cache.
+type floorSide struct {
+	opts     Options
+	clientID string
+	c        mqttc.Client
+}
+
+func (f *floorSide) start(ctx context.Context) error {
+	var c mqttc.Client
+	var err error
+	pprof.Do(ctx, pprof.Labels("role", "floor"), func(ctx context.Context) {
+		c, err = connect(ctx, f.opts.Endpoint, f.clientID, nil)
+	})
+	if err != nil {
+		return err
+	}
+	if err := await(ctx, c.Subscribe(deltaFilter, 1, floorEcho), 10*time.Second); err != nil {
+		c.Disconnect(0)
+		return fmt.Errorf("subscribe %s: %w", deltaFilter, err)
+	}
+	f.c = c
+	return nil
+}
+
+func (f *floorSide) stop() {
+	if f.c != nil {
+		f.c.Disconnect(100)
+		f.c = nil
+	}
+}
+
+// floorEcho publishes a delta's state back as reported state. It does not wait for
+// the PUBACK: paho calls it on its delivery goroutine, which must not block.
+func floorEcho(c mqttc.Client, m mqttc.Message) {
+	prefix, ok := strings.CutSuffix(m.Topic(), "/delta")
+	if !ok {
+		return
+	}
+	var d struct {
+		State json.RawMessage `json:"state"`
+	}
+	if err := json.Unmarshal(m.Payload(), &d); err != nil || len(d.State) == 0 {
+		return
+	}
+	payload := make([]byte, 0, len(d.State)+24)
+	payload = append(payload, `{"state":{"reported":`...)
+	payload = append(payload, d.State...)
+	payload = append(payload, "}}"...)
+	c.Publish(prefix, 1, false, payload)
+}
