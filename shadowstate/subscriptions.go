@@ -1,6 +1,7 @@
 package shadowstate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -265,21 +266,20 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 	}
 	switch kind {
 	case Accepted, Rejected:
-		var t struct {
-			ClientToken string `json:"clientToken"`
+		p, token := c.claim(id, op, quickToken(m.Payload))
+		if p == nil {
+			// The quick look found nothing of ours; decode properly before deciding.
+			var t struct {
+				ClientToken string `json:"clientToken"`
+			}
+			if err := Unmarshal(m.Payload, &t); err != nil || t.ClientToken == "" || t.ClientToken == token {
+				return // not a reply to one of our requests
+			}
+			if p, token = c.claim(id, op, t.ClientToken); p == nil {
+				c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", token)
+				return // another client's request, or one that has timed out
+			}
 		}
-		if err := Unmarshal(m.Payload, &t); err != nil || t.ClientToken == "" {
-			return // not a reply to one of our requests
-		}
-		c.mu.Lock()
-		p := c.pending[t.ClientToken]
-		if p == nil || p.id != id || p.op != op {
-			c.mu.Unlock()
-			c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", t.ClientToken)
-			return // another client's request, or one that has timed out
-		}
-		delete(c.pending, t.ClientToken)
-		c.mu.Unlock()
 		p.finish(reply{kind: kind, payload: m.Payload})
 	case DeltaKind:
 		h := c.handle(id)
@@ -304,4 +304,43 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 		}
 		h.deliverDocuments(ctx, &d)
 	}
+}
+
+// claim removes and returns the request waiting for token if it is the one on id for
+// op; nil otherwise.
+func (c *Client) claim(id ID, op Op, token string) (*pendingRequest, string) {
+	if token == "" {
+		return nil, token
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[token]
+	if p == nil || p.id != id || p.op != op {
+		return nil, token
+	}
+	delete(c.pending, token)
+	return p, token
+}
+
+// quickToken finds the clientToken of a reply without decoding it: the tokens this
+// client makes are hex digits, so they appear verbatim after the last
+// "clientToken":" of the payload (the service writes it after the state). It
+// returns "" when it finds no such token; the caller then decodes the payload.
+func quickToken(payload []byte) string {
+	const key = `"clientToken":"`
+	i := bytes.LastIndex(payload, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := payload[i+len(key):]
+	end := bytes.IndexByte(rest, '"')
+	if end <= 0 || end > MaxClientTokenBytes {
+		return ""
+	}
+	for _, b := range rest[:end] {
+		if !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return ""
+		}
+	}
+	return string(rest[:end])
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -85,6 +86,7 @@ func (s *Subscription) halt() { s.stop.Do(func() { close(s.quit) }) }
 // route is every handler of one topic filter.
 type route struct {
 	filter string
+	wild   bool // the filter has a wildcard or is shared: it must be matched, not looked up
 	qos    byte // the highest QoS asked for this filter
 	subs   []*Subscription
 }
@@ -98,6 +100,7 @@ type router struct {
 
 	mu      sync.RWMutex
 	routes  map[string]*route // by filter
+	wild    []*route          // the routes of wildcard and shared filters, matched one by one
 	version uint64            // bumped on every change of filters or their QoS
 }
 
@@ -111,8 +114,11 @@ func (r *router) add(s *Subscription) (isNew, raised bool) {
 	}
 	rt := r.routes[s.filter]
 	if rt == nil {
-		rt = &route{filter: s.filter, qos: s.qos}
+		rt = &route{filter: s.filter, qos: s.qos, wild: strings.ContainsAny(s.filter, "+#") || strings.HasPrefix(s.filter, "$share/")}
 		r.routes[s.filter] = rt
+		if rt.wild {
+			r.wild = append(r.wild, rt)
+		}
 		isNew = true
 		r.version++
 	} else if s.qos > rt.qos {
@@ -137,8 +143,7 @@ func (r *router) remove(s *Subscription) (found, empty bool) {
 	}
 	rt.subs = slices.Delete(rt.subs, i, i+1)
 	if len(rt.subs) == 0 {
-		delete(r.routes, s.filter)
-		r.version++
+		r.drop(rt)
 		return true, true
 	}
 	return true, false
@@ -152,9 +157,17 @@ func (r *router) removeFilter(filter string) []*Subscription {
 	if rt == nil {
 		return nil
 	}
-	delete(r.routes, filter)
-	r.version++
+	r.drop(rt)
 	return rt.subs
+}
+
+// drop removes the route of a filter. The caller holds r.mu.
+func (r *router) drop(rt *route) {
+	delete(r.routes, rt.filter)
+	if rt.wild {
+		r.wild = slices.DeleteFunc(r.wild, func(w *route) bool { return w == rt })
+	}
+	r.version++
 }
 
 // removeAll unregisters everything and returns every subscription.
@@ -165,7 +178,7 @@ func (r *router) removeAll() []*Subscription {
 	for _, rt := range r.routes {
 		all = append(all, rt.subs...)
 	}
-	r.routes = nil
+	r.routes, r.wild = nil, nil
 	r.version++
 	return all
 }
@@ -197,24 +210,35 @@ func (r *router) filters() (map[string]byte, uint64) {
 }
 
 // dispatch hands m to every handler whose filter matches its topic, without blocking.
+// A filter without wildcards is found by a map lookup; only wildcard and shared
+// filters are matched one by one, so thousands of exact filters cost nothing.
 func (r *router) dispatch(m Message) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	matched := false
-	for _, rt := range r.routes {
-		if !matchFilter(rt.filter, m.Topic) {
-			continue
-		}
+	if rt := r.routes[m.Topic]; rt != nil && !rt.wild {
 		matched = true
-		for _, s := range rt.subs {
-			select {
-			case s.ch <- m:
-			default:
-				r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", cap(s.ch))
-			}
+		r.deliver(rt, m)
+	}
+	for _, rt := range r.wild {
+		if matchFilter(rt.filter, m.Topic) {
+			matched = true
+			r.deliver(rt, m)
 		}
 	}
 	if !matched {
 		r.log.Debug("message matches no subscription", "topic", m.Topic)
+	}
+}
+
+// deliver puts m in the buffer of every handler of rt, dropping it (and logging)
+// for a handler whose buffer is full.
+func (r *router) deliver(rt *route, m Message) {
+	for _, s := range rt.subs {
+		select {
+		case s.ch <- m:
+		default:
+			r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", cap(s.ch))
+		}
 	}
 }

@@ -109,3 +109,35 @@ func TestRouterIsolation(t *testing.T) {
 		<-s.done
 	}
 }
+
+// TestRouterRoutesExactAndWildcardFilters: exact filters are looked up and wildcard
+// and shared ones matched; a message reaches every matching filter exactly once, and
+// removing a filter stops its deliveries.
+func TestRouterRoutesExactAndWildcardFilters(t *testing.T) {
+	r := router{log: slog.New(slog.DiscardHandler)}
+	subs := map[string]*Subscription{}
+	for _, f := range []string{"a/b", "a/+", "#", "$share/g/a/b", "a/c", "x/#"} {
+		s := &Subscription{filter: f, ch: make(chan Message, 8)}
+		r.add(s)
+		subs[f] = s
+	}
+	r.dispatch(Message{Topic: "a/b"})
+	for f, s := range subs {
+		want := map[string]int{"a/b": 1, "a/+": 1, "#": 1, "$share/g/a/b": 1}[f]
+		if got := len(s.ch); got != want {
+			t.Errorf("filter %s got %d copies of a/b, want %d", f, got, want)
+		}
+		for len(s.ch) > 0 {
+			<-s.ch
+		}
+	}
+	r.remove(subs["a/+"])
+	r.remove(subs["a/b"])
+	r.dispatch(Message{Topic: "a/b"})
+	if len(subs["a/+"].ch) != 0 || len(subs["a/b"].ch) != 0 {
+		t.Error("a removed filter still gets messages")
+	}
+	if len(subs["#"].ch) != 1 || len(subs["$share/g/a/b"].ch) != 1 {
+		t.Error("the remaining filters lost their messages")
+	}
+}
