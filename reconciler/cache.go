@@ -61,9 +61,23 @@ func (e *entry) setDocument(doc *shadowstate.Document) {
 	e.desired, e.reported, e.version = doc.State.Desired, doc.State.Reported, doc.Version
 }
 
-func (e *entry) setMissing() {
+// mark returns what the cache has heard of, to be given back to setMissing: a read
+// that found no shadow must not wipe out events that arrived while it was in flight.
+func (e *entry) mark() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.seen
+}
+
+// setMissing records that a read found no shadow, unless an event announced a version
+// since the read began (mark): the shadow was created meanwhile, and the next
+// reconcile reads it again.
+func (e *entry) setMissing(mark int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen != mark {
+		return
+	}
 	e.loaded, e.exists = true, false
 	e.desired, e.reported = nil, nil
 }

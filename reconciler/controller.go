@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,14 +19,19 @@ import (
 type ControllerOptions struct {
 	// Name identifies the controller in logs and metrics. Empty means the name of T.
 	Name string
-	// Things are the things whose shadow the controller manages. At least one.
+	// Things are the things whose shadow the controller manages. At least one,
+	// unless Fleet is set.
 	Things []string
+	// Fleet, instead of Things, makes the controller manage every thing of a fleet,
+	// discovered as its events arrive, possibly shared with other processes.
+	Fleet *Fleet
 	// Shadow is the named shadow of each thing to manage; "" means the classic shadow.
 	Shadow string
 	// MaxConcurrentReconciles is how many shadows are reconciled at once. Zero means 1.
 	MaxConcurrentReconciles int
 	// RateLimiter spaces the retries of each shadow. Nil means exponential backoff from
-	// 100 ms to 5 min per shadow under an overall token bucket (queue.NewRateLimiter).
+	// 100 ms to 5 min per shadow under an overall token bucket of 100 retries per
+	// second with bursts of 1,000.
 	RateLimiter queue.RateLimiter[shadowstate.ID]
 	// Schema controls the JSON Schema derived from T that desired state must pass
 	// before Reconcile sees it. T that is not a struct gets no schema.
@@ -57,7 +63,7 @@ type Controller[T any] struct {
 	log    *slog.Logger
 	queue  *queue.Work[shadowstate.ID]
 
-	entries map[shadowstate.ID]*entry // fixed after Register
+	set     *shadowSet // the shadows managed, fixed or discovered
 	workers sync.WaitGroup
 	// waitingSince records when a shadow was added to the queue, for the queue wait
 	// metric; an add while one is recorded keeps the earlier time.
@@ -75,8 +81,13 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 	if opts.Name == "" {
 		opts.Name = t.Name()
 	}
-	if len(opts.Things) == 0 {
-		return nil, fmt.Errorf("reconciler: Register %s: no things to manage", opts.Name)
+	switch {
+	case len(opts.Things) == 0 && opts.Fleet == nil:
+		return nil, fmt.Errorf("reconciler: Register %s: no things to manage (set Things or Fleet)", opts.Name)
+	case len(opts.Things) > 0 && opts.Fleet != nil:
+		return nil, fmt.Errorf("reconciler: Register %s: set Things or Fleet, not both", opts.Name)
+	case opts.Fleet != nil && (opts.Fleet.MaxShadows < 0 || strings.ContainsAny(opts.Fleet.Group, "/+#")):
+		return nil, fmt.Errorf("reconciler: Register %s: Fleet: MaxShadows must not be negative and Group may not contain '/', '+' or '#'", opts.Name)
 	}
 	if opts.MaxConcurrentReconciles < 0 {
 		return nil, fmt.Errorf("reconciler: Register %s: MaxConcurrentReconciles is negative", opts.Name)
@@ -85,7 +96,10 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		opts.MaxConcurrentReconciles = 1
 	}
 	if opts.RateLimiter == nil {
-		rl, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{})
+		// Per-shadow backoff as usual, under an overall bucket sized for fleets: a
+		// thousand shadows failing together (a lost connection) retry within seconds,
+		// about AWS IoT's 100 publishes per second per connection.
+		rl, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{QPS: 100, Burst: 1000})
 		if err != nil {
 			return nil, err
 		}
@@ -93,9 +107,9 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 	}
 	c := &Controller[T]{
 		m: m, opts: opts, r: r,
-		log:     m.log.With("controller", opts.Name),
-		queue:   queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
-		entries: make(map[shadowstate.ID]*entry, len(opts.Things)),
+		log:   m.log.With("controller", opts.Name),
+		queue: queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
+		set:   newShadowSet(opts.Fleet, opts.Shadow),
 	}
 	for k := t; ; k = k.Elem() {
 		if k.Kind() == reflect.Struct {
@@ -114,10 +128,9 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		if err := id.Validate(); err != nil {
 			return nil, fmt.Errorf("reconciler: Register %s: %w", opts.Name, err)
 		}
-		if c.entries[id] != nil {
+		if !c.set.add(id) {
 			return nil, fmt.Errorf("reconciler: Register %s: thing %q listed twice", opts.Name, thing)
 		}
-		c.entries[id] = &entry{}
 	}
 	if err := m.add(c); err != nil {
 		return nil, err
@@ -144,7 +157,19 @@ func (c *Controller[T]) retry(id shadowstate.ID) {
 // start subscribes to the deltas and documents of every managed shadow and starts
 // the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
-	for id := range c.entries {
+	if f := c.opts.Fleet; f != nil {
+		_, err := c.m.client.WatchFleet(ctx, shadowstate.FleetWatch{
+			Shadow:      c.opts.Shadow,
+			Group:       f.Group,
+			OnDelta:     func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) },
+			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, it := range c.set.all() {
+		id := it.id
 		h, err := c.m.client.Shadow(id.Thing, id.Name)
 		if err != nil {
 			return err
@@ -159,7 +184,7 @@ func (c *Controller[T]) start(ctx context.Context) error {
 	for range c.opts.MaxConcurrentReconciles {
 		c.workers.Go(func() { c.work(ctx) })
 	}
-	c.log.Info("controller started", "shadows", len(c.entries), "workers", c.opts.MaxConcurrentReconciles)
+	c.log.Info("controller started", "shadows", c.set.len(), "fleet", c.opts.Fleet != nil, "workers", c.opts.MaxConcurrentReconciles)
 	return nil
 }
 
@@ -218,7 +243,9 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 		var wg sync.WaitGroup
 		var failed int
 		var mu sync.Mutex
-		for id, e := range c.entries {
+		items := c.set.all()
+		for _, it := range items {
+			id, e := it.id, it.e
 			if ctx.Err() != nil || c.queue.ShuttingDown() {
 				return
 			}
@@ -239,13 +266,13 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 			})
 		}
 		wg.Wait()
-		c.log.Info("shadows re-read", "reason", why, "shadows", len(c.entries), "failed", failed)
+		c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
 	}()
 }
 
 // onDelta updates the cache with a delta and enqueues its shadow.
 func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) {
-	if e := c.entries[id]; e != nil && e.applyDelta(d) {
+	if e := c.set.get(id); e != nil && e.applyDelta(d) {
 		c.enqueue(id)
 	}
 }
@@ -253,7 +280,7 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) 
 // onDocuments updates the cache with a full snapshot and enqueues the shadow when it
 // differs, unless the snapshot is the result of this controller's own report.
 func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
-	if e := c.entries[id]; e != nil {
+	if e := c.set.get(id); e != nil {
 		if e.applyDocuments(d) {
 			c.enqueue(id)
 		}
@@ -266,10 +293,11 @@ func (c *Controller[T]) refresh(ctx context.Context, id shadowstate.ID, e *entry
 	if err != nil {
 		return err
 	}
+	mark := e.mark()
 	doc, err := h.Get(ctx)
 	var rej *shadowstate.Error
 	if errors.As(err, &rej) && rej.Code == 404 {
-		e.setMissing()
+		e.setMissing(mark)
 		return nil
 	}
 	if err != nil {

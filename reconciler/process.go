@@ -21,7 +21,7 @@ var errInvalidDesired = errors.New("invalid desired state")
 // desired state, call Reconcile, report what changed, and decide when to run again.
 // It returns the result for the reconciles metric ("" when Reconcile did not run).
 func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
-	e := c.entries[id]
+	e := c.set.get(id)
 	if e == nil {
 		return ""
 	}
@@ -205,14 +205,21 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 		}
 		var rej *shadowstate.Error
 		if errors.As(err, &rej) && rej.Code == 409 {
+			// Another writer got there first: read its state and reconcile again now.
 			if rerr := c.refresh(ctx, id, e); rerr != nil {
 				err = fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
 			} else {
 				err = errConflict
 			}
+			if e.differs() {
+				c.enqueue(id)
+			}
+			return err
 		}
+		// Offline, timed out, refused: try again with the shadow's backoff, never in a
+		// tight loop.
 		if e.differs() {
-			c.enqueue(id)
+			c.retry(id)
 		}
 		return err
 	}
@@ -245,7 +252,7 @@ func statusObject(s Status) shadowstate.Object {
 // the same path as Reconcile's, serialised with it. thing must be managed by c.
 func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) error {
 	id := shadowstate.ID{Thing: thing, Name: c.opts.Shadow}
-	e := c.entries[id]
+	e := c.set.get(id)
 	if e == nil {
 		return fmt.Errorf("reconciler: Report: %v is not managed by controller %s", id, c.opts.Name)
 	}

@@ -41,7 +41,7 @@ func benchController[T any](b *testing.B) (*Controller[T], shadowstate.ID, *entr
 		b.Fatal(err)
 	}
 	id := shadowstate.ID{Thing: "bench-1"}
-	return c, id, c.entries[id]
+	return c, id, c.set.get(id)
 }
 
 // object decodes JSON text the way the shadow client does.

@@ -5,23 +5,37 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// wildcardFilters cover the replies, deltas and documents of every shadow of every
-// thing, classic and named: 8 filters, one SUBSCRIBE, however many shadows.
-var wildcardFilters = []string{
-	"$aws/things/+/shadow/+/accepted",
-	"$aws/things/+/shadow/+/rejected",
-	"$aws/things/+/shadow/update/delta",
-	"$aws/things/+/shadow/update/documents",
-	"$aws/things/+/shadow/name/+/+/accepted",
-	"$aws/things/+/shadow/name/+/+/rejected",
-	"$aws/things/+/shadow/name/+/update/delta",
-	"$aws/things/+/shadow/name/+/update/documents",
+// wildcardOf returns the filter that covers a per-shadow filter for every thing:
+// replies of every operation on the classic or named shadows, or the delta or
+// documents topic. One SUBSCRIBE of at most 8 such filters serves any number of
+// shadows.
+func wildcardOf(filter string) string {
+	id, _, kind, ok := ParseTopic(filter)
+	if !ok {
+		return filter
+	}
+	named := id.Name != ""
+	switch {
+	case kind == Accepted || kind == Rejected:
+		if named {
+			return "$aws/things/+/shadow/name/+/+/" + kind
+		}
+		return "$aws/things/+/shadow/+/" + kind
+	case named:
+		return "$aws/things/+/shadow/name/+/update/" + kind
+	}
+	return "$aws/things/+/shadow/update/" + kind
 }
+
+func isWildcard(f string) bool { return strings.Contains(f, "+") }
 
 // filterState is one topic filter the client holds or is subscribing to.
 type filterState struct {
@@ -87,7 +101,7 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 	}
 	c.mu.Unlock()
 	if useWildcards {
-		return func() {}, s.useWildcards(ctx)
+		return func() {}, s.useWildcards(ctx, filters)
 	}
 
 	release := func() {
@@ -169,18 +183,27 @@ func (s *subscriptions) releaseOne(st *filterState) {
 	}
 }
 
-// useWildcards moves the client to the wildcard filters: it subscribes to them
-// (waiting for the SUBACK) and then drops the filters that name single shadows, which
-// the wildcards now cover. Replies that arrive twice meanwhile are harmless: a reply
-// whose request is already answered is ignored, and a delta already delivered is
-// recognised by its version.
-func (s *subscriptions) useWildcards(ctx context.Context) error {
+// useWildcards moves the client to wildcard filters: it subscribes to the wildcards
+// covering the filters it holds and those now needed (waiting for the SUBACK), and
+// then drops the filters that name single shadows. Replies that arrive twice
+// meanwhile are harmless: a reply whose request is already answered is ignored, and
+// a delta already delivered is recognised by its version.
+func (s *subscriptions) useWildcards(ctx context.Context, needed []string) error {
 	s.switchMu.Lock()
 	defer s.switchMu.Unlock()
 	c := s.c
 	c.mu.Lock()
+	want := map[string]bool{}
+	for _, f := range needed {
+		want[wildcardOf(f)] = true
+	}
+	if !s.wildcard {
+		for f := range s.filters {
+			want[wildcardOf(f)] = true
+		}
+	}
 	var states, owned []*filterState
-	for _, f := range wildcardFilters {
+	for _, f := range slices.Sorted(maps.Keys(want)) {
 		st, isNew := s.reserveLocked(f, false)
 		states = append(states, st)
 		if isNew {
@@ -223,15 +246,6 @@ func (s *subscriptions) useWildcards(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func isWildcard(f string) bool {
-	for _, w := range wildcardFilters {
-		if f == w {
-			return true
-		}
-	}
-	return false
 }
 
 // closeAll unsubscribes every filter.

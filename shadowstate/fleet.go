@@ -1,0 +1,101 @@
+package shadowstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// FleetWatch says which events Client.WatchFleet delivers: the deltas and documents
+// messages of one shadow (classic or named) of every thing.
+type FleetWatch struct {
+	// Shadow is the named shadow to watch on every thing; "" means the classic shadow.
+	Shadow string
+	// Group, when set, joins the MQTT shared subscription group of that name
+	// ($share/Group/...): each event goes to one member of the group, so several
+	// processes share a fleet. Empty means this client gets every event.
+	Group string
+	// OnDelta and OnDocuments receive the events; either may be nil. Each runs on a
+	// goroutine of its own, one message at a time, and may call any client method.
+	OnDelta     func(ctx context.Context, id ID, m *DeltaMessage)
+	OnDocuments func(ctx context.Context, id ID, m *DocumentsMessage)
+}
+
+// WatchFleet subscribes to the delta and documents messages of a shadow of every thing
+// — the way a fleet service discovers things, since MQTT cannot list them — and
+// delivers each to the callbacks with the shadow it is about. Malformed messages are
+// logged and dropped. It returns a function that unsubscribes. The connection's
+// policy must allow the wildcard filters (on AWS IoT, a policy with
+// iot:Subscribe on topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
+func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
+	if w.Shadow != "" {
+		if err := (ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
+			return nil, fmt.Errorf("watch fleet: %w", err)
+		}
+	}
+	if strings.ContainsAny(w.Group, "/+#") {
+		return nil, fmt.Errorf("watch fleet: group %q may not contain '/', '+' or '#'", w.Group)
+	}
+	if w.OnDelta == nil && w.OnDocuments == nil {
+		return nil, errors.New("watch fleet: no callback")
+	}
+	prefix := ""
+	if w.Group != "" {
+		prefix = "$share/" + w.Group + "/"
+	}
+	every := ID{Thing: "+", Name: w.Shadow}
+	var subs []*transport.Subscription
+	stop := func(ctx context.Context) error {
+		var errs []error
+		for _, s := range subs {
+			errs = append(errs, s.Unsubscribe(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	add := func(kind string, fn func(context.Context, ID, []byte)) error {
+		filter := prefix + every.Topic(OpUpdate, kind)
+		s, err := c.conn.Subscribe(ctx, filter, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
+			id, _, k, ok := ParseTopic(m.Topic)
+			if !ok || k != kind || id.Name != w.Shadow {
+				return
+			}
+			fn(ctx, id, m.Payload)
+		}), transport.QoS(1), transport.Buffer(8192))
+		if err != nil {
+			return fmt.Errorf("watch fleet: subscribe %s: %w", filter, err)
+		}
+		subs = append(subs, s)
+		return nil
+	}
+	if w.OnDelta != nil {
+		err := add(DeltaKind, func(ctx context.Context, id ID, payload []byte) {
+			var d DeltaMessage
+			if err := Unmarshal(payload, &d); err != nil || d.State == nil {
+				c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+				return
+			}
+			w.OnDelta(ctx, id, &d)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if w.OnDocuments != nil {
+		err := add(Documents, func(ctx context.Context, id ID, payload []byte) {
+			var d DocumentsMessage
+			if err := Unmarshal(payload, &d); err != nil {
+				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+				return
+			}
+			w.OnDocuments(ctx, id, &d)
+		})
+		if err != nil {
+			_ = stop(ctx)
+			return nil, err
+		}
+	}
+	return stop, nil
+}
