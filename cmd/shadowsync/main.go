@@ -1,10 +1,16 @@
-// Command shadowsync is the command-line companion of the shadowsync framework. Its
-// first command, serve, runs localiot: a local AWS IoT with an MQTT broker and the
-// Device Shadow service, which any AWS IoT SDK can connect to.
+// Command shadowsync is the command-line companion of the shadowsync framework: it
+// runs localiot (a local AWS IoT), reads and writes shadows on any endpoint, watches
+// their deltas, prints and checks device schemas, and benchmarks the framework.
 //
 // Usage:
 //
-//	shadowsync serve [flags]
+//	shadowsync serve   [flags]   run localiot: MQTT broker + Device Shadow service
+//	shadowsync get     [flags]   print a shadow
+//	shadowsync update  [flags]   update desired or reported state
+//	shadowsync delete  [flags]   delete a shadow
+//	shadowsync watch   [flags]   stream deltas and documents
+//	shadowsync schema  [flags]   print a device schema or check a document against it
+//	shadowsync bench   [flags]   measure an echo fleet against a bare MQTT client
 //	shadowsync help [command]
 package main
 
@@ -35,6 +41,7 @@ func commands() []command {
 		{"delete", "delete a shadow", runDelete},
 		{"watch", "stream a shadow's deltas and documents until interrupted", runWatch},
 		{"bench", "measure an echo fleet on the framework against a bare MQTT client", runBench},
+		{"schema", "print the JSON Schema of a device type; check a desired-state document against it", runSchema},
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -72,7 +73,7 @@ func (d *device) Reconcile(ctx context.Context, req reconciler.Request[Thermosta
 		temp = max(temp-d.step, want.Target)
 	}
 	d.temp[req.Thing] = temp
-	busy := temp != want.Target && want.Mode != "off" && (want.Mode == "heat") == (temp < want.Target)
+	busy := want.Mode == "heat" && temp < want.Target || want.Mode == "cool" && temp > want.Target
 
 	*req.Reported = Thermostat{Target: want.Target, Mode: want.Mode, Temp: temp, Active: busy}
 	if temp != before {
@@ -81,7 +82,7 @@ func (d *device) Reconcile(ctx context.Context, req reconciler.Request[Thermosta
 	if busy {
 		return reconciler.Result{RequeueAfter: d.every}, nil
 	}
-	if want.Mode != "" && want.Mode != "off" {
+	if want.Mode != "" {
 		d.out.Printf("%s: at %.1f°C, %s idle", req.Thing, temp, want.Mode)
 		select {
 		case d.done <- req.Thing:
@@ -121,7 +122,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		*target = 22.5
 	}
 
-	mgr, err := reconciler.NewManager(tgt.Config("thermostat"), reconciler.Options{})
+	// Warnings and errors (a refused desired state, a lost connection) go to stderr.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	mgr, err := reconciler.NewManager(tgt.Config("thermostat"), reconciler.Options{Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -49,3 +49,13 @@ func TestBadFlags(t *testing.T) {
 		t.Errorf("--cert without --endpoint: %v", err)
 	}
 }
+
+func TestRunModeOffConverges(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"--set-target", "18", "--set-mode", "off", "--step-every", "20ms"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "at 20.0°C, off idle") || !strings.Contains(out.String(), "converged") {
+		t.Errorf("a thermostat switched off should stay at 20°C and be done:\n%s", out.String())
+	}
+}
