@@ -62,23 +62,41 @@ func forType(t reflect.Type, opts Options) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schemas: %v: %w", t, err)
 	}
-	parsed, err := validator.UnmarshalJSON(bytes.NewReader(doc))
+	return compile(t.Name(), string(s.ID), append(doc, '\n'))
+}
+
+// Parse compiles a JSON Schema document (draft 2020-12 unless its $schema says
+// otherwise), checking it against its metaschema; name identifies it in errors. It is
+// for schemas written by hand or kept in files, such as those go generate writes.
+// References to other files are not followed.
+func Parse(name string, doc []byte) (*Schema, error) {
+	var text bytes.Buffer
+	if err := json.Indent(&text, bytes.TrimSpace(doc), "", "  "); err != nil {
+		return nil, fmt.Errorf("schemas: %s is not JSON: %w", name, err)
+	}
+	text.WriteByte('\n')
+	return compile(name, "shadowsync:schemas/parsed.json", text.Bytes())
+}
+
+// compile compiles the schema text, whose resource URL is url.
+func compile(name, url string, text []byte) (*Schema, error) {
+	parsed, err := validator.UnmarshalJSON(bytes.NewReader(text))
 	if err != nil {
-		return nil, fmt.Errorf("schemas: %v: %w", t, err)
+		return nil, fmt.Errorf("schemas: %s is not JSON: %w", name, err)
 	}
 	c := validator.NewCompiler()
-	url := string(s.ID)
 	if err := c.AddResource(url, parsed); err != nil {
-		return nil, fmt.Errorf("schemas: %v: %w", t, err)
+		return nil, fmt.Errorf("schemas: %s: %w", name, err)
 	}
 	compiled, err := c.Compile(url)
 	if err != nil {
-		return nil, fmt.Errorf("schemas: %v: %w", t, err)
+		return nil, fmt.Errorf("schemas: %s is not a valid JSON Schema: %w", name, err)
 	}
-	return &Schema{name: t.Name(), doc: append(doc, '\n'), compiled: compiled}, nil
+	return &Schema{name: name, doc: text, compiled: compiled}, nil
 }
 
-// Name returns the name of the Go type the schema describes.
+// Name returns the name of the Go type the schema describes (for Parse, the name it
+// was given).
 func (s *Schema) Name() string { return s.name }
 
 // JSON returns the schema document, indented, for files and tools.

@@ -117,3 +117,23 @@ func TestJSONIsTheSchema(t *testing.T) {
 		t.Errorf("Name %q", s.Name())
 	}
 }
+
+func TestParse(t *testing.T) {
+	s, err := Parse("limits.json", []byte(`{"type":"object","properties":{"n":{"type":"integer","maximum":3}},"additionalProperties":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(doc(t, `{"n":2}`)); err != nil {
+		t.Errorf("valid document refused: %v", err)
+	}
+	err = s.Validate(doc(t, `{"n":5,"x":1}`))
+	var se *Error
+	if !errors.As(err, &se) || len(se.Fields) != 2 || !strings.HasPrefix(err.Error(), "does not match limits.json: ") {
+		t.Errorf("invalid document: %v", err)
+	}
+	for _, bad := range []string{`{"type":`, `{"type":"nonsense"}`} {
+		if _, err := Parse("bad.json", []byte(bad)); err == nil || !strings.Contains(err.Error(), "bad.json") {
+			t.Errorf("Parse(%s): %v", bad, err)
+		}
+	}
+}

@@ -9,16 +9,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-
-	validator "github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/shadowsync/shadowsync/schemas"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -109,6 +102,11 @@ func builtinSchema(name string) (*docSchema, error) {
 	if err != nil {
 		return nil, err
 	}
+	return fromSchema(s), nil
+}
+
+// fromSchema wraps a compiled schema for the command.
+func fromSchema(s *schemas.Schema) *docSchema {
 	return &docSchema{
 		name: s.Name(),
 		text: s.JSON(),
@@ -120,7 +118,7 @@ func builtinSchema(name string) (*docSchema, error) {
 			}
 			return nil, err
 		},
-	}, nil
+	}
 }
 
 // fileSchema reads a JSON Schema file and compiles it, which also checks it against
@@ -130,42 +128,11 @@ func fileSchema(path string) (*docSchema, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := validator.UnmarshalJSON(bytes.NewReader(data))
+	s, err := schemas.Parse(path, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not JSON: %w", path, err)
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "schemas: "))
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	loc := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
-	c := validator.NewCompiler()
-	if err := c.AddResource(loc, doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	compiled, err := c.Compile(loc)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a valid JSON Schema: %w", path, err)
-	}
-	var text bytes.Buffer
-	if err := json.Indent(&text, bytes.TrimSpace(data), "", "  "); err != nil {
-		return nil, fmt.Errorf("%s is not JSON: %w", path, err)
-	}
-	text.WriteByte('\n')
-	return &docSchema{
-		name: path,
-		text: text.Bytes(),
-		validate: func(doc any) ([]schemas.FieldError, error) {
-			err := compiled.Validate(doc)
-			var ve *validator.ValidationError
-			if err == nil || !errors.As(err, &ve) {
-				return nil, err
-			}
-			var fields []schemas.FieldError
-			collectLeaves(ve, doc, &fields)
-			return fields, nil
-		},
-	}, nil
+	return fromSchema(s), nil
 }
 
 // validation is what `schema --validate --json` prints.
@@ -233,56 +200,4 @@ func validateDocument(s *docSchema, file string, asJSON bool, stdout io.Writer) 
 		fmt.Fprintf(&b, "\n  %s: %s", f.Path, f.Reason)
 	}
 	return errors.New(b.String())
-}
-
-// printer renders the validator's messages in English.
-var printer = message.NewPrinter(language.English)
-
-// collectLeaves gathers the leaf errors of a validation against a schema file, in the
-// form schemas.Schema.Validate gives for built-in types: a JSON pointer to the field
-// and the reason, with the offending scalar when the reason does not show it.
-func collectLeaves(e *validator.ValidationError, doc any, out *[]schemas.FieldError) {
-	if len(e.Causes) > 0 {
-		for _, c := range e.Causes {
-			collectLeaves(c, doc, out)
-		}
-		return
-	}
-	esc := strings.NewReplacer("~", "~0", "/", "~1")
-	parts := make([]string, len(e.InstanceLocation))
-	for i, p := range e.InstanceLocation {
-		parts[i] = esc.Replace(p)
-	}
-	reason := e.ErrorKind.LocalizedString(printer)
-	if v, ok := scalarAt(doc, e.InstanceLocation); ok && !strings.Contains(reason, v) {
-		reason += " (found " + v + ")"
-	}
-	fe := schemas.FieldError{Path: "/" + strings.Join(parts, "/"), Reason: reason}
-	if !slices.Contains(*out, fe) {
-		*out = append(*out, fe)
-	}
-}
-
-// scalarAt returns the JSON text of the string, number or boolean at path in doc.
-func scalarAt(doc any, path []string) (string, bool) {
-	for _, p := range path {
-		switch d := doc.(type) {
-		case map[string]any:
-			doc = d[p]
-		case []any:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(d) {
-				return "", false
-			}
-			doc = d[i]
-		default:
-			return "", false
-		}
-	}
-	switch doc.(type) {
-	case string, bool, json.Number, float64:
-		b, err := json.Marshal(doc)
-		return string(b), err == nil
-	}
-	return "", false
 }
