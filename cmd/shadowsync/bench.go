@@ -16,8 +16,12 @@ import (
 )
 
 // runBench runs the echo-fleet benchmark: the framework, then a bare paho client
-// (the floor), on the same server, and prints both with their ratios.
+// (the floor), on the same server, and prints both with their ratios. With
+// --fleet-processes it measures the fleet echo in 1, 2… processes instead.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == fleetMemberCommand {
+		return runBenchFleetMember(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stdout)
 	var (
 		things       = fs.Int("things", benchfleet.DefaultThings, "fleet size: `N` things, all on one connection")
@@ -29,6 +33,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonOnly     = fs.Bool("json", false, "print only the JSON line, for scripts")
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")
 		logLevel     = fs.String("log-level", "info", "progress log `LEVEL` on stderr: debug, info, warn or error")
+		fleetProcs   = fs.String("fleet-processes", "", "fleet mode: instead of framework and floor, measure the fleet echo run by N processes of one shared-subscription group, for each N of the comma-separated `LIST` (e.g. 1,2,3); --workers is then each process's (default 16) and --cpuprofile FILE gives each process's profile in FILE.n<N>.p<i>")
 	)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -49,6 +54,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
+	var fleet *fleetBench
+	if *fleetProcs != "" {
+		procs, err := parseProcessCounts(*fleetProcs)
+		if err != nil {
+			return fmt.Errorf("%w: --fleet-processes %v", errUsage, err)
+		}
+		fleet = &fleetBench{processes: procs, inProcess: *endpoint == "", cpuProfile: *cpuProfile, logLevel: *logLevel}
+		*workers = fleetWorkers(fs, *workers)
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	opts := benchfleet.Options{
@@ -62,6 +76,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 		opts.Endpoint = ep
+	}
+	if fleet != nil {
+		fleet.opts = opts
+		return fleet.run(ctx, *jsonOnly, stdout, stderr)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -111,6 +111,11 @@ type Result struct {
 	// StartSeconds is how long the side took from its start until the warm-up round
 	// had converged.
 	StartSeconds float64 `json:"start_seconds"`
+	// SideCPUPerUpdateUs is, for a side run outside this process (a Side that is a
+	// CPUMeter), the CPU time it used during the measured rounds divided by Updates.
+	// CPUPerUpdateUs then counts this process alone: the app, the watcher and, when in
+	// process, the server. Zero when unknown.
+	SideCPUPerUpdateUs float64 `json:"side_cpu_us_per_update,omitempty"`
 }
 
 // Ratios compare the framework with the floor: framework / floor.
@@ -143,17 +148,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	r, err := newRig(ctx, opts)
+	b, err := newBench(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer r.close()
-
-	log.Info("seeding shadows", "things", opts.Things)
-	if _, err := r.round(ctx, false, true); err != nil {
-		return nil, fmt.Errorf("benchfleet: seed: %w", err)
-	}
+	defer b.Close()
+	r := b.r
 
 	rep := &Report{
 		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Window: opts.Window,
@@ -220,6 +220,11 @@ func runSide(ctx context.Context, r *rig, name string, s side, profile io.Writer
 			return res, fmt.Errorf("benchfleet: cpu profile: %w", err)
 		}
 	}
+	meter, _ := s.(cpuMeter)
+	var sideCPU0 time.Duration = -1
+	if meter != nil {
+		sideCPU0 = meter.cpuTime()
+	}
 	cpu0 := cpuTime()
 	var total time.Duration
 	for i := range r.opts.Rounds {
@@ -234,6 +239,12 @@ func runSide(ctx context.Context, r *rig, name string, s side, profile io.Writer
 		log.Info("round", "n", i+1, "seconds", d.Seconds())
 	}
 	cpu := cpuTime() - cpu0
+	var sideCPU time.Duration = -1
+	if sideCPU0 >= 0 {
+		if now := meter.cpuTime(); now >= 0 {
+			sideCPU = now - sideCPU0
+		}
+	}
 	if profile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -248,6 +259,9 @@ func runSide(ctx context.Context, r *rig, name string, s side, profile io.Writer
 	res.MaxMs = ms(percentile(lat, 1))
 	if cpu0 >= 0 && res.Updates > 0 {
 		res.CPUPerUpdateUs = float64(cpu.Microseconds()) / float64(res.Updates)
+	}
+	if sideCPU >= 0 && res.Updates > 0 {
+		res.SideCPUPerUpdateUs = float64(sideCPU.Microseconds()) / float64(res.Updates)
 	}
 	return res, nil
 }

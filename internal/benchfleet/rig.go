@@ -19,6 +19,9 @@ import (
 // shadow: the app's desired changes and the echo's reports alike.
 const acceptedFilter = "$aws/things/+/shadow/update/accepted"
 
+// ThingPrefix starts the name of every thing of the fleet: bench-00000, bench-00001…
+const ThingPrefix = "bench-"
+
 // modes vary the desired state's string field from round to round.
 var modes = [...]string{"heat", "cool", "auto"}
 
@@ -41,7 +44,7 @@ func newRig(ctx context.Context, opts Options) (*rig, error) {
 	r.names = make([]string, opts.Things)
 	index := make(map[string]int, opts.Things)
 	for i := range r.names {
-		r.names[i] = fmt.Sprintf("bench-%05d", i)
+		r.names[i] = fmt.Sprintf("%s%05d", ThingPrefix, i)
 		index[r.names[i]] = i
 	}
 	r.track = &tracker{
