@@ -7,23 +7,31 @@ import (
 )
 
 // entry is the framework's cached copy of one managed shadow.
+//
+// The cache is filled only from whole snapshots: a get, a documents message, or this
+// controller's own accepted report applied to the snapshot it was computed from. A
+// delta is not a snapshot (it leaves out desired keys the update deleted and every
+// change to reported), so a delta only records that the cache is behind (want); the
+// next reconcile then reads the shadow unless a documents message caught up first.
 type entry struct {
 	// run serialises everything that acts on the shadow: reconciles and reports. It
 	// is held for the length of a Reconcile, so event handlers never take it.
 	run sync.Mutex
 
 	mu sync.Mutex // guards the fields below; held only briefly
-	// loaded says the cache holds the shadow as read by a get or a documents
-	// message; until then a reconcile reads it first.
+	// loaded says the cache holds a snapshot; until then a reconcile reads it first.
 	loaded bool
 	// exists is false for a shadow that does not exist (get answered 404).
 	exists            bool
 	desired, reported shadowstate.Object
-	// version is the newest shadow version the cache reflects.
+	// version is the version of the snapshot held.
 	version int64
-	// seen is the newest version a delta or documents message has announced: an
+	// want is the newest version a delta announced; while version is older, the cache
+	// is behind and a reconcile reads the shadow first.
+	want int64
+	// seen is the newest version an event has announced as needing a reconcile: an
 	// event for a version already announced (the delta and the documents message of
-	// one update, a duplicate) does not trigger another reconcile.
+	// one update, a duplicate) does not trigger another one.
 	seen int64
 	// own and written are the versions of this controller's report in flight and of
 	// its last accepted one: the delta and documents messages a report causes do not
@@ -32,10 +40,26 @@ type entry struct {
 	own, written int64
 }
 
-func (e *entry) snapshot() (desired, reported shadowstate.Object, version int64, exists, loaded bool) {
+func (e *entry) snapshot() (desired, reported shadowstate.Object, version int64, exists bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.desired, e.reported, e.version, e.exists, e.loaded
+	return e.desired, e.reported, e.version, e.exists
+}
+
+// current reports whether the cache holds a snapshot at least as new as every delta
+// announced.
+func (e *entry) current() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.loaded && e.version >= e.want
+}
+
+// invalidate makes the next reconcile read the shadow again: a read failed, so the
+// cache may miss what changed meanwhile.
+func (e *entry) invalidate() {
+	e.mu.Lock()
+	e.loaded = false
+	e.mu.Unlock()
 }
 
 // needsReconcile says, after a re-read, whether the shadow needs a reconcile: it
@@ -51,22 +75,32 @@ func (e *entry) needsReconcile(all bool) bool {
 	return all || (fresh && !e.isOwn(e.version))
 }
 
-func (e *entry) setDocument(doc *shadowstate.Document) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.loaded && doc.Version < e.version {
-		return // a newer documents message got here first
-	}
-	e.loaded, e.exists = true, true
-	e.desired, e.reported, e.version = doc.State.Desired, doc.State.Reported, doc.Version
-}
-
-// mark returns what the cache has heard of, to be given back to setMissing: a read
-// that found no shadow must not wipe out events that arrived while it was in flight.
+// mark returns what the cache has heard of, to be given back to setDocument and
+// setMissing: a read must not overwrite what events told the cache while the read was
+// in flight.
 func (e *entry) mark() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.seen
+}
+
+// setDocument stores the result of a get. With no event since the read began (mark)
+// it is the shadow's latest state and replaces the cache whatever its version — a
+// shadow deleted and created again more than 48 hours later starts again at version 1.
+// Otherwise it is kept only if it is not older than the cache.
+func (e *entry) setDocument(doc *shadowstate.Document, mark int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	authoritative := e.seen == mark
+	if !authoritative && e.loaded && doc.Version < e.version {
+		return // a newer snapshot got here first
+	}
+	e.loaded, e.exists = true, true
+	e.desired, e.reported, e.version = doc.State.Desired, doc.State.Reported, doc.Version
+	if authoritative {
+		e.want = min(e.want, doc.Version)
+		e.seen = min(e.seen, doc.Version)
+	}
 }
 
 // setMissing records that a read found no shadow, unless an event announced a version
@@ -80,12 +114,11 @@ func (e *entry) setMissing(mark int64) {
 	}
 	e.loaded, e.exists = true, false
 	e.desired, e.reported = nil, nil
+	e.want = 0
 }
 
-// applyDelta merges a newer delta's desired values into the cache and reports
-// whether the shadow needs a reconcile. Reported is left as it is: if the update that
-// caused the delta changed it too, the documents message brings it, and a report based
-// on the older copy is caught by its version.
+// applyDelta records a delta and reports whether the shadow needs a reconcile. The
+// cache is not changed (a delta is not a snapshot); it is marked as behind.
 func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -93,26 +126,31 @@ func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 		return false
 	}
 	e.seen = d.Version
-	if e.loaded && d.Version > e.version {
-		e.desired = shadowstate.Merge(e.desired, d.State)
-		e.version = d.Version
-		e.exists = true
-	}
+	e.want = max(e.want, d.Version)
 	return !e.isOwn(d.Version)
 }
 
 // applyDocuments replaces the cache with a newer snapshot and reports whether the
 // shadow now needs a reconcile: the version is new, it is not this controller's own
-// report, and desired and reported differ.
-func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage) bool {
+// report, and desired and reported differ. When the fleet is shared, the same update's
+// delta went to whichever member reconciles it, so a documents message announces
+// nothing and only keeps the cache current.
+func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v := d.Current.Version
+	if d.Previous == nil && e.loaded && v < e.version {
+		// Created again after its deletion was forgotten (48 hours): versions start over.
+		e.version, e.want, e.seen, e.own, e.written = 0, 0, 0, 0, 0
+	}
 	if e.loaded && v < e.version {
 		return false
 	}
 	e.loaded, e.exists = true, true
 	e.desired, e.reported, e.version = d.Current.State.Desired, d.Current.State.Reported, v
+	if shared {
+		return false
+	}
 	announce := v > e.seen
 	e.seen = max(e.seen, v)
 	return announce && !e.isOwn(v) && shadowstate.Delta(e.desired, e.reported) != nil

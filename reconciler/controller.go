@@ -132,6 +132,8 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 			return nil, fmt.Errorf("reconciler: Register %s: thing %q listed twice", opts.Name, thing)
 		}
 	}
+	// A forgotten fleet shadow's handle goes too, so memory stays flat.
+	c.set.onEvict = func(id shadowstate.ID) { m.client.Forget(id.Thing, id.Name) }
 	if err := m.add(c); err != nil {
 		return nil, err
 	}
@@ -281,10 +283,15 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) 
 // differs, unless the snapshot is the result of this controller's own report.
 func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
 	if e := c.set.get(id); e != nil {
-		if e.applyDocuments(d) {
+		if e.applyDocuments(d, c.sharedFleet()) {
 			c.enqueue(id)
 		}
 	}
+}
+
+// sharedFleet reports whether the controller shares a fleet with other processes.
+func (c *Controller[T]) sharedFleet() bool {
+	return c.opts.Fleet != nil && c.opts.Fleet.Group != ""
 }
 
 // refresh reads the shadow into the cache.
@@ -301,8 +308,9 @@ func (c *Controller[T]) refresh(ctx context.Context, id shadowstate.ID, e *entry
 		return nil
 	}
 	if err != nil {
+		e.invalidate()
 		return err
 	}
-	e.setDocument(doc)
+	e.setDocument(doc, mark)
 	return nil
 }

@@ -98,10 +98,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	mx, err := newMetrics(opts.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
-	}
+	mx := newMetrics()
 	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1), metrics: mx, registry: opts.Registry}
 	if userObserve := opts.Shadow.Observe; userObserve != nil {
 		opts.Shadow.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
@@ -138,6 +135,11 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	client, err := shadowstate.NewClient(conn, opts.Shadow)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	// Metrics are registered last, so that a NewManager that fails leaves the
+	// application's registry as it was.
+	if err := mx.register(opts.Registry); err != nil {
+		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
 	}
 	m.conn, m.client = conn, client
 	return m, nil

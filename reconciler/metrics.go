@@ -39,8 +39,9 @@ const (
 	resultReport   = "report_failed"
 )
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+// newMetrics makes the collectors; register adds them to a registry.
+func newMetrics() *metrics {
+	return &metrics{
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_reconciles_total",
 			Help: "Reconciles run, by controller and result (success, requeue, error, terminal, invalid_desired, conflict, report_failed).",
@@ -93,15 +94,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Reconciles still queued or delayed when the manager shut down.",
 		}),
 	}
+}
+
+// register adds every collector to reg, or none of them.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
 		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed,
 	} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return err
 		}
+		done = append(done, c)
 	}
-	return m, nil
+	return nil
 }
 
 // observeRequest is the shadow client's Observe hook.

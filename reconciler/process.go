@@ -30,14 +30,25 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	log := c.log.With("thing", id.Thing, "shadow", id.Name)
 	ctx = context.WithValue(ctx, loggerKey{}, log)
 
-	if _, _, _, _, loaded := e.snapshot(); !loaded {
+	if !e.current() {
 		if err := c.refresh(ctx, id, e); err != nil {
 			log.Warn("cannot read the shadow; retrying", "error", err)
 			c.retry(id)
 			return ""
 		}
+		if !e.current() {
+			// An event arrived while the shadow was read; it queued the shadow again,
+			// and that run reads it afresh.
+			return ""
+		}
 	}
-	desired, reported, version, exists, _ := e.snapshot()
+	desired, reported, version, exists := e.snapshot()
+	if desired == nil {
+		// Nothing is desired (the shadow is new, or an app cleared desired): there is
+		// nothing to move the device towards until desired state appears.
+		c.queue.Forget(id)
+		return ""
+	}
 
 	desiredT, err := c.decodeDesired(desired)
 	if err != nil {
@@ -76,7 +87,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	switch err := c.report(ctx, id, e, before, &reportedT, status, version, exists); {
 	case errors.Is(err, errConflict):
 		log.Debug("report conflicted with another writer; reading the shadow and reconciling again")
-		c.retry(id)
+		c.enqueue(id)
 		return resultConflict
 	case err != nil:
 		log.Error("report failed; retrying", "error", err)
@@ -205,21 +216,12 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 		}
 		var rej *shadowstate.Error
 		if errors.As(err, &rej) && rej.Code == 409 {
-			// Another writer got there first: read its state and reconcile again now.
+			// Another writer got there first: read its state; the caller reconciles
+			// again.
 			if rerr := c.refresh(ctx, id, e); rerr != nil {
-				err = fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
-			} else {
-				err = errConflict
+				return fmt.Errorf("%w; and reading the shadow again failed: %w", errConflict, rerr)
 			}
-			if e.differs() {
-				c.enqueue(id)
-			}
-			return err
-		}
-		// Offline, timed out, refused: try again with the shadow's backoff, never in a
-		// tight loop.
-		if e.differs() {
-			c.retry(id)
+			return errConflict
 		}
 		return err
 	}
@@ -230,10 +232,11 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 // writeStatus reports only the status, for desired state that never reached
 // Reconcile.
 func (c *Controller[T]) writeStatus(ctx context.Context, id shadowstate.ID, e *entry, s Status) {
-	_, _, version, exists, _ := e.snapshot()
+	_, _, version, exists := e.snapshot()
 	patch := shadowstate.Object{c.opts.StatusField: statusObject(s)}
 	if err := c.write(ctx, id, e, patch, version, exists); err != nil {
-		Logger(ctx).Warn("status report failed", "error", err)
+		Logger(ctx).Warn("status report failed; retrying", "error", err)
+		c.retry(id)
 	}
 }
 
@@ -259,12 +262,12 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 	e.run.Lock()
 	defer e.run.Unlock()
 	for attempt := 0; ; attempt++ {
-		if _, _, _, _, loaded := e.snapshot(); !loaded {
+		if !e.current() {
 			if err := c.refresh(ctx, id, e); err != nil {
 				return fmt.Errorf("reconciler: Report %v: %w", id, err)
 			}
 		}
-		_, reported, version, exists, _ := e.snapshot()
+		_, reported, version, exists := e.snapshot()
 		var t T
 		_ = decodeInto(reported, &t)
 		before, err := json.Marshal(&t)
@@ -273,10 +276,20 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 		}
 		fn(&t)
 		err = c.report(ctx, id, e, before, &t, nil, version, exists)
-		if errors.Is(err, errConflict) && attempt < 5 {
-			continue // re-read; fn runs again on the fresh state
+		if errors.Is(err, errConflict) {
+			// Another writer's change may have been taken for this report's own; if
+			// the shadow differs now, reconcile it.
+			if e.differs() {
+				c.enqueue(id)
+			}
+			if attempt < 5 {
+				continue // re-read; fn runs again on the fresh state
+			}
 		}
 		if err != nil {
+			if e.differs() {
+				c.retry(id) // the failed report may have hidden another writer's change
+			}
 			return fmt.Errorf("reconciler: Report %v: %w", id, err)
 		}
 		return nil

@@ -236,6 +236,13 @@ func TestInvalidDesiredNeverReachesReconcile(t *testing.T) {
 		if _, err := h.UpdateDesired(ctx, map[string]any{"target": 21}); err != nil {
 			t.Fatal(err)
 		}
+		eventually(t, wait, func() error {
+			r, _ := reportedOf(srv, "strict-1")
+			if fmt.Sprint(r["target"]) != "21" {
+				return fmt.Errorf("reported %v after desired was made valid again", r)
+			}
+			return nil
+		})
 	}
 	if _, bad := seen.Load(float64(45)); bad {
 		t.Error("Reconcile saw target 45, which the schema forbids")

@@ -15,8 +15,8 @@ type Request[T any] struct {
 	// Thing is the thing's name; Shadow the shadow's name, "" for the classic shadow.
 	Thing  string
 	Shadow string
-	// Desired is the shadow's whole desired state decoded into T (the zero T when
-	// nothing is desired). It has passed T's JSON Schema.
+	// Desired is the shadow's whole desired state decoded into T. It has passed T's
+	// JSON Schema.
 	Desired T
 	// Reported is the shadow's reported state decoded into T. Reconcile updates it to
 	// what the device really is now; the framework then reports the fields that
@@ -40,7 +40,8 @@ type Result struct {
 // Reconciler moves a device towards its desired state.
 //
 // Reconcile is called for a shadow whenever its desired state changes (and on start,
-// after every reconnect, and when requeued), one call at a time per shadow. It must be
+// after every reconnect, and when requeued), one call at a time per shadow; not while
+// the shadow has no desired state at all. It must be
 // idempotent: it gets the whole state, not an event. It sets *req.Reported to what the
 // device is after acting, and the framework reports the changed fields with the
 // version req carried (a conflicting write makes it read the shadow again and call

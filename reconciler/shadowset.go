@@ -32,8 +32,9 @@ type Fleet struct {
 // the shadows discovered so far, at most max of them, least recently used evicted
 // first. It is safe for concurrent use.
 type shadowSet struct {
-	fleet  *Fleet // nil for a fixed list
-	shadow string // the shadow name managed on each thing
+	fleet   *Fleet               // nil for a fixed list
+	shadow  string               // the shadow name managed on each thing
+	onEvict func(shadowstate.ID) // called, outside the lock, for each shadow forgotten
 
 	mu   sync.Mutex
 	byID map[shadowstate.ID]*list.Element // element values are *setItem
@@ -85,15 +86,22 @@ func (s *shadowSet) get(id shadowstate.ID) *entry {
 	}
 	e := &entry{}
 	s.byID[id] = s.lru.PushFront(&setItem{id: id, e: e})
-	s.evictLocked()
+	evicted := s.evictLocked()
+	if s.onEvict != nil && len(evicted) > 0 {
+		s.mu.Unlock()
+		for _, gone := range evicted {
+			s.onEvict(gone)
+		}
+		s.mu.Lock()
+	}
 	return e
 }
 
 // evictLocked forgets least recently used idle shadows while the set is over its
 // bound. A shadow being reconciled is skipped; it is newer than most anyway.
-func (s *shadowSet) evictLocked() {
+func (s *shadowSet) evictLocked() (evicted []shadowstate.ID) {
 	if s.fleet == nil {
-		return
+		return nil
 	}
 	limit := s.fleet.MaxShadows
 	if limit <= 0 {
@@ -106,9 +114,11 @@ func (s *shadowSet) evictLocked() {
 			delete(s.byID, it.id)
 			s.lru.Remove(el)
 			it.e.run.Unlock()
+			evicted = append(evicted, it.id)
 		}
 		el = prev
 	}
+	return evicted
 }
 
 // all returns every shadow held, with its entry.

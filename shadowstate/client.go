@@ -156,7 +156,7 @@ func NewClient(conn *transport.Conn, opts ClientOptions) (*Client, error) {
 
 // Shadow returns the handle of one shadow: the classic shadow of thing when name is
 // "", else its named shadow. It fails for names AWS IoT would refuse. Handles are
-// cheap and shared: the same shadow always gets the same handle.
+// cheap and shared: the same shadow gets the same handle until Forget drops it.
 func (c *Client) Shadow(thing, name string) (*Handle, error) {
 	id := ID{Thing: thing, Name: name}
 	if err := id.Validate(); err != nil {
@@ -170,6 +170,25 @@ func (c *Client) Shadow(thing, name string) (*Handle, error) {
 		c.shadows[id] = h
 	}
 	return h, nil
+}
+
+// Forget drops the client's handle of a shadow unless it has callbacks, so that a
+// service touching an unbounded number of shadows (a fleet) keeps memory flat. A
+// later Shadow call makes a new handle.
+func (c *Client) Forget(thing, name string) {
+	id := ID{Thing: thing, Name: name}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.shadows[id]
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	idle := len(h.deltaFns) == 0 && len(h.docFns) == 0
+	h.mu.Unlock()
+	if idle {
+		delete(c.shadows, id)
+	}
 }
 
 // Close fails the requests in flight with ErrClientClosed and unsubscribes every

@@ -205,3 +205,21 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 		t.Fatal("the delta subscription did not come back after the reconnect")
 	}
 }
+
+func TestClientForgetKeepsHandlesWithCallbacks(t *testing.T) {
+	srv := startLocalIoT(t, localiot.Options{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	idle := mustShadow(t, c, "Idle-1", "")
+	c.Forget("Idle-1", "")
+	if again := mustShadow(t, c, "Idle-1", ""); again == idle {
+		t.Error("Forget kept a handle without callbacks")
+	}
+	watched := mustShadow(t, c, "Watched-1", "")
+	if _, err := watched.OnDelta(t.Context(), func(context.Context, *shadowstate.DeltaMessage) {}); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget("Watched-1", "")
+	if again := mustShadow(t, c, "Watched-1", ""); again != watched {
+		t.Error("Forget dropped a handle whose callbacks still need it")
+	}
+}

@@ -296,6 +296,11 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 
 func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
 	h.mu.Lock()
+	if m.Previous == nil && m.Current.Version < h.lastVersion {
+		// Created again after its deletion was forgotten (48 hours): versions start
+		// over, and so does what this handle has seen.
+		h.lastVersion, h.lastDelta = -1, -1
+	}
 	if m.Current.Version < h.lastVersion {
 		seen := h.lastVersion
 		h.mu.Unlock()
