@@ -37,6 +37,10 @@ type Conn struct {
 	offline *queue.Offline[*outgoing]
 	router  router
 	limit   *limiter
+	// wireMu keeps SUBSCRIBE and UNSUBSCRIBE packets in the order the router changed:
+	// it is held from a subscription change until its packet is acknowledged, so an
+	// UNSUBSCRIBE can never overtake the SUBSCRIBE of the same filter that follows it.
+	wireMu sync.Mutex
 
 	life       context.Context // ends at Close; handlers' ctx
 	cancelLife context.CancelFunc

@@ -33,6 +33,8 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 	if h == nil {
 		return nil, fmt.Errorf("subscribe %s: nil handler", filter)
 	}
+	c.wireMu.Lock()
+	defer c.wireMu.Unlock()
 	sub := &Subscription{
 		conn: c, filter: filter, qos: o.qos, h: h,
 		ch:   make(chan Message, cmp.Or(max(o.buffer, 0), c.s.HandlerBuffer)),
@@ -78,6 +80,8 @@ func (c *Conn) routeQoS(filter string) byte {
 // server, waiting for the UNSUBACK when online (within ctx and
 // Config.OperationTimeout). Offline, the filters are simply not restored.
 func (c *Conn) Unsubscribe(ctx context.Context, filters ...string) error {
+	c.wireMu.Lock()
+	defer c.wireMu.Unlock()
 	c.mu.Lock()
 	if c.state == stClosed {
 		c.mu.Unlock()
@@ -104,6 +108,8 @@ func (c *Conn) Unsubscribe(ctx context.Context, filters ...string) error {
 
 // removeSubscription removes one handler, unsubscribing its filter when it was the last.
 func (c *Conn) removeSubscription(ctx context.Context, s *Subscription) error {
+	c.wireMu.Lock()
+	defer c.wireMu.Unlock()
 	c.mu.Lock()
 	if c.state == stClosed {
 		c.mu.Unlock()
