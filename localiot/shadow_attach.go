@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
 // BrokerShadowOptions configure a Device Shadow service that runs as an ordinary MQTT
@@ -32,6 +35,12 @@ type BrokerShadowOptions struct {
 	TLSConfig *tls.Config
 	// Store keeps the shadows. Defaults to a new MemoryStore.
 	Store Store
+	// EventMirror, when set, also publishes every delta and documents message under
+	// this topic prefix without the reserved $aws (shadowstate.MirrorTopic), for fleet
+	// services on brokers that never deliver '$' topics to shared subscriptions
+	// (mosquitto 2.0): they watch the mirror with shadowstate.FleetWatch.Mirror.
+	// Empty means no mirror.
+	EventMirror string
 	// Logger receives the service's logs. Defaults to discarding them.
 	Logger *slog.Logger
 }
@@ -86,6 +95,9 @@ func NewBrokerShadowService(opts BrokerShadowOptions) (*BrokerShadowService, err
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		opts.ClientID = "localiot-shadow-" + hex.EncodeToString(b[:])
+	}
+	if strings.ContainsAny(opts.EventMirror, "+#") || strings.HasPrefix(opts.EventMirror, "$") || strings.HasSuffix(opts.EventMirror, "/") {
+		return nil, fmt.Errorf("localiot: broker shadow service: EventMirror %q may not contain '+' or '#', start with '$' or end with '/'", opts.EventMirror)
 	}
 	if opts.Store == nil {
 		opts.Store = &MemoryStore{}
@@ -158,10 +170,19 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 	}
 	defer client.Disconnect(250)
 
-	publish := func(topic string, payload []byte) {
+	send := func(topic string, payload []byte) {
 		t := client.Publish(topic, 1, false, payload)
 		if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 			log.Error("shadow reply not delivered to the broker", "topic", topic, "error", t.Error())
+		}
+	}
+	publish := func(topic string, payload []byte) {
+		send(topic, payload)
+		if b.opts.EventMirror == "" {
+			return
+		}
+		if _, _, kind, ok := shadowstate.ParseTopic(topic); ok && (kind == shadowstate.DeltaKind || kind == shadowstate.Documents) {
+			send(shadowstate.MirrorTopic(b.opts.EventMirror, topic), payload)
 		}
 	}
 	for {

@@ -221,6 +221,9 @@ func TestShadowProtocolOnMosquitto(t *testing.T) {
 }
 
 func TestBrokerShadowOptionsErrors(t *testing.T) {
+	if _, err := NewBrokerShadowService(BrokerShadowOptions{Broker: "mqtt://127.0.0.1:1", EventMirror: "$bad"}); err == nil || !strings.Contains(err.Error(), "EventMirror") {
+		t.Errorf("a mirror prefix starting with $ was accepted: %v", err)
+	}
 	for _, tc := range []struct{ url, want string }{
 		{"", "Broker URL is required"},
 		{"http://127.0.0.1:1883", "scheme must be"},

@@ -163,6 +163,7 @@ func (c *Controller[T]) start(ctx context.Context) error {
 		_, err := c.m.client.WatchFleet(ctx, shadowstate.FleetWatch{
 			Shadow:      c.opts.Shadow,
 			Group:       f.Group,
+			Mirror:      f.Mirror,
 			OnDelta:     func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) },
 			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
 		})

@@ -22,6 +22,10 @@ type Fleet struct {
 	// Group is the shared subscription group ($share/Group/...) the processes of a
 	// fleet join. Empty means this process handles every event itself.
 	Group string
+	// Mirror, when set, watches the event copies a shadow service publishes under this
+	// topic prefix (shadowstate.FleetWatch.Mirror), for brokers that never deliver
+	// '$' topics to shared subscriptions. Empty means the $aws topics.
+	Mirror string
 	// MaxShadows bounds the shadows cached at once; past it the least recently used
 	// idle shadow is forgotten (and read again when it next has an event), so memory
 	// stays flat however large the fleet. Zero means 100,000.

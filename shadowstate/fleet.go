@@ -18,6 +18,12 @@ type FleetWatch struct {
 	// ($share/Group/...): each event goes to one member of the group, so several
 	// processes share a fleet. Empty means this client gets every event.
 	Group string
+	// Mirror, when set, watches the events on the mirror topics a shadow service
+	// publishes under this prefix instead of the reserved $aws topics:
+	// <Mirror>/things/<thing>/shadow/update/delta and so on (see MirrorTopic). Some
+	// brokers (mosquitto 2.0) never deliver topics beginning with '$' to shared
+	// subscriptions; the mirror lets a Group work there. Empty means the $aws topics.
+	Mirror string
 	// OnDelta and OnDocuments receive the events; either may be nil. Each runs on a
 	// goroutine of its own, one message at a time, and may call any client method.
 	OnDelta     func(ctx context.Context, id ID, m *DeltaMessage)
@@ -46,6 +52,9 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	if w.Group != "" {
 		prefix = "$share/" + w.Group + "/"
 	}
+	if strings.ContainsAny(w.Mirror, "+#") || strings.HasPrefix(w.Mirror, "$") || strings.HasSuffix(w.Mirror, "/") {
+		return nil, fmt.Errorf("watch fleet: mirror prefix %q may not contain '+' or '#', start with '$' or end with '/'", w.Mirror)
+	}
 	every := ID{Thing: "+", Name: w.Shadow}
 	var subs []*transport.Subscription
 	stop := func(ctx context.Context) error {
@@ -56,9 +65,9 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		return errors.Join(errs...)
 	}
 	add := func(kind string, fn func(context.Context, ID, []byte)) error {
-		filter := prefix + every.Topic(OpUpdate, kind)
+		filter := prefix + MirrorTopic(w.Mirror, every.Topic(OpUpdate, kind))
 		s, err := c.conn.Subscribe(ctx, filter, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
-			id, _, k, ok := ParseTopic(m.Topic)
+			id, _, k, ok := ParseTopic(unmirror(w.Mirror, m.Topic))
 			if !ok || k != kind || id.Name != w.Shadow {
 				return
 			}
@@ -98,4 +107,27 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		}
 	}
 	return stop, nil
+}
+
+// MirrorTopic returns where a shadow service that mirrors its events under prefix
+// publishes a copy of a message sent on topic: the $aws/ prefix is replaced by
+// prefix + "/" (so $aws/things/T/shadow/update/delta becomes
+// <prefix>/things/T/shadow/update/delta). An empty prefix returns topic unchanged.
+func MirrorTopic(prefix, topic string) string {
+	if prefix == "" {
+		return topic
+	}
+	return prefix + "/" + strings.TrimPrefix(topic, "$aws/")
+}
+
+// unmirror turns a mirror topic back into the shadow topic it copies.
+func unmirror(prefix, topic string) string {
+	if prefix == "" {
+		return topic
+	}
+	rest, ok := strings.CutPrefix(topic, prefix+"/")
+	if !ok {
+		return topic
+	}
+	return "$aws/" + rest
 }

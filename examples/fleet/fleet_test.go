@@ -36,9 +36,9 @@ func buildFleet(t *testing.T) string {
 	return bin
 }
 
-func startProcess(t *testing.T, bin, endpoint, group string, n int) *process {
+func startProcess(t *testing.T, bin, endpoint, group, mirror string, n int) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "--endpoint", endpoint, "--prefix", "lamp-", "--group", group,
+	cmd := exec.Command(bin, "--endpoint", endpoint, "--prefix", "lamp-", "--group", group, "--mirror", mirror,
 		"--client-id", fmt.Sprintf("fleet-%d", n), "--resync", "2s")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -91,11 +91,12 @@ func (p *process) stop(t *testing.T, sig syscall.Signal) {
 // runFleet drives things through rounds of desired changes with three fleet processes
 // in one group, killing one in the middle of a round and starting it again, and checks
 // that every thing ends reporting its last desired state.
-func runFleet(t *testing.T, endpoint, group string, reported func(thing string) (shadowstate.Object, error)) {
+func runFleet(t *testing.T, endpoint, mirror string, reported func(thing string) (shadowstate.Object, error)) {
+	const group = "echoers"
 	bin := buildFleet(t)
 	procs := make([]*process, 3)
 	for i := range procs {
-		procs[i] = startProcess(t, bin, endpoint, group, i)
+		procs[i] = startProcess(t, bin, endpoint, group, mirror, i)
 	}
 	ctx := t.Context()
 	conn, err := transport.Dial(ctx, transport.Config{Endpoint: endpoint, MaxPublishRate: -1})
@@ -161,7 +162,7 @@ func runFleet(t *testing.T, endpoint, group string, reported func(thing string) 
 			procs[1].stop(t, syscall.SIGKILL)
 		}
 	})
-	procs[1] = startProcess(t, bin, endpoint, group, 1)
+	procs[1] = startProcess(t, bin, endpoint, group, mirror, 1)
 	desire(3, nil)
 	converged(3, 60*time.Second)
 }
@@ -179,7 +180,7 @@ func TestFleetOfThreeProcessesOnLocalIoT(t *testing.T) {
 	go func() { done <- srv.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-srv.Ready()
-	runFleet(t, srv.Endpoints().Plain, "echoers", func(thing string) (shadowstate.Object, error) {
+	runFleet(t, srv.Endpoints().Plain, "", func(thing string) (shadowstate.Object, error) {
 		s, err := srv.Shadow(shadowstate.ID{Thing: thing})
 		return s.Reported, err
 	})
@@ -191,7 +192,8 @@ func TestFleetOfThreeProcessesOnMosquitto(t *testing.T) {
 	}
 	addr := mosquitto.Start(t)
 	store := &localiot.MemoryStore{}
-	svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: "mqtt://" + addr, Store: store})
+	const mirror = "shadowsync/events"
+	svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: "mqtt://" + addr, Store: store, EventMirror: mirror})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,10 +202,10 @@ func TestFleetOfThreeProcessesOnMosquitto(t *testing.T) {
 	go func() { done <- svc.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-svc.Ready()
-	// mosquitto 2.0 does not deliver topics beginning with '$' to shared
-	// subscriptions, so on it the three processes share no group: each handles every
-	// event, and versioned reports keep the concurrent writers correct.
-	runFleet(t, "mqtt://"+addr, "", func(thing string) (shadowstate.Object, error) {
+	// mosquitto 2.0 never delivers topics beginning with '$' to shared
+	// subscriptions, so the shadow service mirrors its events under a plain prefix and
+	// the group watches the mirror.
+	runFleet(t, "mqtt://"+addr, mirror, func(thing string) (shadowstate.Object, error) {
 		s, err := store.Load(shadowstate.ID{Thing: thing})
 		return s.Reported, err
 	})

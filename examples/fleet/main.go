@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	group := fs.String("group", "", "share the fleet with the other processes of shared-subscription group `G`")
 	workers := fs.Int("workers", 16, "how many shadows to reconcile at once")
 	maxShadows := fs.Int("max-shadows", 0, "how many shadows to cache at most (default 100,000)")
+	mirror := fs.String("mirror", "", "watch the event copies a shadow service publishes under topic `PREFIX` (for brokers, such as mosquitto 2.0, that never deliver '$' topics to shared subscriptions)")
 	resync := fs.Duration("resync", 5*time.Second, "re-read every known shadow this often, to pick up events lost with another process (0 = never)")
 	if err := exampleflags.Parse(fs, args); err != nil {
 		return err
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = reconciler.Register(mgr, reconciler.ControllerOptions{
 		Name:                    "fleet-echo",
-		Fleet:                   &reconciler.Fleet{Prefix: *prefix, Group: *group, MaxShadows: *maxShadows},
+		Fleet:                   &reconciler.Fleet{Prefix: *prefix, Group: *group, Mirror: *mirror, MaxShadows: *maxShadows},
 		MaxConcurrentReconciles: *workers,
 	}, reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
 		*req.Reported = shadowstate.Merge(*req.Reported, req.Delta)
