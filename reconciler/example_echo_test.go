@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/transport"
@@ -102,25 +103,44 @@ func ExampleOptions_metrics() {
 	}
 	waitFor(ctx, lamp, inSync)
 
-	resp, err := http.Get("http://" + mgr.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		panic(err)
+	// The lamp is in sync as soon as the report is stored; the manager counts the
+	// reconcile a moment later, when the report's reply comes back. Scrape until it has.
+	wants := []string{
+		`shadowsync_connected `,
+		`shadowsync_reconciles_total{controller="echo",result="success"}`,
+		`shadowsync_shadow_requests_total{operation="update",outcome="accepted"}`,
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		for _, want := range []string{
-			`shadowsync_connected `,
-			`shadowsync_reconciles_total{controller="echo",result="success"}`,
-			`shadowsync_shadow_requests_total{operation="update",outcome="accepted"}`,
-		} {
-			if strings.HasPrefix(line, want) {
-				fmt.Print(line)
-			}
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if lines = scrape(mgr.MetricsAddr().String(), wants); len(lines) == len(wants) {
+			break
 		}
+	}
+	for _, l := range lines {
+		fmt.Print(l)
 	}
 	// Output:
 	// shadowsync_connected 1
 	// shadowsync_reconciles_total{controller="echo",result="success"} 1
 	// shadowsync_shadow_requests_total{operation="update",outcome="accepted"} 1
+}
+
+// scrape fetches /metrics and returns the lines that start with one of wants, in the
+// order of wants.
+func scrape(addr string, wants []string) []string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, want := range wants {
+		for line := range strings.Lines(string(body)) {
+			if strings.HasPrefix(line, want) {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
 }
