@@ -23,6 +23,9 @@ type netListener struct {
 	tlsConfig *tls.Config
 	log       *slog.Logger
 	conns     connTracker
+	// dropClients, when set, replaces the CloseFn mochi passes to Close; see
+	// Server.dropListenerClients for why.
+	dropClients listeners.CloseFn
 }
 
 var _ listeners.Listener = (*netListener)(nil)
@@ -94,6 +97,9 @@ func (l *netListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 func (l *netListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.ln.Close()
+	if l.dropClients != nil {
+		closeClients = l.dropClients
+	}
 	closeClients(l.id)
 	l.conns.closeAll()
 }

@@ -12,6 +12,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // ErrStarted is returned by Start when the server has been started before; a Server
@@ -156,6 +157,12 @@ func (s *Server) Start(ctx context.Context) error {
 		eps.WebSocket = scheme + ln.Addr().String() + websocketPath
 	}
 	for _, l := range ls {
+		switch l := l.(type) {
+		case *netListener:
+			l.dropClients = s.dropListenerClients
+		case *wsListener:
+			l.dropClients = s.dropListenerClients
+		}
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
 			return fmt.Errorf("add listener %s: %w", l.ID(), err)
@@ -192,6 +199,19 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
+}
+
+// dropListenerClients disconnects every client connected through the listener with
+// the given ID. It stands in for mochi's own closeListenerClients (v2.7.9), whose
+// Clients.GetByListener takes the clients read lock twice: when a client that is
+// disconnecting by itself asks for the write lock in between, both wait forever and
+// shutdown hangs. GetAll takes the read lock once.
+func (s *Server) dropListenerClients(id string) {
+	for _, cl := range s.broker.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = s.broker.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // Ready returns a channel closed once Start has bound every listener and the broker

@@ -25,6 +25,9 @@ type wsListener struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 	conns    connTracker // upgraded connections, which http.Server no longer tracks
+	// dropClients, when set, replaces the CloseFn mochi passes to Close; see
+	// Server.dropListenerClients for why.
+	dropClients listeners.CloseFn
 
 	mu        sync.Mutex // guards establish
 	establish listeners.EstablishFn
@@ -85,6 +88,9 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.srv.Close()
 	_ = l.ln.Close() // in case Serve never ran, when srv does not know ln yet
+	if l.dropClients != nil {
+		closeClients = l.dropClients
+	}
 	closeClients(l.id)
 	l.conns.closeAll()
 }
