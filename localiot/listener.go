@@ -93,7 +93,7 @@ func (l *netListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 }
 
 // Close stops accepting, has the broker disconnect this listener's clients, and
-// closes every connection still open.
+// closes every connection still open, returning once their goroutines have ended.
 func (l *netListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.ln.Close()
@@ -102,6 +102,10 @@ func (l *netListener) Close(closeClients listeners.CloseFn) {
 	}
 	closeClients(l.id)
 	l.conns.closeAll()
+	// Every connection's establish call has returned before mochi waits for its
+	// clients: an establish still starting would count itself in as mochi waits,
+	// which sync.WaitGroup forbids.
+	l.conns.wait()
 }
 
 // connTracker knows a listener's open connections so that Close can end them all and

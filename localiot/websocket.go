@@ -83,7 +83,8 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 }
 
 // Close stops the HTTP server, has the broker disconnect this listener's clients, and
-// closes every upgraded connection still open.
+// closes every upgraded connection still open, returning once their goroutines have
+// ended.
 func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.srv.Close()
@@ -93,6 +94,10 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	}
 	closeClients(l.id)
 	l.conns.closeAll()
+	// Every connection's establish call has returned before mochi waits for its
+	// clients: an establish still starting would count itself in as mochi waits,
+	// which sync.WaitGroup forbids.
+	l.conns.wait()
 }
 
 func (l *wsListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
