@@ -65,9 +65,32 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 	case err == nil, errors.Is(err, errLost):
 		return sub, nil // when lost, the next session restores it
 	}
-	_, _ = c.router.remove(sub)
+	found, empty := c.router.remove(sub)
 	sub.halt()
+	if found && empty && !errors.Is(err, ErrSubscribeRefused) {
+		c.withdraw(sess, filter)
+	}
 	return nil, fmt.Errorf("subscribe %s: %w", filter, err)
+}
+
+// withdraw sends an UNSUBSCRIBE for a filter whose SUBSCRIBE went unanswered (the
+// caller gave up or the acknowledgement timed out): the server may still grant it,
+// and would then send messages nobody routes. It does not wait for the UNSUBACK;
+// the caller holds wireMu, so the UNSUBSCRIBE goes out before any later SUBSCRIBE of
+// the same filter and the server handles them in that order.
+func (c *Conn) withdraw(sess *session, filter string) {
+	tok := sess.cli.Unsubscribe(filter)
+	go func() {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				c.log.Debug("withdrawing an unanswered subscription failed", "filter", filter, "error", err)
+			}
+		case <-sess.lost:
+		case <-time.After(c.s.OperationTimeout):
+			c.log.Debug("withdrawing an unanswered subscription got no UNSUBACK", "filter", filter)
+		}
+	}()
 }
 
 // routeQoS returns the QoS held for filter.

@@ -1,0 +1,128 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// holdHook holds every SUBSCRIBE of one filter in the broker until release is
+// closed, and reports each UNSUBSCRIBE the broker handles.
+type holdHook struct {
+	mqtt.HookBase
+	filter       string
+	held         chan struct{} // receives when a SUBSCRIBE of filter is being held
+	release      chan struct{}
+	unsubscribed chan string
+}
+
+func (h *holdHook) ID() string { return "hold" }
+
+func (h *holdHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnUnsubscribed:
+		return true
+	}
+	return false
+}
+
+func (h *holdHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (h *holdHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+func (h *holdHook) OnSubscribe(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+	for _, f := range pk.Filters {
+		if f.Filter == h.filter {
+			h.held <- struct{}{}
+			<-h.release
+		}
+	}
+	return pk
+}
+
+func (h *holdHook) OnUnsubscribed(_ *mqtt.Client, pk packets.Packet) {
+	for _, f := range pk.Filters {
+		h.unsubscribed <- f.Filter
+	}
+}
+
+// A SUBSCRIBE the caller gives up on must not leave the subscription on the broker
+// once it is finally granted: messages on it would reach nobody, and on AWS IoT it
+// would count against the connection's subscription limit.
+func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
+	hook := &holdHook{filter: "slow/#", held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
+	broker := mqtt.New(&mqtt.Options{InlineClient: true})
+	if err := broker.AddHook(hook, nil); err != nil {
+		t.Fatal(err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := broker.AddListener(tcp); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-hook.release:
+		default:
+			close(hook.release)
+		}
+		_ = broker.Close()
+	})
+
+	c := dialConn(t, transport.Config{Endpoint: "mqtt://" + tcp.Address(), ClientID: "withdraw"})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Subscribe(ctx, "slow/#", newCollector(), transport.QoS(1))
+		errc <- err
+	}()
+	select {
+	case <-hook.held:
+	case <-time.After(wait):
+		t.Fatal("the SUBSCRIBE never reached the broker")
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe = %v, want context.Canceled", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Subscribe did not return once its context was cancelled")
+	}
+	close(hook.release) // the broker now grants the SUBSCRIBE
+	select {
+	case f := <-hook.unsubscribed:
+		if f != "slow/#" {
+			t.Fatalf("UNSUBSCRIBE of %q, want slow/#", f)
+		}
+	case <-time.After(wait):
+		t.Fatal("the given-up subscription was never withdrawn")
+	}
+	if n := len(broker.Topics.Subscribers("slow/x").Subscriptions); n != 0 {
+		t.Errorf("broker holds %d subscriptions on slow/#, want 0", n)
+	}
+
+	// The filter can be subscribed again afterwards, and works.
+	col := newCollector()
+	sctx, scancel := context.WithTimeout(t.Context(), wait)
+	defer scancel()
+	if _, err := c.Subscribe(sctx, "slow/#", col, transport.QoS(1)); err != nil {
+		t.Fatalf("second Subscribe: %v", err)
+	}
+	if err := broker.Publish("slow/x", []byte("hi"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m := col.next(t); m.Topic != "slow/x" || string(m.Payload) != "hi" {
+		t.Errorf("got %s %q, want slow/x \"hi\"", m.Topic, m.Payload)
+	}
+}
