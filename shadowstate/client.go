@@ -117,6 +117,8 @@ type Client struct {
 	pending map[string]*pendingRequest // by clientToken
 	subs    subscriptions
 	closed  bool
+	watches map[int]func(context.Context) error // WatchFleet stops, which Close calls
+	nextW   int
 }
 
 // NewClient returns a shadow client on conn. It subscribes to nothing until the
@@ -192,7 +194,8 @@ func (c *Client) Forget(thing, name string) {
 }
 
 // Close fails the requests in flight with ErrClientClosed and unsubscribes every
-// topic the client holds. The connection itself stays open: it is the caller's.
+// topic the client holds, the filters of its fleet watches included. The connection
+// itself stays open: it is the caller's.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -204,8 +207,14 @@ func (c *Client) Close(ctx context.Context) error {
 		delete(c.pending, tok)
 		p.finish(reply{err: ErrClientClosed})
 	}
+	watches := c.watches
+	c.watches = nil
 	c.mu.Unlock()
-	return c.subs.closeAll(ctx)
+	errs := []error{c.subs.closeAll(ctx)}
+	for _, stop := range watches {
+		errs = append(errs, stop(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // newToken returns a fresh clientToken: 32 random hex digits, well within AWS's 64

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -33,9 +34,10 @@ type FleetWatch struct {
 // WatchFleet subscribes to the delta and documents messages of a shadow of every thing
 // — the way a fleet service discovers things, since MQTT cannot list them — and
 // delivers each to the callbacks with the shadow it is about. Malformed messages are
-// logged and dropped. It returns a function that unsubscribes. The connection's
-// policy must allow the wildcard filters (on AWS IoT, a policy with
-// iot:Subscribe on topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
+// logged and dropped. It returns a function that unsubscribes (Close does too, for
+// every watch still running). The connection's policy must allow the wildcard
+// filters (on AWS IoT, a policy with iot:Subscribe on
+// topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
 func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
 	if w.Shadow != "" {
 		if err := (ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
@@ -48,6 +50,12 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	if w.OnDelta == nil && w.OnDocuments == nil {
 		return nil, errors.New("watch fleet: no callback")
 	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("watch fleet: %w", ErrClientClosed)
+	}
 	prefix := ""
 	if w.Group != "" {
 		prefix = "$share/" + w.Group + "/"
@@ -57,11 +65,14 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	}
 	every := ID{Thing: "+", Name: w.Shadow}
 	var subs []*transport.Subscription
-	stop := func(ctx context.Context) error {
+	var stopOnce sync.Once
+	unsubscribe := func(ctx context.Context) error {
 		var errs []error
-		for _, s := range subs {
-			errs = append(errs, s.Unsubscribe(ctx))
-		}
+		stopOnce.Do(func() {
+			for _, s := range subs {
+				errs = append(errs, s.Unsubscribe(ctx))
+			}
+		})
 		return errors.Join(errs...)
 	}
 	add := func(kind string, fn func(context.Context, ID, []byte)) error {
@@ -102,11 +113,29 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 			w.OnDocuments(ctx, id, &d)
 		})
 		if err != nil {
-			_ = stop(ctx)
+			_ = unsubscribe(ctx)
 			return nil, err
 		}
 	}
-	return stop, nil
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = unsubscribe(ctx)
+		return nil, fmt.Errorf("watch fleet: %w", ErrClientClosed)
+	}
+	if c.watches == nil {
+		c.watches = make(map[int]func(context.Context) error)
+	}
+	n := c.nextW
+	c.nextW++
+	c.watches[n] = unsubscribe
+	c.mu.Unlock()
+	return func(ctx context.Context) error {
+		c.mu.Lock()
+		delete(c.watches, n)
+		c.mu.Unlock()
+		return unsubscribe(ctx)
+	}, nil
 }
 
 // MirrorTopic returns where a shadow service that mirrors its events under prefix

@@ -160,6 +160,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 		start := time.Now()
 		defer func() { c.opts.Observe(op, outcome(err), time.Since(start)) }()
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	fail := func(err error) error { return fmt.Errorf("%s %v: %w", op, h.id, err) }
@@ -169,7 +170,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 	}
 	release, err := c.subs.acquire(ctx, h.id, op)
 	if err != nil {
-		return fail(h.ctxError(ctx, err))
+		return fail(h.ctxError(caller, err))
 	}
 	defer release()
 
@@ -198,7 +199,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
 	}
 	if err != nil {
-		return fail(h.ctxError(ctx, err))
+		return fail(h.ctxError(caller, err))
 	}
 	select {
 	case r := <-p.done:
@@ -217,14 +218,18 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 		}
 		return nil
 	case <-ctx.Done():
-		return fail(h.ctxError(ctx, ctx.Err()))
+		return fail(h.ctxError(caller, ctx.Err()))
 	}
 }
 
-// ctxError turns the expiry of the client's own timeout into ErrRequestTimeout and
-// leaves the caller's cancellation as it is.
-func (h *Handle) ctxError(ctx context.Context, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
+// ctxError reports why a request stopped waiting: the caller's own cancellation or
+// deadline as the caller's context says, and the expiry of the client's timeout as
+// ErrRequestTimeout.
+func (h *Handle) ctxError(caller context.Context, err error) error {
+	if cerr := caller.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w (waited %v)", ErrRequestTimeout, h.c.opts.Timeout)
 	}
 	return err

@@ -39,11 +39,12 @@ func isWildcard(f string) bool { return strings.Contains(f, "+") }
 
 // filterState is one topic filter the client holds or is subscribing to.
 type filterState struct {
-	filter string
-	ready  chan struct{} // closed once the SUBSCRIBE is answered
-	err    error         // set before ready closes if it failed
-	sub    *transport.Subscription
-	refs   int // requests using it, in PerRequest mode
+	filter  string
+	ready   chan struct{} // closed once the SUBSCRIBE is answered
+	err     error         // set before ready closes if it failed
+	sub     *transport.Subscription
+	refs    int  // requests using it, in PerRequest mode
+	counted bool // held for as long as refs > 0 (PerRequest), not for good
 }
 
 // subscriptions manages the client's topic filters: by name per shadow, or by the
@@ -112,7 +113,7 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 		}
 	}
 	for _, st := range owned {
-		s.subscribeOwned(ctx, st)
+		go s.subscribeOwned(ctx, st)
 	}
 	for _, st := range states {
 		select {
@@ -134,7 +135,7 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterState, isNew bool) {
 	st = s.filters[filter]
 	if st == nil {
-		st = &filterState{filter: filter, ready: make(chan struct{})}
+		st = &filterState{filter: filter, ready: make(chan struct{}), counted: counted}
 		s.filters[filter] = st
 		isNew = true
 	}
@@ -145,20 +146,38 @@ func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterSt
 }
 
 // subscribeOwned makes the SUBSCRIBE for a filter reserved by this caller and
-// publishes the result to everyone waiting on it. A failed filter is forgotten, so a
-// later request tries again.
+// publishes the result to everyone waiting on it. The SUBSCRIBE serves every request
+// waiting for the filter, not only the one that started it, so it runs under the
+// client's own timeout whatever becomes of that request's context. A failed filter
+// is forgotten, so a later request tries again; a PerRequest filter whose requests
+// all gave up meanwhile is unsubscribed again.
 func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	c := s.c
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+	defer cancel()
 	// The client's handler never blocks, so a large buffer only absorbs bursts, such
 	// as the deltas of a thousand shadows on the wildcard filters.
 	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(1), transport.Buffer(8192))
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (no SUBACK for %s within %v)", ErrRequestTimeout, st.filter, c.opts.Timeout)
+	}
 	c.mu.Lock()
 	st.sub, st.err = sub, err
-	if err != nil && s.filters[st.filter] == st {
+	current := s.filters[st.filter] == st
+	if err != nil && current {
+		delete(s.filters, st.filter)
+	}
+	orphan := err == nil && st.counted && st.refs == 0 && current
+	if orphan {
 		delete(s.filters, st.filter)
 	}
 	c.mu.Unlock()
 	close(st.ready)
+	if orphan {
+		if err := sub.Unsubscribe(ctx); err != nil {
+			c.log.Warn("unsubscribe of a filter no request waits for failed", "filter", st.filter, "error", err)
+		}
+	}
 }
 
 // releaseOne drops a reference taken by a PerRequest request; the last one
@@ -212,7 +231,7 @@ func (s *subscriptions) useWildcards(ctx context.Context, needed []string) error
 	}
 	c.mu.Unlock()
 	for _, st := range owned {
-		s.subscribeOwned(ctx, st)
+		go s.subscribeOwned(ctx, st)
 	}
 	for _, st := range states {
 		select {
