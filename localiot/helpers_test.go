@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,15 @@ func (c *client) expectLost(t *testing.T) {
 	case <-c.lost:
 	case <-time.After(wait):
 		t.Fatal("connection not closed by the server")
+	}
+}
+
+// expectPrefix fails the test unless the next message received is on topic with a
+// payload that starts with prefix.
+func (c *client) expectPrefix(t *testing.T, topic, prefix string) {
+	t.Helper()
+	m := c.next(t)
+	if m.Topic() != topic || !strings.HasPrefix(string(m.Payload()), prefix) {
+		t.Fatalf("received %.60q on %s, want %.60q... on %s", m.Payload(), m.Topic(), prefix, topic)
 	}
 }

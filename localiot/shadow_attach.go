@@ -58,14 +58,30 @@ type BrokerShadowService struct {
 	svc   *shadowService
 	ready chan struct{}
 
-	mu      sync.Mutex
-	pending []request // requests delivered by the broker, not yet handled
-	wake    chan struct{}
+	mu           sync.Mutex
+	pending      []request // requests delivered by the broker, not yet handled
+	pendingBytes int       // payload bytes held in pending
+	throttled    int       // requests in pending kept only to be answered with 429
+	dropped      int       // requests dropped unanswered since the last warning
+	wake         chan struct{}
+	maxBytes     int // payload bytes pending may hold before requests are throttled
+	maxThrottled int // throttled requests pending may hold before requests are dropped
 }
 
+// The bounds on the requests waiting to be handled: beyond maxPendingBytes of
+// payloads a request is answered with 429 instead of being applied, and beyond
+// maxThrottledRequests such answers still owed, it is dropped (and counted in a
+// warning), so a flood cannot exhaust memory.
+const (
+	maxPendingBytes      = 64 << 20
+	maxThrottledRequests = 100_000
+)
+
 type request struct {
-	topic   string
-	payload []byte
+	topic     string
+	payload   []byte
+	token     string // for a throttled request, its clientToken
+	throttled bool   // answer with 429 instead of applying it
 }
 
 // NewBrokerShadowService checks the options and prepares the service; it connects to
@@ -110,6 +126,9 @@ func NewBrokerShadowService(opts BrokerShadowOptions) (*BrokerShadowService, err
 		svc:   newShadowService(opts.Store, nil, opts.Logger),
 		ready: make(chan struct{}),
 		wake:  make(chan struct{}, 1),
+
+		maxBytes:     maxPendingBytes,
+		maxThrottled: maxThrottledRequests,
 	}, nil
 }
 
@@ -187,10 +206,20 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 	}
 	for {
 		b.mu.Lock()
-		batch := b.pending
-		b.pending = nil
+		batch, dropped := b.pending, b.dropped
+		b.pending, b.pendingBytes, b.throttled, b.dropped = nil, 0, 0, 0
 		b.mu.Unlock()
+		if dropped > 0 {
+			log.Warn("shadow service dropped requests unanswered: too many were waiting", "dropped", dropped)
+		}
+		if n := throttledIn(batch); n > 0 {
+			log.Warn("shadow service answered requests with 429: too many were waiting", "throttled", n)
+		}
 		for _, r := range batch {
+			if r.throttled {
+				b.svc.throttle(r.topic, r.token, publish)
+				continue
+			}
 			b.svc.handle(r.topic, r.payload, publish)
 		}
 		select {
@@ -201,11 +230,33 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 	}
 }
 
+// throttledIn counts the throttled requests of batch.
+func throttledIn(batch []request) int {
+	n := 0
+	for _, r := range batch {
+		if r.throttled {
+			n++
+		}
+	}
+	return n
+}
+
 // enqueue receives requests from paho. It never blocks, so paho's connection goroutine
 // stays free to read the acknowledgements of the replies being published.
+// Beyond its bounds a request is kept only to be answered with 429, and past those
+// dropped.
 func (b *BrokerShadowService) enqueue(_ mqttc.Client, m mqttc.Message) {
 	b.mu.Lock()
-	b.pending = append(b.pending, request{topic: m.Topic(), payload: m.Payload()})
+	switch payload := m.Payload(); {
+	case b.pendingBytes+len(payload) <= b.maxBytes:
+		b.pending = append(b.pending, request{topic: m.Topic(), payload: payload})
+		b.pendingBytes += len(payload)
+	case b.throttled < b.maxThrottled:
+		b.pending = append(b.pending, request{topic: m.Topic(), token: requestToken(payload), throttled: true})
+		b.throttled++
+	default:
+		b.dropped++
+	}
 	b.mu.Unlock()
 	select {
 	case b.wake <- struct{}{}:

@@ -66,7 +66,7 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 
 	cur, err := s.store.Load(id)
 	if err != nil {
-		fail(err, "")
+		fail(err, requestToken(payload))
 		return true
 	}
 	out := shadowstate.Apply(cur, op, payload, s.now())
@@ -90,6 +90,33 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 		send(shadowstate.Documents, out.Documents)
 	}
 	return true
+}
+
+// throttle answers a request the service had no room to queue with AWS's 429
+// rejection, echoing token when there is one.
+func (s *shadowService) throttle(topic, token string, publish func(topic string, payload []byte)) {
+	id, op, kind, ok := shadowstate.ParseTopic(topic)
+	if !ok || kind != shadowstate.Request {
+		return
+	}
+	data, _ := json.Marshal(&shadowstate.Error{Code: shadowstate.CodeThrottled, Message: shadowstate.MsgThrottled, ClientToken: token, Timestamp: s.now().Unix()})
+	publish(id.Topic(op, shadowstate.Rejected), data)
+}
+
+// requestToken returns the clientToken of a request payload when it has a valid one,
+// for the replies made without decoding the request properly (a store failure, a
+// throttled request); "" otherwise.
+func requestToken(payload []byte) string {
+	var r struct {
+		ClientToken any `json:"clientToken"`
+	}
+	if json.Unmarshal(payload, &r) != nil {
+		return ""
+	}
+	if t, ok := r.ClientToken.(string); ok && len(t) <= shadowstate.MaxClientTokenBytes {
+		return t
+	}
+	return ""
 }
 
 // clientToken returns the clientToken an accepted message echoes.

@@ -16,8 +16,9 @@ import (
 // Errors of the shadow client; match them with errors.Is. A rejection by the service
 // is an *Error instead, matched with errors.As.
 var (
-	// ErrRequestTimeout is returned when no reply to a request arrives in time; the
-	// wrapping error names the operation and the shadow.
+	// ErrRequestTimeout is returned when no reply to a request arrives within
+	// ClientOptions.Timeout; the wrapping error names the operation and the shadow.
+	// When the caller's context ends first, its own error is returned instead.
 	ErrRequestTimeout = errors.New("shadowstate: no reply from the shadow service in time")
 	// ErrOffline is returned at once for a request made while the connection is down:
 	// shadow requests are time-sensitive, so they never wait in the offline queue.

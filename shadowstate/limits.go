@@ -47,7 +47,15 @@ const (
 	// MsgArrayHoldsNull answers an array containing null. AWS documents that such
 	// arrays are rejected but not with which code or text (OQ-15); this is our wording.
 	MsgArrayHoldsNull = "Arrays may not contain null values"
+	// MsgThrottled answers a request the service is too busy to take, with
+	// CodeThrottled. AWS documents the 429 code for too many requests in flight but
+	// not its text (OQ-9); this is HTTP's reason phrase for 429.
+	MsgThrottled = "Too Many Requests"
 )
+
+// CodeThrottled is the rejection code for a request refused because too many are
+// waiting (OQ-9).
+const CodeThrottled = 429
 
 // msgInvalidNode is the message for a key inside "state" other than desired and
 // reported. AWS documents "State contains an invalid node"; a mock verified against AWS
