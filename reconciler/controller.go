@@ -67,8 +67,19 @@ type Controller[T any] struct {
 	workers sync.WaitGroup
 	// waitingSince records when a shadow was added to the queue, for the queue wait
 	// metric; an add while one is recorded keeps the earlier time.
-	waitingSince sync.Map   // shadowstate.ID → time.Time
-	resyncMu     sync.Mutex // one re-read of all shadows at a time
+	waitingSince sync.Map // shadowstate.ID → time.Time
+
+	// One re-read of all shadows runs at a time; requests meanwhile collapse into one
+	// pending re-read, so slow re-reads never pile up goroutines.
+	resyncMu      sync.Mutex
+	resyncRunning bool
+	resyncNext    *resyncReq
+}
+
+// resyncReq is a pending re-read of every shadow.
+type resyncReq struct {
+	why string
+	all bool
 }
 
 // Register adds a controller for device type T to m: r reconciles the shadows of
@@ -144,6 +155,9 @@ func (c *Controller[T]) name() string { return c.opts.Name }
 
 // enqueue adds a shadow that needs a reconcile now.
 func (c *Controller[T]) enqueue(id shadowstate.ID) {
+	if c.lostToShutdown(id, "reconcile") {
+		return
+	}
 	c.waitingSince.LoadOrStore(id, time.Now())
 	c.queue.Add(id)
 	c.m.metrics.queueAdds.WithLabelValues(c.opts.Name).Inc()
@@ -152,8 +166,31 @@ func (c *Controller[T]) enqueue(id shadowstate.ID) {
 
 // retry puts a shadow back with its backoff after a failure.
 func (c *Controller[T]) retry(id shadowstate.ID) {
+	if c.lostToShutdown(id, "retry") {
+		return
+	}
 	c.queue.AddRateLimited(id)
 	c.m.metrics.queueRetries.WithLabelValues(c.opts.Name).Inc()
+}
+
+// requeueAfter queues a shadow again after d, as its Reconcile asked.
+func (c *Controller[T]) requeueAfter(id shadowstate.ID, d time.Duration) {
+	if c.lostToShutdown(id, "requeue") {
+		return
+	}
+	c.queue.AddAfter(id, d)
+}
+
+// lostToShutdown reports whether the queue has shut down, so that work for id asked
+// for now will never run; it then says so in a warning and the dropped metric
+// rather than letting the queue ignore it silently.
+func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
+	if !c.queue.ShuttingDown() {
+		return false
+	}
+	c.m.metrics.droppedOnClosed.Inc()
+	c.log.Warn("shutdown: "+what+" not run", "shadow", id)
+	return true
 }
 
 // start subscribes to the deltas and documents of every managed shadow and starts
@@ -239,38 +276,64 @@ func (c *Controller[T]) shutdown(ctx context.Context) {
 // found this way. With all set (the periodic resync) it enqueues every shadow that
 // differs, to reconcile drift the device's last reconcile left behind.
 func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
+	c.resyncMu.Lock()
+	defer c.resyncMu.Unlock()
+	if c.resyncRunning {
+		if n := c.resyncNext; n != nil {
+			if !strings.Contains(n.why, why) {
+				n.why += "; " + why // reasons are few: the collapsed list stays short
+			}
+			n.all = n.all || all
+		} else {
+			c.resyncNext = &resyncReq{why: why, all: all}
+		}
+		return
+	}
+	c.resyncRunning = true
 	go func() {
-		c.resyncMu.Lock()
-		defer c.resyncMu.Unlock()
-		sem := make(chan struct{}, c.m.opts.ReadConcurrency)
-		var wg sync.WaitGroup
-		var failed int
-		var mu sync.Mutex
-		items := c.set.all()
-		for _, it := range items {
-			id, e := it.id, it.e
-			if ctx.Err() != nil || c.queue.ShuttingDown() {
+		req := &resyncReq{why: why, all: all}
+		for req != nil {
+			c.reread(ctx, req.why, req.all)
+			c.resyncMu.Lock()
+			req, c.resyncNext = c.resyncNext, nil
+			if req == nil {
+				c.resyncRunning = false
+			}
+			c.resyncMu.Unlock()
+		}
+	}()
+}
+
+// reread is one re-read of every shadow, at most ReadConcurrency at a time.
+func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
+	sem := make(chan struct{}, c.m.opts.ReadConcurrency)
+	var wg sync.WaitGroup
+	var failed int
+	var mu sync.Mutex
+	items := c.set.all()
+	for _, it := range items {
+		id, e := it.id, it.e
+		if ctx.Err() != nil || c.queue.ShuttingDown() {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.refresh(ctx, id, e); err != nil {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+				c.log.Debug("re-read failed; the shadow is retried", "shadow", id, "error", err)
+				c.retry(id)
 				return
 			}
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				if err := c.refresh(ctx, id, e); err != nil {
-					mu.Lock()
-					failed++
-					mu.Unlock()
-					c.log.Debug("re-read failed; the shadow is retried", "shadow", id, "error", err)
-					c.retry(id)
-					return
-				}
-				if e.needsReconcile(all) {
-					c.enqueue(id)
-				}
-			})
-		}
-		wg.Wait()
-		c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
-	}()
+			if e.needsReconcile(all) {
+				c.enqueue(id)
+			}
+		})
+	}
+	wg.Wait()
+	c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
 }
 
 // onDelta updates the cache with a delta and enqueues its shadow.
