@@ -106,7 +106,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 		return resultError
 	case res.RequeueAfter > 0:
 		c.queue.Forget(id)
-		c.queue.AddAfter(id, res.RequeueAfter)
+		c.requeueAfter(id, res.RequeueAfter)
 		return resultRequeue
 	default:
 		c.queue.Forget(id)
