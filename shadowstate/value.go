@@ -19,6 +19,9 @@ type Object = map[string]any
 // json.Number, so that integers of any size and the exact text of every number survive
 // a round trip. Trailing data after the first JSON value is an error.
 func Unmarshal(data []byte, v any) error {
+	if fastDecode(data, v) {
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
