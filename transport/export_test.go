@@ -6,6 +6,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -59,4 +60,12 @@ func WriteSharedCredentials(t *testing.T, home, profile, id, secret string) {
 	if err := os.WriteFile(filepath.Join(dir, "credentials"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ConnectionGone exposes the classification of paho token errors.
+var ConnectionGone = connectionGone
+
+// NewIdleConn wraps c as Dial does, with the given idle limit.
+func NewIdleConn(c net.Conn, idle time.Duration) net.Conn {
+	return &idleConn{Conn: c, idle: idle, clientID: "test"}
 }

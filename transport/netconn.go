@@ -19,15 +19,58 @@ import (
 // clients. Since paho sends PINGREQ after a keep-alive of silence, a live server
 // always answers in time; a black-holed link is noticed at 1.5 × keep-alive at the
 // latest. It also turns the server closing the connection into ErrClosedByServer.
+//
+// It also buffers reads: paho reads each packet's fixed header a byte at a time, which
+// without a buffer is a read(2) per byte.
 type idleConn struct {
 	net.Conn
 	idle     time.Duration
 	clientID string
 	armed    atomic.Bool
+
+	// The read buffer belongs to the one goroutine reading at a time (paho's
+	// connect, then its reader): buf[r:w] is read from the socket and not yet
+	// returned; err is the socket's error, returned once buf[r:w] is drained.
+	buf  []byte
+	r, w int
+	err  error
 }
 
-// Read reads with the idle deadline once armed.
+// readBufSize is the read buffer's size: several small MQTT packets per read(2).
+const readBufSize = 16 << 10
+
+// Read returns buffered bytes when there are any; otherwise it makes one read from
+// the socket, with the idle deadline once armed.
 func (c *idleConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.r == c.w {
+		if c.err != nil {
+			err := c.err
+			c.err = nil
+			return 0, err
+		}
+		if len(p) >= readBufSize {
+			return c.readSocket(p) // a large read gains nothing from the buffer
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, readBufSize)
+		}
+		n, err := c.readSocket(c.buf)
+		c.r, c.w, c.err = 0, n, err
+		if n == 0 {
+			c.err = nil
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	return n, nil
+}
+
+// readSocket is one read from the socket, with the idle deadline once armed.
+func (c *idleConn) readSocket(p []byte) (int, error) {
 	armed := c.armed.Load()
 	if armed {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))

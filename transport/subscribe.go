@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"slices"
 	"time"
 
@@ -241,6 +243,10 @@ func (c *Conn) await(ctx context.Context, sess *session, tok paho.Token) error {
 				return fmt.Errorf("%w: %w", errLost, err)
 			default:
 			}
+			if connectionGone(err) {
+				// The socket failed before the session's loss was signalled.
+				return fmt.Errorf("%w: %w", errLost, err)
+			}
 			return err
 		}
 		return nil
@@ -251,4 +257,13 @@ func (c *Conn) await(ctx context.Context, sess *session, tok paho.Token) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// connectionGone reports whether a paho token's error means the connection under it
+// is gone (closed, reset, or paho no longer connected) rather than that the server
+// refused or the request was bad.
+func connectionGone(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, paho.ErrNotConnected) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.As(err, &op)
 }

@@ -1,0 +1,80 @@
+package transport_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// An operation whose socket fails before the session's loss is signalled counts as
+// cut short by the loss (a publish is then queued, or fails with ErrOffline), not as
+// the server's answer.
+func TestConnectionGoneClassifiesSocketFailures(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		gone bool
+	}{
+		{paho.ErrNotConnected, true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, true},
+		{fmt.Errorf("write: %w", net.ErrClosed), true},
+		{io.EOF, true},
+		{transport.ErrSubscribeRefused, false},
+		{errors.New("packet too large"), false},
+	} {
+		if got := transport.ConnectionGone(tc.err); got != tc.gone {
+			t.Errorf("connectionGone(%v) = %v, want %v", tc.err, got, tc.gone)
+		}
+	}
+}
+
+// The buffered reads return every byte the server sent, in order, however small the
+// reads, and then the socket's error: EOF before the session is up, ErrClosedByServer
+// after (paho arms the idle rule by clearing the deadline).
+func TestIdleConnBuffersReadsWithoutLosingBytes(t *testing.T) {
+	for _, armed := range []bool{false, true} {
+		client, server := net.Pipe()
+		c := transport.NewIdleConn(client, wait)
+		if armed {
+			if err := c.SetDeadline(time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		go func() {
+			for _, chunk := range []string{"he", "llo, ", "wor", "ld"} {
+				if _, err := server.Write([]byte(chunk)); err != nil {
+					return
+				}
+			}
+			server.Close()
+		}()
+		var got []byte
+		var err error
+		for range 100 {
+			var b [3]byte
+			var n int
+			n, err = c.Read(b[:1+len(got)%3])
+			got = append(got, b[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if string(got) != "hello, world" {
+			t.Errorf("armed=%v: read %q, want %q", armed, got, "hello, world")
+		}
+		switch {
+		case !armed && !errors.Is(err, io.EOF):
+			t.Errorf("before the session: error %v, want io.EOF", err)
+		case armed && !errors.Is(err, transport.ErrClosedByServer):
+			t.Errorf("during the session: error %v, want ErrClosedByServer", err)
+		}
+		c.Close()
+	}
+}
