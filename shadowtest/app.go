@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -81,16 +82,27 @@ func (e *Env) UpdateDesired(ctx context.Context, thing, name string, v any) (*sh
 	if err != nil {
 		return nil, err
 	}
-	if err := app.conn.AwaitConnection(ctx); err != nil {
-		return nil, fmt.Errorf("shadowtest: set desired of %s: %w", thing, err)
-	}
 	h, err := app.client.Shadow(thing, name)
 	if err != nil {
 		return nil, err
 	}
-	acc, err := h.UpdateDesired(ctx, v)
-	if err != nil {
-		return nil, fmt.Errorf("shadowtest: set desired of %s: %w", shadowstate.ID{Thing: thing, Name: name}, err)
+	for {
+		if err := app.conn.AwaitConnection(ctx); err != nil {
+			return nil, fmt.Errorf("shadowtest: set desired of %s: %w", thing, err)
+		}
+		acc, err := h.UpdateDesired(ctx, v)
+		if errors.Is(err, shadowstate.ErrOffline) && ctx.Err() == nil {
+			// The connection was lost (a Restart) before the app noticed; it
+			// reconnects by itself, so wait for that and try again.
+			select {
+			case <-time.After(10 * time.Millisecond): // until the loss is noticed
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("shadowtest: set desired of %s: %w", shadowstate.ID{Thing: thing, Name: name}, err)
+		}
+		return acc, nil
 	}
-	return acc, nil
 }
