@@ -67,5 +67,5 @@ var ConnectionGone = connectionGone
 
 // NewIdleConn wraps c as Dial does, with the given idle limit.
 func NewIdleConn(c net.Conn, idle time.Duration) net.Conn {
-	return &idleConn{Conn: c, idle: idle, clientID: "test"}
+	return newIdleConn(c, idle, "test")
 }

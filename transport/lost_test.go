@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,4 +78,79 @@ func TestIdleConnBuffersReadsWithoutLosingBytes(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// Batched writes reach the peer complete and in order, whoever writes; Close writes
+// out what is buffered (a DISCONNECT) before closing; after a socket error, writes
+// fail instead of vanishing.
+func TestIdleConnBatchesWritesWithoutLosingBytes(t *testing.T) {
+	client, server := net.Pipe()
+	c := transport.NewIdleConn(client, wait)
+	received := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		received <- b
+	}()
+	var want []byte
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 4 { // paho's writer and its keep-alive write concurrently
+		wg.Go(func() {
+			for i := range 500 {
+				p := []byte(fmt.Sprintf("<%d:%d>", g, i))
+				mu.Lock() // the order of whole writes is the order they return in
+				if _, err := c.Write(p); err != nil {
+					mu.Unlock()
+					t.Errorf("Write: %v", err)
+					return
+				}
+				want = append(want, p...)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := c.Write([]byte("DISCONNECT")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "DISCONNECT"...)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case got := <-received:
+		if string(got) != string(want) {
+			t.Fatalf("peer received %d bytes, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+		}
+	case <-time.After(wait):
+		t.Fatal("the peer never saw the connection close")
+	}
+	if _, err := c.Write([]byte("late")); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+
+	// A peer that is gone: writes start failing once the flusher has seen it.
+	client, server = net.Pipe()
+	c = transport.NewIdleConn(client, wait)
+	server.Close()
+	var err error
+	for range 1000 {
+		if _, err = c.Write([]byte("x")); err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err == nil {
+		t.Error("writes to a closed peer kept succeeding")
+	}
+	c.Close()
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -20,13 +20,14 @@ import (
 // always answers in time; a black-holed link is noticed at 1.5 × keep-alive at the
 // latest. It also turns the server closing the connection into ErrClosedByServer.
 //
-// It also buffers reads: paho reads each packet's fixed header a byte at a time, which
-// without a buffer is a read(2) per byte.
+// It also buffers reads (paho reads each packet's fixed header a byte at a time,
+// which without a buffer is a read(2) per byte) and batches writes (batchWriter).
 type idleConn struct {
 	net.Conn
 	idle     time.Duration
 	clientID string
 	armed    atomic.Bool
+	out      *batchWriter
 
 	// The read buffer belongs to the one goroutine reading at a time (paho's
 	// connect, then its reader): buf[r:w] is read from the socket and not yet
@@ -35,6 +36,16 @@ type idleConn struct {
 	r, w int
 	err  error
 }
+
+func newIdleConn(conn net.Conn, idle time.Duration, clientID string) *idleConn {
+	return &idleConn{Conn: conn, idle: idle, clientID: clientID, out: newBatchWriter(conn)}
+}
+
+// Write buffers p for the connection's flusher (batchWriter).
+func (c *idleConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+
+// Close writes out what is buffered, then closes the connection.
+func (c *idleConn) Close() error { return c.out.Close() }
 
 // readBufSize is the read buffer's size: several small MQTT packets per read(2).
 const readBufSize = 16 << 10
