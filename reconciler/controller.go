@@ -203,6 +203,8 @@ func (c *Controller[T]) start(ctx context.Context) error {
 			Mirror:      f.Mirror,
 			OnDelta:     func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) },
 			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
+			// The cache keeps only the current state and version.
+			DocumentsStateOnly: true,
 		})
 		if err != nil {
 			return err
@@ -217,7 +219,7 @@ func (c *Controller[T]) start(ctx context.Context) error {
 		if _, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }); err != nil {
 			return err
 		}
-		if _, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }); err != nil {
+		if _, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowstate.StateOnly()); err != nil {
 			return err
 		}
 	}

@@ -537,3 +537,271 @@ func (d *Document) from(o Object) bool {
 		return false, true
 	})
 }
+
+// skip passes over one value without building it. It accepts only what value
+// accepts, and strings with escapes too (checked for well-formed escapes), since
+// nothing of a skipped value is kept.
+func (p *parser) skip() bool {
+	p.skipWS()
+	if p.pos >= len(p.data) {
+		return false
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{', c == '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		p.depth++
+		if p.depth > maxFastDepth {
+			return false
+		}
+		p.pos++
+		p.skipWS()
+		if p.pos < len(p.data) && p.data[p.pos] == closing {
+			p.pos++
+			p.depth--
+			return true
+		}
+		for {
+			if c == '{' {
+				p.skipWS()
+				if p.pos >= len(p.data) || p.data[p.pos] != '"' || !p.skipString() {
+					return false
+				}
+				p.skipWS()
+				if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+					return false
+				}
+				p.pos++
+			}
+			if !p.skip() {
+				return false
+			}
+			p.skipWS()
+			if p.pos >= len(p.data) {
+				return false
+			}
+			switch p.data[p.pos] {
+			case ',':
+				p.pos++
+			case closing:
+				p.pos++
+				p.depth--
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '"':
+		return p.skipString()
+	}
+	_, ok := p.value() // a literal or a number: no allocation worth avoiding
+	return ok
+}
+
+// skipString passes over a string, checking its escapes.
+func (p *parser) skipString() bool {
+	for i := p.pos + 1; i < len(p.data); i++ {
+		switch c := p.data[i]; {
+		case c == '"':
+			p.pos = i + 1
+			return true
+		case c < 0x20:
+			return false
+		case c == '\\':
+			i++
+			if i >= len(p.data) {
+				return false
+			}
+			switch p.data[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(p.data) {
+					return false
+				}
+				for _, h := range p.data[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// members walks the members of the object at p.pos, calling fn with each key; fn
+// consumes the value. It gives up on a key seen before and on a key that is not
+// one of names but matches one case-insensitively (encoding/json would take it
+// for that field).
+func (p *parser) members(names []string, fn func(key string) bool) bool {
+	p.skipWS()
+	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
+		return false
+	}
+	p.depth++
+	p.pos++
+	var seen []string
+	p.skipWS()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		p.depth--
+		return true
+	}
+	for {
+		p.skipWS()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return false
+		}
+		k, ok := p.key()
+		if !ok {
+			return false
+		}
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return false
+			}
+		}
+		for _, s := range seen {
+			if s == k {
+				return false
+			}
+		}
+		seen = append(seen, k)
+		p.skipWS()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return false
+		}
+		p.pos++
+		if !fn(k) {
+			return false
+		}
+		p.skipWS()
+		if p.pos >= len(p.data) {
+			return false
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			p.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// isNull consumes a null if one is next.
+func (p *parser) isNull() bool {
+	p.skipWS()
+	if bytes.HasPrefix(p.data[p.pos:], []byte("null")) {
+		p.pos += 4
+		return true
+	}
+	return false
+}
+
+// fastDocumentsStateOnly decodes a documents message the way StateOnly delivers it
+// (see stripDocuments), skipping the metadata and the previous state instead of
+// building them. It reports false, leaving m alone, where it cannot be sure to
+// match encoding/json.
+func fastDocumentsStateOnly(data []byte, m *DocumentsMessage) bool {
+	p := parser{data: data}
+	var out DocumentsMessage
+	intField := func(dst *int64) bool {
+		v, ok := p.value()
+		return ok && setInt64(dst, v)
+	}
+	// skipSections passes over a state or metadata object, checking the types
+	// encoding/json would check: the object itself and each section object or null.
+	skipSections := func() bool {
+		if p.isNull() {
+			return true
+		}
+		return p.members(stateFields, func(k string) bool {
+			switch k {
+			case "desired", "reported", "delta":
+				if p.isNull() {
+					return true
+				}
+				if p.pos >= len(p.data) || p.data[p.pos] != '{' {
+					return false
+				}
+			}
+			return p.skip()
+		})
+	}
+	snapshot := func(s *Snapshot, keepState bool) bool {
+		return p.members(snapshotFields, func(k string) bool {
+			switch k {
+			case "state":
+				if !keepState {
+					return skipSections()
+				}
+				v, ok := p.value()
+				return ok && s.State.from(v)
+			case "metadata":
+				return skipSections()
+			case "version":
+				return intField(&s.Version)
+			}
+			return p.skip()
+		})
+	}
+	ok := p.members(documentsFields, func(k string) bool {
+		switch k {
+		case "previous":
+			if p.isNull() {
+				out.Previous = nil
+				return true
+			}
+			out.Previous = new(Snapshot)
+			return snapshot(out.Previous, false)
+		case "current":
+			if p.isNull() {
+				return true
+			}
+			return snapshot(&out.Current, true)
+		case "timestamp":
+			return intField(&out.Timestamp)
+		case "clientToken":
+			v, ok := p.value()
+			return ok && setString(&out.ClientToken, v)
+		}
+		return p.skip()
+	})
+	if !ok || !p.end() || p.repeated {
+		return false
+	}
+	*m = out
+	return true
+}
+
+// stripDocuments is what a StateOnly watcher receives of m: no metadata, and of
+// the previous snapshot only its version.
+func stripDocuments(m DocumentsMessage) DocumentsMessage {
+	m.Current.Metadata = DocumentMetadata{}
+	if m.Previous != nil {
+		m.Previous = &Snapshot{Version: m.Previous.Version}
+	}
+	return m
+}
+
+// decodeDocumentsStateOnly decodes a documents message for StateOnly watchers.
+func decodeDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
+	if fastDocumentsStateOnly(data, m) {
+		return nil
+	}
+	var full DocumentsMessage
+	if err := Unmarshal(data, &full); err != nil {
+		return err
+	}
+	*m = stripDocuments(full)
+	return nil
+}

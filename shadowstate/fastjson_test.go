@@ -131,3 +131,49 @@ func FuzzFastDecode(f *testing.F) {
 		sameAsEncodingJSON(t, data)
 	})
 }
+
+// statesOnlyLikeFull fails the test unless the StateOnly decode of data is the full
+// decode stripped, or both fail.
+func statesOnlyLikeFull(t *testing.T, data []byte) {
+	t.Helper()
+	var full, lite DocumentsMessage
+	errF, errL := slowUnmarshal(data, &full), decodeDocumentsStateOnly(data, &lite)
+	if (errF == nil) != (errL == nil) {
+		t.Fatalf("documents from %q: encoding/json error %v, state-only error %v", data, errF, errL)
+	}
+	if errF == nil {
+		if want := stripDocuments(full); !reflect.DeepEqual(lite, want) {
+			t.Fatalf("documents from %q:\n state-only %#v\n want       %#v", data, lite, want)
+		}
+	}
+}
+
+func TestDocumentsStateOnlyMatchesFullDecode(t *testing.T) {
+	seeds := append(fastJSONSeeds(),
+		`{"previous":{"state":"x"},"current":{}}`, `{"previous":{"state":{"desired":5}}}`,
+		`{"previous":{"metadata":{"reported":[]}}}`, `{"current":{"metadata":{"desired":"s"}}}`,
+		`{"previous":{"state":{"desired":{"a\\"b":"\\u00e9\\n"}}}}`, `{"previous":{"state":{"desired":{"a":"\\x"}}}}`,
+		`{"current":{"state":{"desired":{"a":1}},"state":{"reported":{}}}}`, `{"current":{"Metadata":{}}}`,
+		`{"previous":null,"previous":null}`, `{"current":{"version":1},"timestamp":2,"clientToken":"t","extra":[{"deep":true}]}`,
+	)
+	lite := 0
+	for _, s := range seeds {
+		statesOnlyLikeFull(t, []byte(s))
+		var m DocumentsMessage
+		if strings.Contains(s, `"current":{"state"`) && fastDocumentsStateOnly([]byte(s), &m) {
+			lite++
+		}
+	}
+	if lite < 3 {
+		t.Errorf("the state-only fast path decoded only %d real documents messages", lite)
+	}
+}
+
+func FuzzDocumentsStateOnly(f *testing.F) {
+	for _, s := range fastJSONSeeds() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		statesOnlyLikeFull(t, data)
+	})
+}

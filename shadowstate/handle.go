@@ -29,8 +29,24 @@ type Handle struct {
 	lastDelta int64
 	nextFn    int
 	deltaFns  map[int]func(context.Context, *DeltaMessage)
-	docFns    map[int]func(context.Context, *DocumentsMessage)
+	docFns    map[int]docWatcher
 }
+
+// docWatcher is a callback registered with OnDocuments.
+type docWatcher struct {
+	fn        func(context.Context, *DocumentsMessage)
+	stateOnly bool
+}
+
+// DocumentsOption tunes what OnDocuments delivers.
+type DocumentsOption func(*docWatcher)
+
+// StateOnly says a documents callback needs only the current state and version (and
+// the message's timestamp and clientToken), as the reconciler does. The metadata and
+// the previous state may then be left out — Previous, when not nil, carries only its
+// version — which makes each message several times cheaper to decode. They are left
+// out when every callback of the shadow asks for StateOnly.
+func StateOnly() DocumentsOption { return func(w *docWatcher) { w.stateOnly = true } }
 
 // ID returns which shadow the handle is for.
 func (h *Handle) ID() ID { return h.id }
@@ -263,20 +279,36 @@ func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *DeltaMes
 }
 
 // OnDocuments registers fn to be called with each /update/documents message of the
-// shadow, as OnDelta does for deltas.
-func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *DocumentsMessage)) (func(), error) {
+// shadow, as OnDelta does for deltas. Options may ask for less (StateOnly).
+func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *DocumentsMessage), opts ...DocumentsOption) (func(), error) {
 	if err := h.c.subs.watch(ctx, h.id, Documents); err != nil {
 		return nil, fmt.Errorf("watch documents of %v: %w", h.id, err)
+	}
+	w := docWatcher{fn: fn}
+	for _, o := range opts {
+		o(&w)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.docFns == nil {
-		h.docFns = make(map[int]func(context.Context, *DocumentsMessage))
+		h.docFns = make(map[int]docWatcher)
 	}
 	n := h.nextFn
 	h.nextFn++
-	h.docFns[n] = fn
+	h.docFns[n] = w
 	return func() { h.mu.Lock(); delete(h.docFns, n); h.mu.Unlock() }, nil
+}
+
+// stateOnlyDocuments reports whether every documents callback asked for StateOnly.
+func (h *Handle) stateOnlyDocuments() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.docFns {
+		if !w.stateOnly {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
@@ -314,8 +346,8 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
 	}
 	h.lastVersion = m.Current.Version
 	fns := make([]func(context.Context, *DocumentsMessage), 0, len(h.docFns))
-	for _, fn := range h.docFns {
-		fns = append(fns, fn)
+	for _, w := range h.docFns {
+		fns = append(fns, w.fn)
 	}
 	h.mu.Unlock()
 	for _, fn := range fns {

@@ -331,7 +331,13 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 			return
 		}
 		var d DocumentsMessage
-		if err := Unmarshal(m.Payload, &d); err != nil {
+		var err error
+		if h.stateOnlyDocuments() {
+			err = decodeDocumentsStateOnly(m.Payload, &d)
+		} else {
+			err = Unmarshal(m.Payload, &d)
+		}
+		if err != nil {
 			c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
 			return
 		}
