@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"runtime/debug"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
-
 	"github.com/shadowsync/shadowsync/schemas"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -64,7 +62,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if err := decodeInto(reported, &reportedT); err != nil {
 		log.Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
 	}
-	before, err := json.Marshal(&reportedT)
+	before, err := toObject(&reportedT)
 	if err != nil {
 		log.Error("reported state cannot be encoded", "error", err)
 		c.queue.Forget(id)
@@ -146,12 +144,80 @@ func (c *Controller[T]) decodeDesired(desired shadowstate.Object) (T, error) {
 	return t, nil
 }
 
+// toObject returns v's JSON form as an Object. For an Object it is a deep copy
+// (values that are not JSON's own types normalised through encoding/json); anything
+// else goes through encoding/json and must encode to a JSON object (or null).
+func toObject[T any](v *T) (shadowstate.Object, error) {
+	if o, ok := any(v).(*shadowstate.Object); ok {
+		return copyObject(*o)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var o shadowstate.Object
+	if err := shadowstate.Unmarshal(data, &o); err != nil {
+		return nil, fmt.Errorf("the device state is not a JSON object: %w", err)
+	}
+	return o, nil
+}
+
+// copyObject deep-copies o, so that the copy shares nothing a Reconcile may change.
+func copyObject(o shadowstate.Object) (shadowstate.Object, error) {
+	if o == nil {
+		return nil, nil
+	}
+	out := make(shadowstate.Object, len(o))
+	for k, v := range o {
+		c, err := copyValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = c
+	}
+	return out, nil
+}
+
+func copyValue(v any) (any, error) {
+	switch v := v.(type) {
+	case nil, bool, string, json.Number:
+		return v, nil
+	case shadowstate.Object:
+		return copyObject(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			c, err := copyValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return out, nil
+	}
+	// A Go value a Reconcile put in (an int, a struct): its JSON form.
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	if err := shadowstate.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // decodeInto decodes a state section into v through its JSON form, keeping numbers
 // exact in untyped values (json.Number). A field of the wrong type is reported, and
 // the other fields are still decoded.
 func decodeInto(section shadowstate.Object, v any) error {
 	if section == nil {
 		return nil
+	}
+	if o, ok := v.(*shadowstate.Object); ok && *o == nil {
+		c, err := copyObject(section)
+		*o = c
+		return err
 	}
 	data, err := json.Marshal(section)
 	if err != nil {
@@ -160,25 +226,56 @@ func decodeInto(section shadowstate.Object, v any) error {
 	return shadowstate.Unmarshal(data, v)
 }
 
+// mergePatch returns the RFC 7396 merge patch that turns before into after: keys
+// added or changed (objects patched key by key, anything else replaced whole), and
+// null for keys removed. Values equal by shadowstate.Equal are unchanged. It is nil
+// when nothing changed.
+func mergePatch(before, after shadowstate.Object) shadowstate.Object {
+	var patch shadowstate.Object
+	set := func(k string, v any) {
+		if patch == nil {
+			patch = shadowstate.Object{}
+		}
+		patch[k] = v
+	}
+	for k, a := range after {
+		b, ok := before[k]
+		switch {
+		case !ok:
+			set(k, a)
+		case isObject(a) && isObject(b):
+			if sub := mergePatch(b.(shadowstate.Object), a.(shadowstate.Object)); sub != nil {
+				set(k, sub)
+			}
+		case !shadowstate.Equal(a, b):
+			set(k, a)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			set(k, nil)
+		}
+	}
+	return patch
+}
+
+func isObject(v any) bool {
+	_, ok := v.(shadowstate.Object)
+	return ok
+}
+
 // errConflict reports a report rejected with 409: the cache has been re-read.
 var errConflict = errors.New("version conflict")
 
 // report writes the reported fields Reconcile changed — the RFC 7396 merge patch from
 // before to the new state, plus the status when enabled — with the cached version
 // for optimistic locking. Nothing is written when nothing changed.
-func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, before []byte, after *T, status *Status, version int64, exists bool) error {
-	afterJSON, err := json.Marshal(after)
+func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, before shadowstate.Object, after *T, status *Status, version int64, exists bool) error {
+	afterObj, err := toObject(after)
 	if err != nil {
 		return fmt.Errorf("encode reported state: %w", err)
 	}
-	patchJSON, err := jsonpatch.CreateMergePatch(before, afterJSON)
-	if err != nil {
-		return fmt.Errorf("compute the reported patch: %w", err)
-	}
-	var patch shadowstate.Object
-	if err := shadowstate.Unmarshal(patchJSON, &patch); err != nil {
-		return fmt.Errorf("decode the reported patch: %w", err)
-	}
+	patch := mergePatch(before, afterObj)
 	if status != nil {
 		if patch == nil {
 			patch = shadowstate.Object{}
@@ -270,7 +367,7 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 		_, reported, version, exists := e.snapshot()
 		var t T
 		_ = decodeInto(reported, &t)
-		before, err := json.Marshal(&t)
+		before, err := toObject(&t)
 		if err != nil {
 			return fmt.Errorf("reconciler: Report %v: %w", id, err)
 		}
