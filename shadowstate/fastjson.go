@@ -805,3 +805,27 @@ func decodeDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
 	*m = stripDocuments(full)
 	return nil
 }
+
+// replyToken returns the clientToken of a reply as encoding/json would decode it into
+// a string field, skipping everything else instead of building it.
+func replyToken(data []byte) (string, error) {
+	p := parser{data: data}
+	var token string
+	ok := p.members([]string{"clientToken"}, func(k string) bool {
+		if k != "clientToken" {
+			return p.skip()
+		}
+		v, ok := p.value()
+		return ok && setString(&token, v)
+	})
+	if ok && p.end() {
+		return token, nil
+	}
+	var t struct {
+		ClientToken string `json:"clientToken"`
+	}
+	if err := Unmarshal(data, &t); err != nil {
+		return "", err
+	}
+	return t.ClientToken, nil
+}

@@ -177,3 +177,29 @@ func FuzzDocumentsStateOnly(f *testing.F) {
 		statesOnlyLikeFull(t, data)
 	})
 }
+
+// replyToken agrees with encoding/json decoding the clientToken field.
+func TestReplyTokenMatchesEncodingJSON(t *testing.T) {
+	for _, s := range append(fastJSONSeeds(), `{"clientToken":"a","clientToken":"b"}`, `{"clientToken":"\u0041"}`, `{"CLIENTTOKEN":"x"}`, `{"clientToken":"x","ClientToken":"y"}`) {
+		replyTokenLikeEncodingJSON(t, []byte(s))
+	}
+}
+
+func replyTokenLikeEncodingJSON(t *testing.T, data []byte) {
+	t.Helper()
+	var want struct {
+		ClientToken string `json:"clientToken"`
+	}
+	errW := slowUnmarshal(data, &want)
+	got, err := replyToken(data)
+	if (err == nil) != (errW == nil) || err == nil && got != want.ClientToken {
+		t.Fatalf("token of %q: got %q, %v; encoding/json %q, %v", data, got, err, want.ClientToken, errW)
+	}
+}
+
+func FuzzReplyToken(f *testing.F) {
+	for _, s := range fastJSONSeeds() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { replyTokenLikeEncodingJSON(t, data) })
+}

@@ -302,13 +302,11 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 		p, token := c.claim(id, op, quickToken(m.Payload))
 		if p == nil {
 			// The quick look found nothing of ours; decode properly before deciding.
-			var t struct {
-				ClientToken string `json:"clientToken"`
-			}
-			if err := Unmarshal(m.Payload, &t); err != nil || t.ClientToken == "" || t.ClientToken == token {
+			full, err := replyToken(m.Payload)
+			if err != nil || full == "" || full == token {
 				return // not a reply to one of our requests
 			}
-			if p, token = c.claim(id, op, t.ClientToken); p == nil {
+			if p, token = c.claim(id, op, full); p == nil {
 				c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", token)
 				return // another client's request, or one that has timed out
 			}
