@@ -12,28 +12,29 @@ func Delta(desired, reported Object) Object {
 	for k, dv := range desired {
 		rv, ok := reported[k]
 		if !ok {
-			out = put(out, k, dv)
+			out = put(out, len(desired), k, dv)
 			continue
 		}
 		if dobj, ok := dv.(Object); ok {
 			if robj, ok := rv.(Object); ok {
 				if sub := Delta(dobj, robj); len(sub) > 0 {
-					out = put(out, k, sub)
+					out = put(out, len(desired), k, sub)
 				}
 				continue
 			}
 		}
 		if !Equal(dv, rv) {
-			out = put(out, k, dv)
+			out = put(out, len(desired), k, dv)
 		}
 	}
 	return out
 }
 
-// put sets o[k] = v, allocating o on first use so that an empty delta costs nothing.
-func put(o Object, k string, v any) Object {
+// put sets o[k] = v, allocating o on first use so that an empty delta costs nothing,
+// with room for every key of desired (n) so that it never grows.
+func put(o Object, n int, k string, v any) Object {
 	if o == nil {
-		o = make(Object, 4)
+		o = make(Object, n)
 	}
 	o[k] = v
 	return o

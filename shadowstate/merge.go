@@ -85,9 +85,9 @@ func withoutNulls(o Object) Object {
 			if c == nil {
 				continue
 			}
-			out = put(out, k, c)
+			out = put(out, len(o), k, c)
 		default:
-			out = put(out, k, v)
+			out = put(out, len(o), k, v)
 		}
 	}
 	return out
