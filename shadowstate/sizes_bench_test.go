@@ -114,16 +114,27 @@ func BenchmarkDecodeDocuments(b *testing.B) {
 			b.Fatal(out.Rejected)
 		}
 		payload := mustJSONB(b, out.Documents)
-		b.Run(sz.name, func(b *testing.B) {
-			b.SetBytes(int64(len(payload)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var d DocumentsMessage
-				if err := Unmarshal(payload, &d); err != nil {
-					b.Fatal(err)
+		// Unmarshal (its fast path), the StateOnly decode the reconciler asks for, and
+		// encoding/json, which Unmarshal used alone before: the baseline.
+		for _, dec := range []struct {
+			name string
+			fn   func([]byte, *DocumentsMessage) error
+		}{
+			{"", func(p []byte, d *DocumentsMessage) error { return Unmarshal(p, d) }},
+			{"/stateonly", decodeDocumentsStateOnly},
+			{"/encoding-json", func(p []byte, d *DocumentsMessage) error { return slowUnmarshal(p, d) }},
+		} {
+			b.Run(sz.name+dec.name, func(b *testing.B) {
+				b.SetBytes(int64(len(payload)))
+				b.ReportAllocs()
+				for b.Loop() {
+					var d DocumentsMessage
+					if err := dec.fn(payload, &d); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
