@@ -80,6 +80,10 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 	// Decide, and reserve the filters to subscribe, in one step under the lock, so
 	// that concurrent requests never take more filters than the budget between them.
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClientClosed
+	}
 	useWildcards := s.wildcard || c.opts.Wildcards == WildcardsAlways
 	if !useWildcards && c.opts.Wildcards == WildcardsAuto {
 		missing := 0
@@ -150,7 +154,7 @@ func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterSt
 // waiting for the filter, not only the one that started it, so it runs under the
 // client's own timeout whatever becomes of that request's context. A failed filter
 // is forgotten, so a later request tries again; a PerRequest filter whose requests
-// all gave up meanwhile is unsubscribed again.
+// all gave up meanwhile, or a filter Close dropped, is unsubscribed again.
 func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	c := s.c
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
@@ -167,8 +171,10 @@ func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	if err != nil && current {
 		delete(s.filters, st.filter)
 	}
-	orphan := err == nil && st.counted && st.refs == 0 && current
-	if orphan {
+	// Unsubscribe again what nobody holds any more: a PerRequest filter whose
+	// requests all left, or any filter Close dropped meanwhile.
+	orphan := err == nil && (!current || st.counted && st.refs == 0)
+	if orphan && current {
 		delete(s.filters, st.filter)
 	}
 	c.mu.Unlock()
