@@ -71,6 +71,15 @@ type ClientOptions struct {
 	// Timeout bounds each request on top of its ctx. Zero means 5 s, the seed's
 	// operation timeout.
 	Timeout time.Duration
+	// QoS0 subscribes to the shadow topics (replies, deltas, documents, fleet
+	// watches) at QoS 0 instead of 1, so the broker expects no PUBACK for each of the
+	// several messages a shadow update brings; requests are still published at QoS 1.
+	// With the clean sessions shadowsync uses, QoS 1 brings no redelivery after a
+	// reconnect either, and shadowsync re-reads what it manages when it reconnects;
+	// but a broker under load may drop QoS 0 messages it would have kept at QoS 1, and
+	// a lost delta then waits for the next re-read (reconciler Options.Resync) or
+	// reconnect. For services with many shadows that set a Resync period.
+	QoS0 bool
 	// Observe, when set, is called after every request with its operation, its
 	// outcome (one of the Outcome constants) and how long it took: a hook for
 	// metrics. It runs on the requester's goroutine and must return quickly.
@@ -216,6 +225,14 @@ func (c *Client) Close(ctx context.Context) error {
 		errs = append(errs, stop(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// subQoS is the QoS the client subscribes at.
+func (c *Client) subQoS() byte {
+	if c.opts.QoS0 {
+		return 0
+	}
+	return 1
 }
 
 // newToken returns a fresh clientToken: 32 random hex digits, well within AWS's 64

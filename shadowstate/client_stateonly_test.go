@@ -7,6 +7,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
 )
 
 // A StateOnly documents callback gets the current state and version without the
@@ -55,5 +56,46 @@ func TestClientDocumentsStateOnly(t *testing.T) {
 		if d.Current.Metadata.Reported["n"] == nil || d.Previous == nil || d.Previous.State.Reported["n"] == nil {
 			t.Errorf("with a full callback registered, a message lacks metadata or the previous state: %+v", d)
 		}
+	}
+}
+
+// With QoS0 the client subscribes to its shadow topics at QoS 0, fleet watches
+// included, and everything still works.
+func TestClientQoS0Subscriptions(t *testing.T) {
+	granted := make(chan localiot.Event, 16)
+	srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+		if e.Kind == localiot.EventSubscribe && e.ClientID == "qos0" {
+			granted <- e
+		}
+	}})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = "qos0" }), shadowstate.ClientOptions{QoS0: true})
+	deltas := make(chan shadowstate.ID, 4)
+	if _, err := c.WatchFleet(t.Context(), shadowstate.FleetWatch{OnDelta: func(_ context.Context, id shadowstate.ID, _ *shadowstate.DeltaMessage) { deltas <- id }}); err != nil {
+		t.Fatal(err)
+	}
+	h := mustShadow(t, c, "QoS0-1", "")
+	if _, err := h.UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-deltas:
+		if id.Thing != "QoS0-1" {
+			t.Errorf("delta for %v", id)
+		}
+	case <-time.After(wait):
+		t.Fatal("no delta through the QoS 0 fleet watch")
+	}
+	seen := 0
+	for len(granted) > 0 {
+		e := <-granted
+		seen += len(e.Filters)
+		for i, f := range e.Filters {
+			if e.Granted[i] != 0 {
+				t.Errorf("%s granted QoS %d, want 0", f, e.Granted[i])
+			}
+		}
+	}
+	if seen < 3 { // the fleet's delta filter and the update's two reply filters
+		t.Errorf("saw %d filters subscribed, want at least 3", seen)
 	}
 }

@@ -87,7 +87,7 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 				return
 			}
 			fn(ctx, id, m.Payload)
-		}), transport.QoS(1), transport.Buffer(8192))
+		}), transport.QoS(c.subQoS()), transport.Buffer(8192))
 		if err != nil {
 			return fmt.Errorf("watch fleet: subscribe %s: %w", filter, err)
 		}

@@ -161,7 +161,7 @@ func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	defer cancel()
 	// The client's handler never blocks, so a large buffer only absorbs bursts, such
 	// as the deltas of a thousand shadows on the wildcard filters.
-	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(1), transport.Buffer(8192))
+	sub, err := c.conn.Subscribe(ctx, st.filter, transport.HandlerFunc(c.dispatch), transport.QoS(c.subQoS()), transport.Buffer(8192))
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w (no SUBACK for %s within %v)", ErrRequestTimeout, st.filter, c.opts.Timeout)
 	}

@@ -29,6 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		endpoint     = fs.String("endpoint", "", "plain MQTT `URL` of a running shadow service, mqtt://HOST:PORT (e.g. shadowsync serve --mqtt); default: localiot in this process")
 		workers      = fs.Int("workers", 1, "the framework's reconcile `workers` (MaxConcurrentReconciles); 1 is reconciler.Echo as it ships")
 		window       = fs.Int("window", benchfleet.DefaultWindow, "at most `N` desired changes not yet reported at once")
+		qos0         = fs.Bool("qos0", false, "run the framework with its shadow topics subscribed at QoS 0 (shadowstate.ClientOptions.QoS0)")
 		roundTimeout = fs.Duration("round-timeout", benchfleet.DefaultRoundTimeout, "bound on each round")
 		jsonOnly     = fs.Bool("json", false, "print only the JSON line, for scripts")
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")
@@ -66,7 +67,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	opts := benchfleet.Options{
-		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers,
+		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers, QoS0: *qos0,
 		Window: *window, RoundTimeout: *roundTimeout, Logger: log,
 	}
 	if opts.Endpoint == "" {
@@ -138,8 +139,12 @@ func startLocalIoT(ctx context.Context, log *slog.Logger) (stop func(), endpoint
 
 // printBenchTable prints the report as a table, with issue 9's targets.
 func printBenchTable(w io.Writer, r *benchfleet.Report) {
-	fmt.Fprintf(w, "shadowsync bench: %d things on one connection, %d rounds, %d worker(s), window %d, GOMAXPROCS %d\nserver: %s\n\n",
-		r.Things, r.Rounds, r.Workers, r.Window, r.GOMAXPROCS, r.Endpoint)
+	qos := ""
+	if r.QoS0 {
+		qos = ", framework at QoS 0"
+	}
+	fmt.Fprintf(w, "shadowsync bench: %d things on one connection, %d rounds, %d worker(s)%s, window %d, GOMAXPROCS %d\nserver: %s\n\n",
+		r.Things, r.Rounds, r.Workers, qos, r.Window, r.GOMAXPROCS, r.Endpoint)
 	fw, fl, ra := r.Framework, r.Floor, r.Ratios
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tframework\tfloor\tframework/floor\ttarget\t")

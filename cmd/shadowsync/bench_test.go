@@ -14,6 +14,7 @@ import (
 // benchReport is the part of bench's JSON line the tests read.
 type benchReport struct {
 	Things, Rounds, Workers int
+	QoS0                    bool `json:"qos0"`
 	Framework, Floor        struct {
 		Updates            int     `json:"updates"`
 		Seconds            float64 `json:"seconds"`
@@ -89,15 +90,15 @@ func TestBenchSmallFleet(t *testing.T) {
 
 // TestBenchJSONOnly: with --json, the JSON line is all bench prints on stdout.
 func TestBenchJSONOnly(t *testing.T) {
-	code, out := runToEndStdout(t, "bench", "--things", "5", "--rounds", "1", "--workers", "4", "--json", "--log-level", "error")
+	code, out := runToEndStdout(t, "bench", "--things", "5", "--rounds", "1", "--workers", "4", "--qos0", "--json", "--log-level", "error")
 	if code != 0 {
 		t.Fatalf("exit code %d:\n%s", code, out)
 	}
 	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
 		t.Fatalf("%d lines on stdout, want the JSON line alone:\n%s", n+1, out)
 	}
-	if r := parseBench(t, out); r.Workers != 4 || r.Framework.Updates != 5 || r.Floor.Updates != 5 {
-		t.Errorf("workers %d, updates %d and %d; want 4, 5 and 5", r.Workers, r.Framework.Updates, r.Floor.Updates)
+	if r := parseBench(t, out); r.Workers != 4 || !r.QoS0 || r.Framework.Updates != 5 || r.Floor.Updates != 5 {
+		t.Errorf("workers %d, qos0 %v, updates %d and %d; want 4, true, 5 and 5", r.Workers, r.QoS0, r.Framework.Updates, r.Floor.Updates)
 	}
 }
 

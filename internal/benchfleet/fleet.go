@@ -34,6 +34,9 @@ type Options struct {
 	// Workers is the framework's MaxConcurrentReconciles. Zero or 1 means
 	// reconciler.Echo exactly as it ships (one worker).
 	Workers int
+	// QoS0 runs the framework side with shadowstate.ClientOptions.QoS0: its shadow
+	// topics subscribed at QoS 0. The floor side is unchanged.
+	QoS0 bool
 	// Window caps how many things may have a desired change not yet reported at
 	// once, so that a round of a large fleet does not overrun the broker's buffers for
 	// one client (the embedded broker drops a client's messages beyond 8192 pending).
@@ -132,6 +135,7 @@ type Report struct {
 	Things     int    `json:"things"`
 	Rounds     int    `json:"rounds"`
 	Workers    int    `json:"workers"`
+	QoS0       bool   `json:"qos0,omitempty"`
 	Window     int    `json:"window"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	Endpoint   string `json:"endpoint"`
@@ -156,7 +160,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	r := b.r
 
 	rep := &Report{
-		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Window: opts.Window,
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, QoS0: opts.QoS0, Window: opts.Window,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint,
 	}
 	fw := &frameworkSide{opts: opts, names: r.names, clientID: "bench-framework-" + r.runID}

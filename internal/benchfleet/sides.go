@@ -39,7 +39,7 @@ func (f *frameworkSide) start(ctx context.Context) error {
 	}
 	cfg := transport.Config{Endpoint: f.opts.Endpoint, ClientID: f.clientID, MaxPublishRate: -1}
 	m, err := reconciler.NewManager(cfg, reconciler.Options{
-		Shadow: shadowstate.ClientOptions{Observe: observe},
+		Shadow: shadowstate.ClientOptions{Observe: observe, QoS0: f.opts.QoS0},
 		Logger: f.opts.Logger.With("component", "reconciler"),
 	})
 	if err != nil {
