@@ -104,6 +104,10 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 			}
 		}
 	}
+	if useWildcards && s.wildcard && s.wildcardsReadyLocked(filters) {
+		c.mu.Unlock()
+		return func() {}, nil // the common case of a busy client: nothing to do
+	}
 	c.mu.Unlock()
 	if useWildcards {
 		return func() {}, s.useWildcards(ctx, filters)
@@ -132,6 +136,26 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 		}
 	}
 	return release, nil
+}
+
+// wildcardsReadyLocked reports whether the wildcard filters covering filters are all
+// subscribed. The caller holds c.mu.
+func (s *subscriptions) wildcardsReadyLocked(filters []string) bool {
+	for _, f := range filters {
+		st := s.filters[wildcardOf(f)]
+		if st == nil {
+			return false
+		}
+		select {
+		case <-st.ready:
+			if st.err != nil {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // reserveLocked returns the state of filter, creating it (isNew) when the client does
