@@ -19,6 +19,8 @@ const (
 	// maxBuffered bounds the bytes waiting to be written; a Write beyond it waits
 	// for the flusher, as a write to a full socket would.
 	maxBuffered = 1 << 20
+	// keptBuffer is the largest buffer kept for reuse between flushes.
+	keptBuffer = 64 << 10
 	// closeFlushWait bounds how long Close waits for buffered bytes to be written.
 	closeFlushWait = 2 * time.Second
 )
@@ -84,7 +86,11 @@ func (w *batchWriter) flush() {
 		w.mu.Unlock()
 		_, err := w.conn.Write(out)
 		w.mu.Lock()
-		w.spare = out[:0]
+		if cap(out) <= keptBuffer {
+			w.spare = out[:0] // reused; a burst's large buffer is left to the GC
+		} else {
+			w.spare = nil
+		}
 		w.cond.Broadcast() // room in buf for waiting writers
 		if err != nil {
 			w.err = err
