@@ -26,9 +26,13 @@ const (
 )
 
 // batchWriter buffers writes to conn. It is safe for concurrent use (paho's writer
-// and its keep-alive both write).
+// and its keep-alive both write). It is the only writer of conn, and bounds each of
+// its writes by timeout (paho's own write deadline would be set and cleared around a
+// Write that only buffers); a write that times out or fails closes conn, so that the
+// reader, and with it paho, notice the dead connection at once.
 type batchWriter struct {
-	conn net.Conn
+	conn    net.Conn
+	timeout time.Duration // bound on each write to conn; 0 means none
 
 	mu       sync.Mutex
 	cond     sync.Cond // on mu: bytes to write, room in buf, or the flusher gone
@@ -40,8 +44,8 @@ type batchWriter struct {
 	done     chan struct{}
 }
 
-func newBatchWriter(conn net.Conn) *batchWriter {
-	w := &batchWriter{conn: conn, done: make(chan struct{})}
+func newBatchWriter(conn net.Conn, timeout time.Duration) *batchWriter {
+	w := &batchWriter{conn: conn, timeout: timeout, done: make(chan struct{})}
 	w.cond.L = &w.mu
 	return w
 }
@@ -84,7 +88,13 @@ func (w *batchWriter) flush() {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
+		if w.timeout > 0 {
+			_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 		_, err := w.conn.Write(out)
+		if err != nil {
+			_ = w.conn.Close() // a stalled or broken socket: end the connection now
+		}
 		w.mu.Lock()
 		if cap(out) <= keptBuffer {
 			w.spare = out[:0] // reused; a burst's large buffer is left to the GC

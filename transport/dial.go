@@ -65,7 +65,7 @@ func (d *dialer) dial(ctx context.Context) (dialed, error) {
 		return dialed{}, err
 	}
 	idle := s.keepAlive + s.keepAlive/2
-	return dialed{conn: newIdleConn(conn, idle, s.ClientID), creds: creds}, nil
+	return dialed{conn: newIdleConn(conn, idle, s.OperationTimeout, s.ClientID), creds: creds}, nil
 }
 
 // dialWebSocket presigns the URL and performs the WebSocket upgrade with

@@ -65,7 +65,7 @@ func WriteSharedCredentials(t *testing.T, home, profile, id, secret string) {
 // ConnectionGone exposes the classification of paho token errors.
 var ConnectionGone = connectionGone
 
-// NewIdleConn wraps c as Dial does, with the given idle limit.
-func NewIdleConn(c net.Conn, idle time.Duration) net.Conn {
-	return newIdleConn(c, idle, "test")
+// NewIdleConn wraps c as Dial does, with the given idle limit and write timeout.
+func NewIdleConn(c net.Conn, idle, writeTimeout time.Duration) net.Conn {
+	return newIdleConn(c, idle, writeTimeout, "test")
 }

@@ -42,7 +42,7 @@ func TestConnectionGoneClassifiesSocketFailures(t *testing.T) {
 func TestIdleConnBuffersReadsWithoutLosingBytes(t *testing.T) {
 	for _, armed := range []bool{false, true} {
 		client, server := net.Pipe()
-		c := transport.NewIdleConn(client, wait)
+		c := transport.NewIdleConn(client, wait, wait)
 		if armed {
 			if err := c.SetDeadline(time.Time{}); err != nil {
 				t.Fatal(err)
@@ -85,7 +85,7 @@ func TestIdleConnBuffersReadsWithoutLosingBytes(t *testing.T) {
 // fail instead of vanishing.
 func TestIdleConnBatchesWritesWithoutLosingBytes(t *testing.T) {
 	client, server := net.Pipe()
-	c := transport.NewIdleConn(client, wait)
+	c := transport.NewIdleConn(client, wait, wait)
 	received := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(server)
@@ -131,7 +131,7 @@ func TestIdleConnBatchesWritesWithoutLosingBytes(t *testing.T) {
 
 	// A peer that is gone: writes start failing once the flusher has seen it.
 	client, server = net.Pipe()
-	c = transport.NewIdleConn(client, wait)
+	c = transport.NewIdleConn(client, wait, wait)
 	server.Close()
 	var err error
 	for range 1000 {
@@ -153,4 +153,40 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// A peer that stops reading is found out within the write timeout even though
+// writes only buffer: the flusher's write times out, the connection is closed, and
+// both later writes and the reader fail instead of hanging.
+func TestIdleConnStalledPeerFailsWithinWriteTimeout(t *testing.T) {
+	client, server := net.Pipe() // nothing ever reads server
+	defer server.Close()
+	c := transport.NewIdleConn(client, wait, 100*time.Millisecond)
+	defer c.Close()
+	if _, err := c.Write([]byte("PUBLISH")); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Error("the reader got data from a peer that sent none")
+		}
+	case <-time.After(wait):
+		t.Fatal("the reader was not woken when the write timed out")
+	}
+	var err error
+	for range 100 {
+		if _, err = c.Write([]byte("x")); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err == nil {
+		t.Error("writes kept succeeding after the write timed out")
+	}
 }

@@ -37,8 +37,8 @@ type idleConn struct {
 	err  error
 }
 
-func newIdleConn(conn net.Conn, idle time.Duration, clientID string) *idleConn {
-	return &idleConn{Conn: conn, idle: idle, clientID: clientID, out: newBatchWriter(conn)}
+func newIdleConn(conn net.Conn, idle, writeTimeout time.Duration, clientID string) *idleConn {
+	return &idleConn{Conn: conn, idle: idle, clientID: clientID, out: newBatchWriter(conn, writeTimeout)}
 }
 
 // Write buffers p for the connection's flusher (batchWriter).
@@ -99,14 +99,20 @@ func (c *idleConn) readSocket(p []byte) (int, error) {
 	return n, err
 }
 
-// SetDeadline passes t on; the zero time, which paho sets once CONNACK has arrived,
-// arms the idle deadline.
+// SetDeadline passes t on as the read deadline; the zero time, which paho sets once
+// CONNACK has arrived, arms the idle deadline.
+//
+// Write deadlines are the batch writer's (see batchWriter): paho's would bound only
+// the buffering, and clearing them could lift the flusher's.
 func (c *idleConn) SetDeadline(t time.Time) error {
 	if t.IsZero() {
 		c.armed.Store(true)
 	}
-	return c.Conn.SetDeadline(t)
+	return c.Conn.SetReadDeadline(t)
 }
+
+// SetWriteDeadline does nothing: the batch writer bounds every write itself.
+func (c *idleConn) SetWriteDeadline(time.Time) error { return nil }
 
 // wsConn adapts a WebSocket to the byte stream paho reads and writes: MQTT packets go
 // in binary messages and may span or share messages. Reads happen on one goroutine
