@@ -60,11 +60,11 @@ type BrokerShadowService struct {
 
 	mu           sync.Mutex
 	pending      []request // requests delivered by the broker, not yet handled
-	pendingBytes int       // payload bytes held in pending
+	pendingBytes int       // bytes held in pending: topics, payloads and overheads
 	throttled    int       // requests in pending kept only to be answered with 429
 	dropped      int       // requests dropped unanswered since the last warning
 	wake         chan struct{}
-	maxBytes     int // payload bytes pending may hold before requests are throttled
+	maxBytes     int // bytes pending may hold before requests are throttled
 	maxThrottled int // throttled requests pending may hold before requests are dropped
 }
 
@@ -75,6 +75,7 @@ type BrokerShadowService struct {
 const (
 	maxPendingBytes      = 64 << 20
 	maxThrottledRequests = 100_000
+	requestOverhead      = 64 // bytes counted per request on top of its topic and payload
 )
 
 type request struct {
@@ -246,18 +247,27 @@ func throttledIn(batch []request) int {
 // Beyond its bounds a request is kept only to be answered with 429, and past those
 // dropped.
 func (b *BrokerShadowService) enqueue(_ mqttc.Client, m mqttc.Message) {
+	topic, payload := m.Topic(), m.Payload()
+	// Every request costs its bytes plus a fixed overhead, so that a flood of empty
+	// requests (gets, deletes) is bounded too.
+	cost := len(topic) + len(payload) + requestOverhead
 	b.mu.Lock()
-	switch payload := m.Payload(); {
-	case b.pendingBytes+len(payload) <= b.maxBytes:
-		b.pending = append(b.pending, request{topic: m.Topic(), payload: payload})
-		b.pendingBytes += len(payload)
+	switch {
+	case b.pendingBytes+cost <= b.maxBytes:
+		b.pending = append(b.pending, request{topic: topic, payload: payload})
+		b.pendingBytes += cost
+		b.mu.Unlock()
 	case b.throttled < b.maxThrottled:
-		b.pending = append(b.pending, request{topic: m.Topic(), token: requestToken(payload), throttled: true})
-		b.throttled++
+		b.throttled++ // reserve the slot; the token is read outside the lock
+		b.mu.Unlock()
+		r := request{topic: topic, token: requestToken(payload), throttled: true}
+		b.mu.Lock()
+		b.pending = append(b.pending, r)
+		b.mu.Unlock()
 	default:
 		b.dropped++
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 	select {
 	case b.wake <- struct{}{}:
 	default:

@@ -89,7 +89,8 @@ func TestBrokerShadowServiceBoundsItsBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := func(n int) string { return fmt.Sprintf(`{"state":{"reported":{"n":%d}},"clientToken":"t%d"}`, n, n) }
-	svc.maxBytes, svc.maxThrottled = 3*len(req(1)), 2
+	const topic = "$aws/things/Busy/shadow/update"
+	svc.maxBytes, svc.maxThrottled = 3*(len(topic)+len(req(1))+requestOverhead), 2
 	done := make(chan error, 1)
 	go func() { done <- svc.Start(t.Context()) }()
 	t.Cleanup(func() {
@@ -114,7 +115,6 @@ func TestBrokerShadowServiceBoundsItsBacklog(t *testing.T) {
 
 	c := mustConnect(t, "tcp://"+tcp.Address(), "device")
 	c.mustSubscribe(t, "$aws/things/Busy/shadow/update/accepted", "$aws/things/Busy/shadow/update/rejected")
-	const topic = "$aws/things/Busy/shadow/update"
 	c.publish(t, topic, req(0))
 	select {
 	case <-store.blocked: // the service is busy with request 0
@@ -170,5 +170,40 @@ func TestBrokerShadowServiceBoundsItsBacklog(t *testing.T) {
 	c.expectPrefix(t, topic+"/accepted", `{"state":{"reported":{"n":7}}`)
 	if s, _ := store.MemoryStore.Load(shadowstate.ID{Thing: "Busy"}); s.Version != 5 {
 		t.Errorf("shadow version %d, want 5: requests 0-3 and 7 applied, 4-6 not", s.Version)
+	}
+}
+
+// fakeMessage is a paho message as its router hands it to a handler.
+type fakeMessage struct{ topic, payload string }
+
+func (m fakeMessage) Duplicate() bool   { return false }
+func (m fakeMessage) Qos() byte         { return 1 }
+func (m fakeMessage) Retained() bool    { return false }
+func (m fakeMessage) Topic() string     { return m.topic }
+func (m fakeMessage) MessageID() uint16 { return 1 }
+func (m fakeMessage) Payload() []byte   { return []byte(m.payload) }
+func (m fakeMessage) Ack()              {}
+
+// Requests with empty payloads (gets, deletes) count against the backlog bound too.
+func TestBrokerShadowServiceBoundsEmptyRequests(t *testing.T) {
+	svc, err := NewBrokerShadowService(BrokerShadowOptions{Broker: "mqtt://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const topic = "$aws/things/Busy/shadow/get"
+	svc.maxBytes, svc.maxThrottled = 2*(len(topic)+requestOverhead), 1
+	for range 4 {
+		svc.enqueue(nil, fakeMessage{topic: topic})
+	}
+	kept, throttled := 0, 0
+	for _, r := range svc.pending {
+		if r.throttled {
+			throttled++
+		} else {
+			kept++
+		}
+	}
+	if kept != 2 || throttled != 1 || svc.dropped != 1 {
+		t.Errorf("kept %d, throttled %d, dropped %d; want 2, 1, 1", kept, throttled, svc.dropped)
 	}
 }
