@@ -129,6 +129,7 @@ type Client struct {
 	closed  bool
 	watches map[int]func(context.Context) error // WatchFleet stops, which Close calls
 	nextW   int
+	subWG   sync.WaitGroup // SUBSCRIBEs in flight (subscribeOwned), which Close waits for
 }
 
 // NewClient returns a shadow client on conn. It subscribes to nothing until the
@@ -220,6 +221,13 @@ func (c *Client) Close(ctx context.Context) error {
 	watches := c.watches
 	c.watches = nil
 	c.mu.Unlock()
+	// SUBSCRIBEs in flight finish (or fail) first, so that closeAll sees them.
+	subsDone := make(chan struct{})
+	go func() { c.subWG.Wait(); close(subsDone) }()
+	select {
+	case <-subsDone:
+	case <-ctx.Done():
+	}
 	errs := []error{c.subs.closeAll(ctx)}
 	for _, stop := range watches {
 		errs = append(errs, stop(ctx))

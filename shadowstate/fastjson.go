@@ -28,7 +28,7 @@ func fastDecode(data []byte, v any) bool {
 	p := parser{data: data}
 	switch v := v.(type) {
 	case *Object:
-		if *v != nil {
+		if v == nil || *v != nil {
 			return false // encoding/json would add to the existing map
 		}
 		val, ok := p.value()
@@ -44,7 +44,7 @@ func fastDecode(data []byte, v any) bool {
 		}
 		return false
 	case *any:
-		if *v != nil {
+		if v == nil || *v != nil {
 			return false
 		}
 		val, ok := p.value()
@@ -54,7 +54,7 @@ func fastDecode(data []byte, v any) bool {
 		*v = val
 		return true
 	case *DocumentsMessage, *DeltaMessage, *UpdateAccepted, *Document:
-		if !reflect.ValueOf(v).Elem().IsZero() {
+		if rv := reflect.ValueOf(v); rv.IsNil() || !rv.Elem().IsZero() {
 			return false // encoding/json would merge into what is there
 		}
 		val, ok := p.value()

@@ -203,3 +203,12 @@ func FuzzReplyToken(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { replyTokenLikeEncodingJSON(t, data) })
 }
+
+// Typed nil pointers get encoding/json's error, not a panic.
+func TestUnmarshalIntoNilPointers(t *testing.T) {
+	for _, v := range []any{(*Object)(nil), (*any)(nil), (*DeltaMessage)(nil), (*DocumentsMessage)(nil)} {
+		if err := Unmarshal([]byte(`{"state":{}}`), v); err == nil {
+			t.Errorf("Unmarshal into %T(nil) succeeded", v)
+		}
+	}
+}

@@ -242,7 +242,8 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 // deadline as the caller's context says, and the expiry of the client's timeout as
 // ErrRequestTimeout.
 func (h *Handle) ctxError(caller context.Context, err error) error {
-	if cerr := caller.Err(); cerr != nil {
+	isCtx := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if cerr := caller.Err(); cerr != nil && isCtx {
 		return cerr
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -331,8 +332,19 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 	}
 }
 
-func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
+// deliverDocuments hands m to the documents callbacks. A message decoded StateOnly
+// is not delivered, and false returned, if a callback that wants the whole message
+// registered after the decode was chosen: the caller decodes it again in full.
+func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stateOnly bool) bool {
 	h.mu.Lock()
+	if stateOnly {
+		for _, w := range h.docFns {
+			if !w.stateOnly {
+				h.mu.Unlock()
+				return false
+			}
+		}
+	}
 	if m.Previous == nil && m.Current.Version < h.lastVersion {
 		// Created again after its deletion was forgotten (48 hours): versions start
 		// over, and so does what this handle has seen.
@@ -342,7 +354,7 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
 		seen := h.lastVersion
 		h.mu.Unlock()
 		h.c.log.Debug("stale documents message dropped", "shadow", h.id, "version", m.Current.Version, "seen", seen)
-		return
+		return true
 	}
 	h.lastVersion = m.Current.Version
 	fns := make([]func(context.Context, *DocumentsMessage), 0, len(h.docFns))
@@ -353,6 +365,7 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage) {
 	for _, fn := range fns {
 		h.safely("documents", func() { fn(ctx, m) })
 	}
+	return true
 }
 
 // safely runs a user callback, logging a panic instead of letting it stop the other

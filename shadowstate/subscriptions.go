@@ -101,6 +101,7 @@ func (s *subscriptions) need(ctx context.Context, filters []string, counted bool
 			states = append(states, st)
 			if isNew {
 				owned = append(owned, st)
+				c.subWG.Add(1) // Close waits for the SUBSCRIBE
 			}
 		}
 	}
@@ -181,6 +182,18 @@ func (s *subscriptions) reserveLocked(filter string, counted bool) (st *filterSt
 // all gave up meanwhile, or a filter Close dropped, is unsubscribed again.
 func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	c := s.c
+	defer c.subWG.Done()
+	c.mu.Lock()
+	if c.closed {
+		st.err = ErrClientClosed
+		if s.filters[st.filter] == st {
+			delete(s.filters, st.filter)
+		}
+		c.mu.Unlock()
+		close(st.ready)
+		return
+	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
 	defer cancel()
 	// The client's handler never blocks, so a large buffer only absorbs bursts, such
@@ -204,7 +217,9 @@ func (s *subscriptions) subscribeOwned(ctx context.Context, st *filterState) {
 	c.mu.Unlock()
 	close(st.ready)
 	if orphan {
-		if err := sub.Unsubscribe(ctx); err != nil {
+		uctx, ucancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+		defer ucancel()
+		if err := sub.Unsubscribe(uctx); err != nil {
 			c.log.Warn("unsubscribe of a filter no request waits for failed", "filter", st.filter, "error", err)
 		}
 	}
@@ -251,12 +266,17 @@ func (s *subscriptions) useWildcards(ctx context.Context, needed []string) error
 			want[wildcardOf(f)] = true
 		}
 	}
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClientClosed
+	}
 	var states, owned []*filterState
 	for _, f := range slices.Sorted(maps.Keys(want)) {
 		st, isNew := s.reserveLocked(f, false)
 		states = append(states, st)
 		if isNew {
 			owned = append(owned, st)
+			c.subWG.Add(1) // Close waits for the SUBSCRIBE
 		}
 	}
 	c.mu.Unlock()
@@ -358,18 +378,24 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 		if h == nil {
 			return
 		}
-		var d DocumentsMessage
-		var err error
-		if h.stateOnlyDocuments() {
-			err = decodeDocumentsStateOnly(m.Payload, &d)
-		} else {
-			err = Unmarshal(m.Payload, &d)
+		stateOnly := h.stateOnlyDocuments()
+		for {
+			var d DocumentsMessage
+			var err error
+			if stateOnly {
+				err = decodeDocumentsStateOnly(m.Payload, &d)
+			} else {
+				err = Unmarshal(m.Payload, &d)
+			}
+			if err != nil {
+				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
+				return
+			}
+			if h.deliverDocuments(ctx, &d, stateOnly) || !stateOnly {
+				return
+			}
+			stateOnly = false // a callback wanting everything came meanwhile
 		}
-		if err != nil {
-			c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
-			return
-		}
-		h.deliverDocuments(ctx, &d)
 	}
 }
 
