@@ -155,7 +155,9 @@ func (c *Controller[T]) name() string { return c.opts.Name }
 
 // enqueue adds a shadow that needs a reconcile now.
 func (c *Controller[T]) enqueue(id shadowstate.ID) {
-	if c.lostToShutdown(id, "reconcile") {
+	if c.queue.ShuttingDown() {
+		// An event during the shutdown: the next start re-reads every shadow anyway.
+		c.log.Debug("shutdown: event not acted on", "shadow", id)
 		return
 	}
 	c.waitingSince.LoadOrStore(id, time.Now())
@@ -181,8 +183,8 @@ func (c *Controller[T]) requeueAfter(id shadowstate.ID, d time.Duration) {
 	c.queue.AddAfter(id, d)
 }
 
-// lostToShutdown reports whether the queue has shut down, so that work for id asked
-// for now will never run; it then says so in a warning and the dropped metric
+// lostToShutdown reports whether the queue has shut down, so that a retry or requeue
+// asked for now will never run; it then says so in a warning and the dropped metric
 // rather than letting the queue ignore it silently.
 func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 	if !c.queue.ShuttingDown() {
@@ -313,11 +315,13 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
 	var failed int
 	var mu sync.Mutex
 	items := c.set.all()
+	read := 0
 	for _, it := range items {
 		id, e := it.id, it.e
 		if ctx.Err() != nil || c.queue.ShuttingDown() {
 			break
 		}
+		read++
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -335,6 +339,10 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
 		})
 	}
 	wg.Wait()
+	if read < len(items) {
+		c.log.Info("re-read stopped by the shutdown", "reason", why, "shadows", read, "of", len(items), "failed", failed)
+		return
+	}
 	c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
 }
 

@@ -91,7 +91,7 @@ func newMetrics() *metrics {
 		}, []string{"controller"}),
 		droppedOnClosed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shadowsync_shutdown_dropped_total",
-			Help: "Reconciles still queued or delayed when the manager shut down, or asked for (a retry, a requeue, a new event) once it had.",
+			Help: "Reconciles still queued or delayed when the manager shut down, or asked for (a retry, a requeue) once it had.",
 		}),
 	}
 }
