@@ -161,16 +161,26 @@ func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[str
 		for _, f := range batch {
 			m[f] = filters[f]
 		}
-		tok := sess.cli.SubscribeMultiple(m, nil)
-		if err := c.await(ctx, sess, tok); err != nil {
-			return err
-		}
-		if st, ok := tok.(*paho.SubscribeToken); ok {
+		for attempt := 1; len(m) > 0; attempt++ {
+			tok := sess.cli.SubscribeMultiple(m, nil)
+			if err := c.await(ctx, sess, tok); err != nil {
+				return err
+			}
+			st, ok := tok.(*paho.SubscribeToken)
+			if !ok {
+				break
+			}
+			again := make(map[string]byte)
 			for f, code := range st.Result() {
-				if code > 2 { // 0, 1 and 2 are granted QoS levels; anything else refuses
+				switch {
+				case code <= 2: // 0, 1 and 2 are granted QoS levels
+				case code == codePacketIDInUse && attempt < packetIDRetries:
+					again[f] = m[f]
+				default: // anything else refuses
 					refused = append(refused, fmt.Sprintf("%s (code %#x)", f, code))
 				}
 			}
+			m = again
 		}
 	}
 	if len(refused) > 0 {
@@ -179,6 +189,15 @@ func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[str
 	}
 	return nil
 }
+
+// A SUBACK code of 0x91, "packet identifier in use" (MQTT 5's, not 3.1.1's), says
+// the broker confused the SUBSCRIBE's packet identifier with one of its own
+// deliveries in flight (mochi-mqtt keeps both in one table); the filters are asked
+// for again, under a new identifier, up to packetIDRetries times in all.
+const (
+	codePacketIDInUse = 0x91
+	packetIDRetries   = 3
+)
 
 // unsubscribeWire sends UNSUBSCRIBE for filters and waits for the UNSUBACK.
 func (c *Conn) unsubscribeWire(ctx context.Context, sess *session, filters []string) error {
