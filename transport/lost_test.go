@@ -27,6 +27,7 @@ func TestConnectionGoneClassifiesSocketFailures(t *testing.T) {
 		{&net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, true},
 		{fmt.Errorf("write: %w", net.ErrClosed), true},
 		{io.EOF, true},
+		{errors.New("connection lost before Publish completed"), true},
 		{transport.ErrSubscribeRefused, false},
 		{errors.New("packet too large"), false},
 	} {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -284,5 +285,8 @@ func (c *Conn) await(ctx context.Context, sess *session, tok paho.Token) error {
 func connectionGone(err error) bool {
 	var op *net.OpError
 	return errors.Is(err, paho.ErrNotConnected) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.EOF) || errors.As(err, &op)
+		errors.Is(err, io.EOF) || errors.As(err, &op) ||
+		// paho fails the tokens in flight so when it loses the connection, with no
+		// sentinel error to match.
+		strings.HasPrefix(err.Error(), "connection lost before")
 }
