@@ -42,7 +42,7 @@ type Subscription struct {
 	qos    byte
 	h      Handler
 
-	ch   chan Message  // messages waiting for the handler
+	box  *mailbox      // messages waiting for the handler
 	quit chan struct{} // closed to stop the goroutine
 	done chan struct{} // closed when the goroutine has returned
 	stop sync.Once
@@ -66,8 +66,19 @@ func (s *Subscription) run(ctx context.Context, log *slog.Logger) {
 			return
 		case <-ctx.Done():
 			return
-		case m := <-s.ch:
-			s.call(ctx, m, log)
+		case <-s.box.ready:
+			for {
+				select {
+				case <-s.quit:
+					return
+				default:
+				}
+				m, ok := s.box.take()
+				if !ok {
+					break
+				}
+				s.call(ctx, m, log)
+			}
 		}
 	}
 }
@@ -235,10 +246,8 @@ func (r *router) dispatch(m Message) {
 // for a handler whose buffer is full.
 func (r *router) deliver(rt *route, m Message) {
 	for _, s := range rt.subs {
-		select {
-		case s.ch <- m:
-		default:
-			r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", cap(s.ch))
+		if !s.box.put(m) {
+			r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", s.box.limit)
 		}
 	}
 }

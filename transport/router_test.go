@@ -71,7 +71,7 @@ func TestRouterIsolation(t *testing.T) {
 	release := make(chan struct{})
 	got := make(chan string, 10)
 	mk := func(h HandlerFunc, buf int) *Subscription {
-		s := &Subscription{filter: "t/+", h: h, ch: make(chan Message, buf), quit: make(chan struct{}), done: make(chan struct{})}
+		s := &Subscription{filter: "t/+", h: h, box: newMailbox(buf), quit: make(chan struct{}), done: make(chan struct{})}
 		r.add(s)
 		go s.run(ctx, r.log)
 		return s
@@ -117,27 +117,27 @@ func TestRouterRoutesExactAndWildcardFilters(t *testing.T) {
 	r := router{log: slog.New(slog.DiscardHandler)}
 	subs := map[string]*Subscription{}
 	for _, f := range []string{"a/b", "a/+", "#", "$share/g/a/b", "a/c", "x/#"} {
-		s := &Subscription{filter: f, ch: make(chan Message, 8)}
+		s := &Subscription{filter: f, box: newMailbox(8)}
 		r.add(s)
 		subs[f] = s
 	}
 	r.dispatch(Message{Topic: "a/b"})
 	for f, s := range subs {
 		want := map[string]int{"a/b": 1, "a/+": 1, "#": 1, "$share/g/a/b": 1}[f]
-		if got := len(s.ch); got != want {
+		if got := s.box.len(); got != want {
 			t.Errorf("filter %s got %d copies of a/b, want %d", f, got, want)
 		}
-		for len(s.ch) > 0 {
-			<-s.ch
+		for s.box.len() > 0 {
+			s.box.take()
 		}
 	}
 	r.remove(subs["a/+"])
 	r.remove(subs["a/b"])
 	r.dispatch(Message{Topic: "a/b"})
-	if len(subs["a/+"].ch) != 0 || len(subs["a/b"].ch) != 0 {
+	if subs["a/+"].box.len() != 0 || subs["a/b"].box.len() != 0 {
 		t.Error("a removed filter still gets messages")
 	}
-	if len(subs["#"].ch) != 1 || len(subs["$share/g/a/b"].ch) != 1 {
+	if subs["#"].box.len() != 1 || subs["$share/g/a/b"].box.len() != 1 {
 		t.Error("the remaining filters lost their messages")
 	}
 }

@@ -40,7 +40,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 	defer c.wireMu.Unlock()
 	sub := &Subscription{
 		conn: c, filter: filter, qos: o.qos, h: h,
-		ch:   make(chan Message, cmp.Or(max(o.buffer, 0), c.s.HandlerBuffer)),
+		box:  newMailbox(cmp.Or(max(o.buffer, 0), c.s.HandlerBuffer)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
