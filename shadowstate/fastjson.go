@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -70,36 +71,32 @@ func fastDecode(data []byte, v any) bool {
 			// kept only the last.
 			return false
 		}
-		// Fill a fresh value and copy it only on success, so that a give-up leaves
-		// v untouched for the slow path.
 		switch v := v.(type) {
 		case *DocumentsMessage:
-			var m DocumentsMessage
-			if m.from(o) {
-				*v = m
-				return true
-			}
+			return fill(o, v)
 		case *DeltaMessage:
-			var m DeltaMessage
-			if m.from(o) {
-				*v = m
-				return true
-			}
+			return fill(o, v)
 		case *UpdateAccepted:
-			var m UpdateAccepted
-			if m.from(o) {
-				*v = m
-				return true
-			}
+			return fill(o, v)
 		case *Document:
-			var m Document
-			if m.from(o) {
-				*v = m
-				return true
-			}
+			return fill(o, v)
 		}
 	}
 	return false
+}
+
+// fill fills a fresh message from o and copies it to v only on success, so that a
+// give-up leaves v untouched for the slow path.
+func fill[T any, P interface {
+	*T
+	from(Object) bool
+}](o Object, v P) bool {
+	var m T
+	if !P(&m).from(o) {
+		return false
+	}
+	*v = m
+	return true
 }
 
 // parser reads one JSON value from data. Any input it cannot reproduce exactly makes
@@ -162,90 +159,106 @@ func (p *parser) literal(word string) bool {
 }
 
 func (p *parser) object() (any, bool) {
-	p.depth++
-	if p.depth > maxFastDepth {
-		return nil, false
-	}
-	p.pos++ // '{'
 	o := make(Object)
-	p.skipWS()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
-		p.pos++
-		p.depth--
-		return o, true
-	}
-	for {
-		p.skipWS()
-		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
-			return nil, false
-		}
-		k, ok := p.key()
-		if !ok {
-			return nil, false
-		}
-		p.skipWS()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return nil, false
-		}
-		p.pos++
+	ok := p.container(false, func(k string) bool {
 		val, ok := p.value()
 		if !ok {
-			return nil, false
+			return false
 		}
 		n := len(o)
 		o[k] = val // a repeated key: the last one wins, as in encoding/json
 		if len(o) == n {
 			p.repeated = true
 		}
-		p.skipWS()
-		if p.pos >= len(p.data) {
-			return nil, false
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			p.depth--
-			return o, true
-		default:
-			return nil, false
-		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return o, true
 }
 
 func (p *parser) array() (any, bool) {
-	p.depth++
-	if p.depth > maxFastDepth {
+	a := []any{}
+	ok := p.container(false, func(string) bool {
+		val, ok := p.value()
+		if ok {
+			a = append(a, val)
+		}
+		return ok
+	})
+	if !ok {
 		return nil, false
 	}
-	p.pos++ // '['
-	a := []any{}
+	return a, true
+}
+
+// container walks the object or array that opens at p.pos, checking its punctuation
+// and nesting depth. For an object it reads each key (with key, or only passes over
+// it when skipKeys) and calls fn with it; for an array it calls fn with "" for each
+// element. fn consumes the value.
+func (p *parser) container(skipKeys bool, fn func(key string) bool) bool {
 	p.skipWS()
-	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+	if p.pos >= len(p.data) {
+		return false
+	}
+	open, closing := p.data[p.pos], byte('}')
+	switch open {
+	case '{':
+	case '[':
+		closing = ']'
+	default:
+		return false
+	}
+	p.depth++
+	if p.depth > maxFastDepth {
+		return false
+	}
+	p.pos++
+	p.skipWS()
+	if p.pos < len(p.data) && p.data[p.pos] == closing {
 		p.pos++
 		p.depth--
-		return a, true
+		return true
 	}
 	for {
-		val, ok := p.value()
-		if !ok {
-			return nil, false
+		var k string
+		if open == '{' {
+			p.skipWS()
+			if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+				return false
+			}
+			ok := false
+			if skipKeys {
+				ok = p.skipString()
+			} else {
+				k, ok = p.key()
+			}
+			if !ok {
+				return false
+			}
+			p.skipWS()
+			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+				return false
+			}
+			p.pos++
 		}
-		a = append(a, val)
+		if !fn(k) {
+			return false
+		}
 		p.skipWS()
 		if p.pos >= len(p.data) {
-			return nil, false
+			return false
 		}
 		switch p.data[p.pos] {
 		case ',':
 			p.pos++
-		case ']':
+		case closing:
 			p.pos++
 			p.depth--
-			return a, true
+			return true
 		default:
-			return nil, false
+			return false
 		}
 	}
 }
@@ -482,60 +495,43 @@ func (m *DocumentsMessage) from(o Object) bool {
 	})
 }
 
-func (m *DeltaMessage) from(o Object) bool {
+// message fills what the delta, update-accepted and get-accepted messages share:
+// state and metadata through the given setters, then version, timestamp and
+// clientToken.
+func message(o Object, state, metadata func(any) bool, version, timestamp *int64, token *string) bool {
 	return fields(o, messageFields, func(k string, v any) (bool, bool) {
 		switch k {
 		case "state":
-			return true, setObject(&m.State, v)
+			return true, state(v)
 		case "metadata":
-			return true, setObject(&m.Metadata, v)
+			return true, metadata(v)
 		case "version":
-			return true, setInt64(&m.Version, v)
+			return true, setInt64(version, v)
 		case "timestamp":
-			return true, setInt64(&m.Timestamp, v)
+			return true, setInt64(timestamp, v)
 		case "clientToken":
-			return true, setString(&m.ClientToken, v)
+			return true, setString(token, v)
 		}
 		return false, true
 	})
+}
+
+func (m *DeltaMessage) from(o Object) bool {
+	return message(o,
+		func(v any) bool { return setObject(&m.State, v) },
+		func(v any) bool { return setObject(&m.Metadata, v) },
+		&m.Version, &m.Timestamp, &m.ClientToken)
 }
 
 func (m *UpdateAccepted) from(o Object) bool {
-	return fields(o, messageFields, func(k string, v any) (bool, bool) {
-		switch k {
-		case "state":
-			m.State = v
-			return true, true
-		case "metadata":
-			m.Metadata = v
-			return true, true
-		case "version":
-			return true, setInt64(&m.Version, v)
-		case "timestamp":
-			return true, setInt64(&m.Timestamp, v)
-		case "clientToken":
-			return true, setString(&m.ClientToken, v)
-		}
-		return false, true
-	})
+	return message(o,
+		func(v any) bool { m.State = v; return true },
+		func(v any) bool { m.Metadata = v; return true },
+		&m.Version, &m.Timestamp, &m.ClientToken)
 }
 
 func (d *Document) from(o Object) bool {
-	return fields(o, messageFields, func(k string, v any) (bool, bool) {
-		switch k {
-		case "state":
-			return true, d.State.from(v)
-		case "metadata":
-			return true, d.Metadata.from(v)
-		case "version":
-			return true, setInt64(&d.Version, v)
-		case "timestamp":
-			return true, setInt64(&d.Timestamp, v)
-		case "clientToken":
-			return true, setString(&d.ClientToken, v)
-		}
-		return false, true
-	})
+	return message(o, d.State.from, d.Metadata.from, &d.Version, &d.Timestamp, &d.ClientToken)
 }
 
 // skip passes over one value without building it. It accepts only what value
@@ -548,51 +544,7 @@ func (p *parser) skip() bool {
 	}
 	switch c := p.data[p.pos]; {
 	case c == '{', c == '[':
-		closing := byte('}')
-		if c == '[' {
-			closing = ']'
-		}
-		p.depth++
-		if p.depth > maxFastDepth {
-			return false
-		}
-		p.pos++
-		p.skipWS()
-		if p.pos < len(p.data) && p.data[p.pos] == closing {
-			p.pos++
-			p.depth--
-			return true
-		}
-		for {
-			if c == '{' {
-				p.skipWS()
-				if p.pos >= len(p.data) || p.data[p.pos] != '"' || !p.skipString() {
-					return false
-				}
-				p.skipWS()
-				if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-					return false
-				}
-				p.pos++
-			}
-			if !p.skip() {
-				return false
-			}
-			p.skipWS()
-			if p.pos >= len(p.data) {
-				return false
-			}
-			switch p.data[p.pos] {
-			case ',':
-				p.pos++
-			case closing:
-				p.pos++
-				p.depth--
-				return true
-			default:
-				return false
-			}
-		}
+		return p.container(true, func(string) bool { return p.skip() })
 	case c == '"':
 		return p.skipString()
 	}
@@ -643,58 +595,19 @@ func (p *parser) members(names []string, fn func(key string) bool) bool {
 	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
 		return false
 	}
-	p.depth++
-	p.pos++
 	var seen []string
-	p.skipWS()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
-		p.pos++
-		p.depth--
-		return true
-	}
-	for {
-		p.skipWS()
-		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
-			return false
-		}
-		k, ok := p.key()
-		if !ok {
-			return false
-		}
+	return p.container(false, func(k string) bool {
 		for _, n := range names {
 			if k != n && strings.EqualFold(k, n) {
 				return false
 			}
 		}
-		for _, s := range seen {
-			if s == k {
-				return false
-			}
+		if slices.Contains(seen, k) {
+			return false
 		}
 		seen = append(seen, k)
-		p.skipWS()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return false
-		}
-		p.pos++
-		if !fn(k) {
-			return false
-		}
-		p.skipWS()
-		if p.pos >= len(p.data) {
-			return false
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			p.depth--
-			return true
-		default:
-			return false
-		}
-	}
+		return fn(k)
+	})
 }
 
 // isNull consumes a null if one is next.
