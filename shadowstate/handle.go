@@ -304,6 +304,11 @@ func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *Docu
 func (h *Handle) stateOnlyDocuments() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.stateOnlyLocked()
+}
+
+// stateOnlyLocked is stateOnlyDocuments for a caller holding h.mu.
+func (h *Handle) stateOnlyLocked() bool {
 	for _, w := range h.docFns {
 		if !w.stateOnly {
 			return false
@@ -337,13 +342,9 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 // registered after the decode was chosen: the caller decodes it again in full.
 func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stateOnly bool) bool {
 	h.mu.Lock()
-	if stateOnly {
-		for _, w := range h.docFns {
-			if !w.stateOnly {
-				h.mu.Unlock()
-				return false
-			}
-		}
+	if stateOnly && !h.stateOnlyLocked() {
+		h.mu.Unlock()
+		return false
 	}
 	if m.Previous == nil && m.Current.Version < h.lastVersion {
 		// Created again after its deletion was forgotten (48 hours): versions start

@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -300,4 +304,32 @@ func (ca *testCA) issue(t *testing.T, cn string, server bool, notBefore, notAfte
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// allowAll is a mochi hook that lets every client connect, publish and subscribe;
+// hooks for a bare broker embed it and add what they observe.
+type allowAll struct{ mqtt.HookBase }
+
+func (allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// startBareBroker runs a plain mochi broker (no localiot rules) with hook on a
+// loopback port for the test, and returns it with its mqtt:// endpoint. hook must
+// provide OnConnectAuthenticate and OnACLCheck (embed allowAll).
+func startBareBroker(t *testing.T, hook mqtt.Hook) (*mqtt.Server, string) {
+	t.Helper()
+	broker := mqtt.New(&mqtt.Options{InlineClient: true})
+	if err := broker.AddHook(hook, nil); err != nil {
+		t.Fatal(err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := broker.AddListener(tcp); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = broker.Close() })
+	return broker, "mqtt://" + tcp.Address()
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/shadowsync/shadowsync/transport"
@@ -16,7 +15,7 @@ import (
 // identifier in use", as mochi-mqtt does when a client's SUBSCRIBE reuses the
 // identifier of a delivery the broker has in flight to it.
 type inUseHook struct {
-	mqtt.HookBase
+	allowAll
 	subscribes atomic.Int32
 }
 
@@ -29,10 +28,6 @@ func (h *inUseHook) Provides(b byte) bool {
 	}
 	return false
 }
-
-func (h *inUseHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-func (h *inUseHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 func (h *inUseHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if h.subscribes.Add(1) == 1 { // a delivery in flight under the same identifier
@@ -49,20 +44,9 @@ func (h *inUseHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 // reported as refused: the filter was never the problem.
 func TestSubscribeRetriesPacketIDInUse(t *testing.T) {
 	hook := new(inUseHook)
-	broker := mqtt.New(&mqtt.Options{InlineClient: true})
-	if err := broker.AddHook(hook, nil); err != nil {
-		t.Fatal(err)
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := broker.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := broker.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = broker.Close() })
+	broker, endpoint := startBareBroker(t, hook)
 
-	c := dialConn(t, transport.Config{Endpoint: "mqtt://" + tcp.Address(), ClientID: "in-use"})
+	c := dialConn(t, transport.Config{Endpoint: endpoint, ClientID: "in-use"})
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	col := newCollector()

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/shadowsync/shadowsync/transport"
@@ -16,7 +15,7 @@ import (
 // holdHook holds every SUBSCRIBE of one filter in the broker until release is
 // closed, and reports each UNSUBSCRIBE the broker handles.
 type holdHook struct {
-	mqtt.HookBase
+	allowAll
 	filter       string
 	held         chan struct{} // receives when a SUBSCRIBE of filter is being held
 	release      chan struct{}
@@ -32,10 +31,6 @@ func (h *holdHook) Provides(b byte) bool {
 	}
 	return false
 }
-
-func (h *holdHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-func (h *holdHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 func (h *holdHook) OnSubscribe(_ *mqtt.Client, pk packets.Packet) packets.Packet {
 	for _, f := range pk.Filters {
@@ -58,27 +53,16 @@ func (h *holdHook) OnUnsubscribed(_ *mqtt.Client, pk packets.Packet) {
 // would count against the connection's subscription limit.
 func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
 	hook := &holdHook{filter: "slow/#", held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
-	broker := mqtt.New(&mqtt.Options{InlineClient: true})
-	if err := broker.AddHook(hook, nil); err != nil {
-		t.Fatal(err)
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := broker.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := broker.Serve(); err != nil {
-		t.Fatal(err)
-	}
+	broker, endpoint := startBareBroker(t, hook)
 	t.Cleanup(func() {
 		select {
 		case <-hook.release:
 		default:
 			close(hook.release)
 		}
-		_ = broker.Close()
 	})
 
-	c := dialConn(t, transport.Config{Endpoint: "mqtt://" + tcp.Address(), ClientID: "withdraw"})
+	c := dialConn(t, transport.Config{Endpoint: endpoint, ClientID: "withdraw"})
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() {
