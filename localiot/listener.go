@@ -23,8 +23,8 @@ type netListener struct {
 	tlsConfig *tls.Config
 	log       *slog.Logger
 	conns     connTracker
-	// dropClients, when set, replaces the CloseFn mochi passes to Close; see
-	// Server.dropListenerClients for why.
+	// dropClients, when set, replaces the CloseFn mochi passes to Close (see
+	// connTracker.end).
 	dropClients listeners.CloseFn
 }
 
@@ -97,15 +97,7 @@ func (l *netListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 func (l *netListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.ln.Close()
-	if l.dropClients != nil {
-		closeClients = l.dropClients
-	}
-	closeClients(l.id)
-	l.conns.closeAll()
-	// Every connection's establish call has returned before mochi waits for its
-	// clients: an establish still starting would count itself in as mochi waits,
-	// which sync.WaitGroup forbids.
-	l.conns.wait()
+	l.conns.end(l.id, closeClients, l.dropClients)
 }
 
 // connTracker knows a listener's open connections so that Close can end them all and
@@ -165,6 +157,21 @@ func (t *connTracker) closeAll() {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+// end finishes a listener's Close once it accepts no more: it disconnects the
+// listener's clients through drop (Server.dropListenerClients, which stands in for
+// mochi's closeClients; closeClients only if drop is nil), closes every connection
+// still open and waits for their goroutines. Every establish call has then returned
+// before mochi waits for its clients: one still starting would count itself in as
+// mochi waits, which sync.WaitGroup forbids.
+func (t *connTracker) end(id string, closeClients, drop listeners.CloseFn) {
+	if drop != nil {
+		closeClients = drop
+	}
+	closeClients(id)
+	t.closeAll()
+	t.wait()
 }
 
 // wait blocks until every tracked connection is done.

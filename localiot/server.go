@@ -124,7 +124,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plain listener: %w", err)
 		}
-		ls = append(ls, &netListener{id: listenerPlain, ln: ln})
+		ls = append(ls, &netListener{id: listenerPlain, ln: ln, dropClients: s.dropListenerClients})
 		eps.Plain = "mqtt://" + ln.Addr().String()
 	}
 	if t := s.opts.TLS; t != nil {
@@ -140,7 +140,7 @@ func (s *Server) Start(ctx context.Context) error {
 			ClientCAs:    t.ClientCAs,
 			NextProtos:   []string{alpnAmazonMQTT},
 		}
-		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg})
+		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg, dropClients: s.dropListenerClients})
 		eps.TLS = "mqtts://" + ln.Addr().String()
 	}
 	if w := s.opts.WebSocket; w != nil {
@@ -149,7 +149,7 @@ func (s *Server) Start(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("websocket listener: %w", err)
 		}
-		ls = append(ls, newWSListener(listenerWS, ln, w))
+		ls = append(ls, newWSListener(listenerWS, ln, w, s.dropListenerClients))
 		scheme := "ws://"
 		if w.Certificate != nil {
 			scheme = "wss://"
@@ -157,12 +157,6 @@ func (s *Server) Start(ctx context.Context) error {
 		eps.WebSocket = scheme + ln.Addr().String() + websocketPath
 	}
 	for _, l := range ls {
-		switch l := l.(type) {
-		case *netListener:
-			l.dropClients = s.dropListenerClients
-		case *wsListener:
-			l.dropClients = s.dropListenerClients
-		}
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
 			return fmt.Errorf("add listener %s: %w", l.ID(), err)
@@ -185,15 +179,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket)
 
 	<-ctx.Done()
-	err := s.broker.Close() // closes listeners, disconnects clients, stops the event loop
-	for _, l := range ls {
-		switch l := l.(type) {
-		case *netListener:
-			l.conns.wait()
-		case *wsListener:
-			l.conns.wait()
-		}
-	}
+	// Closes the listeners (each returns once its connections' goroutines have
+	// ended), disconnects the clients and stops the event loop.
+	err := s.broker.Close()
 	s.opts.Logger.Info("localiot stopped")
 	if err != nil {
 		return fmt.Errorf("close: %w", err)

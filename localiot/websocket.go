@@ -25,8 +25,8 @@ type wsListener struct {
 	upgrader websocket.Upgrader
 	log      *slog.Logger
 	conns    connTracker // upgraded connections, which http.Server no longer tracks
-	// dropClients, when set, replaces the CloseFn mochi passes to Close; see
-	// Server.dropListenerClients for why.
+	// dropClients, when set, replaces the CloseFn mochi passes to Close (see
+	// connTracker.end).
 	dropClients listeners.CloseFn
 
 	mu        sync.Mutex // guards establish
@@ -35,14 +35,15 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, ln net.Listener, opts *WebSocketListener) *wsListener {
+func newWSListener(id string, ln net.Listener, opts *WebSocketListener, drop listeners.CloseFn) *wsListener {
 	if opts.Certificate != nil {
 		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*opts.Certificate}, NextProtos: []string{"http/1.1"}})
 	}
 	l := &wsListener{
-		id:       id,
-		ln:       ln,
-		verifier: newSigV4Verifier(opts),
+		id:          id,
+		ln:          ln,
+		dropClients: drop,
+		verifier:    newSigV4Verifier(opts),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: connectTimeout,
 			Subprotocols:     []string{"mqtt", "mqttv3.1"},
@@ -89,15 +90,7 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.conns.close()
 	_ = l.srv.Close()
 	_ = l.ln.Close() // in case Serve never ran, when srv does not know ln yet
-	if l.dropClients != nil {
-		closeClients = l.dropClients
-	}
-	closeClients(l.id)
-	l.conns.closeAll()
-	// Every connection's establish call has returned before mochi waits for its
-	// clients: an establish still starting would count itself in as mochi waits,
-	// which sync.WaitGroup forbids.
-	l.conns.wait()
+	l.conns.end(l.id, closeClients, l.dropClients)
 }
 
 func (l *wsListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
