@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +50,12 @@ type Conn struct {
 	started    atomic.Bool
 	runDone    chan struct{} // closed when the connection loop has finished
 	events     notifier
+
+	// handlers holds every subscription whose goroutine has not returned yet, also
+	// after it left the router (finish, Unsubscribe and a failed Subscribe remove it
+	// and halt it without waiting), so that Close can wait for each of them.
+	handlersMu sync.Mutex
+	handlers   map[*Subscription]struct{}
 
 	mu       sync.Mutex
 	state    connState
@@ -203,33 +212,78 @@ func (c *Conn) Start(ctx context.Context) error {
 }
 
 // Close disconnects (sending DISCONNECT, bounded by Config.ConnectTimeout and ctx),
-// stops every handler goroutine and waits for them, within ctx. Publishes still
-// queued are dropped and logged. Close is idempotent; after it every call returns
-// ErrClosed.
+// stops every handler goroutine and waits for them, within ctx: a handler still
+// running when ctx ends is named in the error. Publishes still queued are dropped and
+// logged. Close is idempotent and safe to call concurrently; each call waits as
+// above. After it every other call returns ErrClosed.
 func (c *Conn) Close(ctx context.Context) error {
 	c.cancelLife()
-	if c.started.Load() {
-		select {
-		case <-c.runDone:
-		case <-ctx.Done():
-			return fmt.Errorf("close: %w", ctx.Err())
-		}
-	} else if c.started.CompareAndSwap(false, true) {
-		close(c.runDone)
+	if c.started.CompareAndSwap(false, true) {
+		// Never started: no connection loop will run finish.
 		c.finish()
+		close(c.runDone)
 	}
-	for _, s := range c.router.removeAll() {
+	if !awaitDone(ctx, c.runDone) {
+		return fmt.Errorf("close: %w", ctx.Err())
+	}
+	// finish has halted every subscription and emptied the router; the handlers
+	// may still be running, so wait for each goroutine that has not returned.
+	for _, s := range c.runningHandlers() {
 		s.halt()
-		select {
-		case <-s.done:
-		case <-ctx.Done():
+		if !awaitDone(ctx, s.done) {
 			return fmt.Errorf("close: handler for %q still running: %w", s.filter, ctx.Err())
 		}
 	}
 	return nil
 }
 
-// finish marks the Conn closed and reports what was left undone.
+// startHandler runs s's goroutine and keeps s among the running handlers until it
+// returns.
+func (c *Conn) startHandler(s *Subscription) {
+	c.handlersMu.Lock()
+	if c.handlers == nil {
+		c.handlers = make(map[*Subscription]struct{})
+	}
+	c.handlers[s] = struct{}{}
+	c.handlersMu.Unlock()
+	go func() {
+		defer func() {
+			c.handlersMu.Lock()
+			delete(c.handlers, s)
+			c.handlersMu.Unlock()
+		}()
+		s.run(c.life, c.log)
+	}()
+}
+
+// runningHandlers returns the subscriptions whose goroutine has not returned yet,
+// sorted by filter.
+func (c *Conn) runningHandlers() []*Subscription {
+	c.handlersMu.Lock()
+	defer c.handlersMu.Unlock()
+	subs := slices.Collect(maps.Keys(c.handlers))
+	slices.SortFunc(subs, func(a, b *Subscription) int { return strings.Compare(a.filter, b.filter) })
+	return subs
+}
+
+// awaitDone waits until ch is closed (true) or ctx ends (false). An already closed
+// ch wins over an ended ctx, so a late ctx does not fail what is already done.
+func awaitDone(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// finish marks the Conn closed, halts every subscription and reports what was left
+// undone. It does not wait for the handlers: Close does.
 func (c *Conn) finish() {
 	c.cancelLife()
 	c.mu.Lock()

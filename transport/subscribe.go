@@ -55,7 +55,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 		return nil, fmt.Errorf("subscribe %s: %d filters held: %w", filter, c.s.MaxSubscriptions, ErrTooManySubscriptions)
 	}
 	isNew, raised := c.router.add(sub)
-	go sub.run(c.life, c.log)
+	c.startHandler(sub)
 	sess := c.sess
 	send := (isNew || raised) && (c.state == stDraining || c.state == stOnline)
 	c.mu.Unlock()
