@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"sync"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -15,8 +16,9 @@ import (
 // next reconcile then reads the shadow unless a documents message caught up first.
 type entry struct {
 	// run serialises everything that acts on the shadow: reconciles and reports. It
-	// is held for the length of a Reconcile, so event handlers never take it.
-	run sync.Mutex
+	// is held for the length of a Reconcile, so event handlers never take it; a
+	// Report waiting for it gives up when its ctx ends.
+	run runLock
 
 	mu sync.Mutex // guards the fields below; held only briefly
 	// loaded says the cache holds a snapshot; until then a reconcile reads it first.
@@ -38,6 +40,66 @@ type entry struct {
 	// trigger another reconcile (the outcome of the reconcile already decided
 	// whether and when it runs again).
 	own, written int64
+	// observed is the desired state the last finished reconcile handled (or refused),
+	// and observedSet whether there was one: a desired state that differs from it is
+	// reconciled even when it leaves no delta (an app desiring again what the device
+	// already reports), so that the status follows every desired change.
+	observed    shadowstate.Object
+	observedSet bool
+}
+
+func newEntry() *entry { return &entry{run: make(runLock, 1)} }
+
+// runLock is a mutex whose Lock gives up when a ctx ends.
+type runLock chan struct{}
+
+// Lock takes the lock, or returns ctx's error if ctx ends first.
+func (l runLock) Lock(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TryLock takes the lock if it is free.
+func (l runLock) TryLock() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Unlock releases the lock.
+func (l runLock) Unlock() { <-l }
+
+// observe records the desired state a reconcile has just handled.
+func (e *entry) observe(desired shadowstate.Object) {
+	e.mu.Lock()
+	e.observed, e.observedSet = desired, true
+	e.mu.Unlock()
+}
+
+// unobservedLocked reports whether the cached state needs a reconcile: desired and
+// reported differ, or desired differs from what the last reconcile handled. Before the
+// first reconcile, any desired state counts: the device's own state is not known
+// until Reconcile has run once.
+func (e *entry) unobservedLocked() bool {
+	if shadowstate.Delta(e.desired, e.reported) != nil {
+		return true
+	}
+	if !e.observedSet {
+		return e.desired != nil
+	}
+	return !shadowstate.Equal(e.desired, e.observed) && (e.desired != nil || e.observed != nil)
 }
 
 func (e *entry) snapshot() (desired, reported shadowstate.Object, version int64, exists bool) {
@@ -67,7 +129,7 @@ func (e *entry) invalidate() {
 func (e *entry) needsReconcile(all bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if shadowstate.Delta(e.desired, e.reported) == nil {
+	if !e.unobservedLocked() {
 		return false
 	}
 	fresh := e.version > e.seen
@@ -153,16 +215,16 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 	}
 	announce := v > e.seen
 	e.seen = max(e.seen, v)
-	return announce && !e.isOwn(v) && shadowstate.Delta(e.desired, e.reported) != nil
+	return announce && !e.isOwn(v) && e.unobservedLocked()
 }
 
 func (e *entry) isOwn(v int64) bool { return v == e.own || v == e.written }
 
-// differs reports whether the cached desired and reported state differ.
+// differs reports whether the cached shadow needs a reconcile (see unobservedLocked).
 func (e *entry) differs() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return shadowstate.Delta(e.desired, e.reported) != nil
+	return e.unobservedLocked()
 }
 
 // clearOwn forgets a report expected at version v that failed: the version, if it

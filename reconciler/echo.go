@@ -15,6 +15,6 @@ func Echo(m *Manager, things ...string) (*Controller[shadowstate.Object], error)
 }
 
 func echo(_ context.Context, req Request[shadowstate.Object]) (Result, error) {
-	*req.Reported = shadowstate.Merge(*req.Reported, req.Delta)
+	*req.Reported = req.Desired // desired merged onto reported: unchanged keys are not written
 	return Result{}, nil
 }

@@ -85,7 +85,7 @@ func ExampleReconciler_retry() {
 	}
 	doc := waitFor(ctx, fan, inSync)
 	fmt.Println("reported", jsonText(doc.State.Reported), "after", attempts.Load(), "attempts")
-	// Output: reported {"speed":1} after 3 attempts
+	// Output: reported {"on":false,"speed":1} after 3 attempts
 }
 
 // TerminalError gives up until desired state changes. With StatusField the outcome

@@ -76,7 +76,7 @@ func ExampleController_Report() {
 		panic(err)
 	}
 	fmt.Println("reported", jsonText(doc.State.Reported))
-	// Output: reported {"battery":97,"celsius":21.5}
+	// Output: reported {"battery":97,"celsius":21.5,"interval":0}
 }
 
 // Options.MetricsAddr serves the manager's Prometheus metrics at /metrics while

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 
 	"github.com/shadowsync/shadowsync/schemas"
@@ -23,10 +24,13 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if e == nil {
 		return ""
 	}
-	e.run.Lock()
+	if err := e.run.Lock(ctx); err != nil {
+		return "" // shutting down
+	}
 	defer e.run.Unlock()
 	log := c.log.With("thing", id.Thing, "shadow", id.Name)
 	ctx = context.WithValue(ctx, loggerKey{}, log)
+	ctx = context.WithValue(ctx, reconcilingKey{}, e)
 
 	if !e.current() {
 		if err := c.refresh(ctx, id, e); err != nil {
@@ -44,16 +48,17 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if desired == nil {
 		// Nothing is desired (the shadow is new, or an app cleared desired): there is
 		// nothing to move the device towards until desired state appears.
+		e.observe(nil)
 		c.queue.Forget(id)
 		return ""
 	}
 
-	desiredT, err := c.decodeDesired(desired)
+	desiredT, err := c.decodeDesired(desired, reported)
 	if err != nil {
 		log.Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
 		c.m.metrics.invalidDesired.WithLabelValues(c.opts.Name).Inc()
-		if c.opts.StatusField != "" {
-			c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()})
+		if c.opts.StatusField == "" || c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()}) {
+			e.observe(desired)
 		}
 		c.queue.Forget(id)
 		return resultInvalid
@@ -62,17 +67,12 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if err := decodeInto(reported, &reportedT); err != nil {
 		log.Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
 	}
-	before, err := toObject(&reportedT)
-	if err != nil {
-		log.Error("reported state cannot be encoded", "error", err)
-		c.queue.Forget(id)
-		return resultError
-	}
-
+	var deletes [][]string
 	res, rerr := c.reconcile(ctx, Request[T]{
 		Thing: id.Thing, Shadow: id.Name,
 		Desired: desiredT, Reported: &reportedT,
-		Delta: shadowstate.Delta(desired, reported), Version: version,
+		RawDesired: desired, Delta: shadowstate.Delta(desired, reported), Version: version,
+		deletes: &deletes,
 	})
 
 	var status *Status
@@ -82,18 +82,27 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 			status.Error = rerr.Error()
 		}
 	}
-	switch err := c.report(ctx, id, e, before, &reportedT, status, version, exists); {
-	case errors.Is(err, errConflict):
+	werr := c.report(ctx, id, e, reported, &reportedT, deletes, status, version, exists)
+	if werr == nil {
+		e.observe(desired)
+	}
+	return c.outcome(id, log, res, rerr, werr)
+}
+
+// outcome decides, in one place, what follows a reconcile: its report's failure
+// first (a conflict reconciles again at once, anything else retries with backoff),
+// then Reconcile's own error (terminal or retried), then a requeue it asked for. It
+// returns the result for the reconciles metric.
+func (c *Controller[T]) outcome(id shadowstate.ID, log *slog.Logger, res Result, rerr, werr error) string {
+	switch {
+	case errors.Is(werr, errConflict):
 		log.Debug("report conflicted with another writer; reading the shadow and reconciling again")
 		c.enqueue(id)
 		return resultConflict
-	case err != nil:
-		log.Error("report failed; retrying", "error", err)
+	case werr != nil:
+		log.Error("report failed; retrying", "error", werr)
 		c.retry(id)
 		return resultReport
-	}
-
-	switch {
 	case rerr != nil && IsTerminal(rerr):
 		log.Error("reconcile failed for good; waiting for desired state to change", "error", rerr)
 		c.queue.Forget(id)
@@ -123,8 +132,12 @@ func (c *Controller[T]) reconcile(ctx context.Context, req Request[T]) (res Resu
 	return c.r.Reconcile(ctx, req)
 }
 
-// decodeDesired checks desired state against T's schema and decodes it into T.
-func (c *Controller[T]) decodeDesired(desired shadowstate.Object) (T, error) {
+// decodeDesired checks desired state against T's schema and returns the state the
+// device should be in: desired merged onto reported by the shadow service's rules
+// (every field an app desires, and what the device last reported for the others),
+// decoded into T. A reported value that does not fit T is left out (it was logged
+// when reported was decoded); a desired one makes the desired state invalid.
+func (c *Controller[T]) decodeDesired(desired, reported shadowstate.Object) (T, error) {
 	var t T
 	if desired == nil {
 		return t, nil
@@ -138,28 +151,14 @@ func (c *Controller[T]) decodeDesired(desired shadowstate.Object) (T, error) {
 			return t, err
 		}
 	}
-	if err := decodeInto(desired, &t); err != nil {
-		return t, fmt.Errorf("%w: %w", errInvalidDesired, err)
+	if err := decodeInto(shadowstate.Merge(reported, desired), &t); err != nil {
+		// Whose value did not fit: desired's makes it invalid; reported's is left out.
+		var probe T
+		if derr := decodeInto(desired, &probe); derr != nil {
+			return t, fmt.Errorf("%w: %w", errInvalidDesired, derr)
+		}
 	}
 	return t, nil
-}
-
-// toObject returns v's JSON form as an Object. For an Object it is a deep copy
-// (values that are not JSON's own types normalised through encoding/json); anything
-// else goes through encoding/json and must encode to a JSON object (or null).
-func toObject[T any](v *T) (shadowstate.Object, error) {
-	if o, ok := any(v).(*shadowstate.Object); ok {
-		return copyObject(*o)
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var o shadowstate.Object
-	if err := shadowstate.Unmarshal(data, &o); err != nil {
-		return nil, fmt.Errorf("the device state is not a JSON object: %w", err)
-	}
-	return o, nil
 }
 
 // copyObject deep-copies o, so that the copy shares nothing a Reconcile may change.
@@ -226,56 +225,19 @@ func decodeInto(section shadowstate.Object, v any) error {
 	return shadowstate.Unmarshal(data, v)
 }
 
-// mergePatch returns the RFC 7396 merge patch that turns before into after: keys
-// added or changed (objects patched key by key, anything else replaced whole), and
-// null for keys removed. Values equal by shadowstate.Equal are unchanged. It is nil
-// when nothing changed.
-func mergePatch(before, after shadowstate.Object) shadowstate.Object {
-	var patch shadowstate.Object
-	set := func(k string, v any) {
-		if patch == nil {
-			patch = shadowstate.Object{}
-		}
-		patch[k] = v
-	}
-	for k, a := range after {
-		b, ok := before[k]
-		switch {
-		case !ok:
-			set(k, a)
-		case isObject(a) && isObject(b):
-			if sub := mergePatch(b.(shadowstate.Object), a.(shadowstate.Object)); sub != nil {
-				set(k, sub)
-			}
-		case !shadowstate.Equal(a, b):
-			set(k, a)
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			set(k, nil)
-		}
-	}
-	return patch
-}
-
-func isObject(v any) bool {
-	_, ok := v.(shadowstate.Object)
-	return ok
-}
-
 // errConflict reports a report rejected with 409: the cache has been re-read.
 var errConflict = errors.New("version conflict")
 
-// report writes the reported fields Reconcile changed — the RFC 7396 merge patch from
-// before to the new state, plus the status when enabled — with the cached version
-// for optimistic locking. Nothing is written when nothing changed.
-func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, before shadowstate.Object, after *T, status *Status, version int64, exists bool) error {
-	afterObj, err := toObject(after)
+// report writes what Reconcile (or a Report) changed: the members of the device
+// state after that stored (the reported object the state was read from) lacks or holds
+// differently, the deletions asked for, and the status when enabled, with the cached
+// version for optimistic locking. Nothing is written when nothing changed.
+func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, stored shadowstate.Object, after *T, deletes [][]string, status *Status, version int64, exists bool) error {
+	patch, err := reportPatch(stored, after)
 	if err != nil {
 		return fmt.Errorf("encode reported state: %w", err)
 	}
-	patch := mergePatch(before, afterObj)
+	patch = withDeletes(patch, stored, deletes)
 	if status != nil {
 		if patch == nil {
 			patch = shadowstate.Object{}
@@ -327,14 +289,16 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 }
 
 // writeStatus reports only the status, for desired state that never reached
-// Reconcile.
-func (c *Controller[T]) writeStatus(ctx context.Context, id shadowstate.ID, e *entry, s Status) {
+// Reconcile, and reports whether it was written; when not, the shadow is retried.
+func (c *Controller[T]) writeStatus(ctx context.Context, id shadowstate.ID, e *entry, s Status) bool {
 	_, _, version, exists := e.snapshot()
 	patch := shadowstate.Object{c.opts.StatusField: statusObject(s)}
 	if err := c.write(ctx, id, e, patch, version, exists); err != nil {
 		Logger(ctx).Warn("status report failed; retrying", "error", err)
 		c.retry(id)
+		return false
 	}
+	return true
 }
 
 func statusObject(s Status) shadowstate.Object {
@@ -347,16 +311,32 @@ func statusObject(s Status) shadowstate.Object {
 	return o
 }
 
+// ErrReportInReconcile is returned by Controller.Report called from inside Reconcile
+// for the shadow being reconciled (with Reconcile's ctx or one derived from it): that
+// shadow's state is reported when Reconcile returns, so set the fields on
+// req.Reported instead.
+var ErrReportInReconcile = errors.New("reconciler: Report called from inside Reconcile of the same shadow; set the fields on req.Reported instead")
+
 // Report publishes state that changed on the device by itself (a sensor reading):
-// fn edits the device's reported state, and the changed fields are reported through
-// the same path as Reconcile's, serialised with it. thing must be managed by c.
+// fn edits the device's reported state, and the fields it changed are reported
+// through the same path as Reconcile's, serialised with it. thing must be managed by
+// c.
+//
+// Report waits while the shadow's Reconcile runs, until ctx ends. Called from inside
+// Reconcile with Reconcile's ctx, it returns at once: ErrReportInReconcile for the
+// shadow being reconciled; for another shadow, it works (or gives up when ctx ends).
 func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) error {
 	id := shadowstate.ID{Thing: thing, Name: c.opts.Shadow}
 	e := c.set.get(id)
 	if e == nil {
 		return fmt.Errorf("reconciler: Report: %v is not managed by controller %s", id, c.opts.Name)
 	}
-	e.run.Lock()
+	if held, _ := ctx.Value(reconcilingKey{}).(*entry); held == e {
+		return fmt.Errorf("%w (%v)", ErrReportInReconcile, id)
+	}
+	if err := e.run.Lock(ctx); err != nil {
+		return fmt.Errorf("reconciler: Report %v: waiting for its Reconcile to finish: %w", id, err)
+	}
 	defer e.run.Unlock()
 	for attempt := 0; ; attempt++ {
 		if !e.current() {
@@ -367,12 +347,8 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 		_, reported, version, exists := e.snapshot()
 		var t T
 		_ = decodeInto(reported, &t)
-		before, err := toObject(&t)
-		if err != nil {
-			return fmt.Errorf("reconciler: Report %v: %w", id, err)
-		}
 		fn(&t)
-		err = c.report(ctx, id, e, before, &t, nil, version, exists)
+		err := c.report(ctx, id, e, reported, &t, nil, nil, version, exists)
 		if errors.Is(err, errConflict) {
 			// Another writer's change may have been taken for this report's own; if
 			// the shadow differs now, reconcile it.

@@ -11,22 +11,59 @@ import (
 
 // Request is what Reconcile is given: one shadow's latest state, read from the
 // framework's cache when the work queue hands out its key, never a stale event.
+//
+// The contract, for a device type T and a shadow whose desired state is partial (an
+// app desired only {"brightness":60} of a light with On, Brightness and Color):
+//
+//   - Desired is the state the device should be in: every field an app desires, and
+//     for every other field what the device last reported. A Reconcile that applies
+//     Desired whole is correct; it never sees zero values for fields nobody desired
+//     (Desired.On is true if the light last reported on). RawDesired and Delta say
+//     which fields apps actually named.
+//   - After Reconcile, every field of *Reported whose value differs from the stored
+//     reported state, or is absent from it, is written, zero values included and
+//     omitempty or not: a field desired as 0 or false is reported as 0 or false, so
+//     the delta clears. Fields holding nil (pointers, slices, maps) are not written.
+//     Keys of reported state that T does not declare are never touched, and a key is
+//     deleted only when Reconcile asks for it with DeleteReported.
+//   - Reconcile runs whenever desired state changes, also to a value the device
+//     already reports (no delta); with ControllerOptions.StatusField the status then
+//     names that version (see Status).
 type Request[T any] struct {
 	// Thing is the thing's name; Shadow the shadow's name, "" for the classic shadow.
 	Thing  string
 	Shadow string
-	// Desired is the shadow's whole desired state decoded into T. It has passed T's
+	// Desired is the state the device should be in: the shadow's desired state merged
+	// onto its reported state by the shadow service's rules (objects key by key,
+	// arrays and scalars whole), decoded into T. The desired state has passed T's
 	// JSON Schema.
 	Desired T
 	// Reported is the shadow's reported state decoded into T. Reconcile updates it to
 	// what the device really is now; the framework then reports the fields that
-	// changed, also when Reconcile returns an error.
+	// differ from the stored reported state, also when Reconcile returns an error.
 	Reported *T
+	// RawDesired is the shadow's desired state as stored: only the keys apps set.
+	// Treat it as read-only.
+	RawDesired shadowstate.Object
 	// Delta is the difference between desired and reported, as the service computes
-	// it; nil when they agree.
+	// it; nil when they agree. Treat it as read-only.
 	Delta shadowstate.Object
 	// Version is the shadow's version the state was read at.
 	Version int64
+
+	deletes *[][]string // the keys DeleteReported asked for
+}
+
+// DeleteReported asks the framework to delete one key of the shadow's reported
+// state (write it as null) with this reconcile's report: path is the key, with the
+// keys of the objects it is nested in first, e.g. DeleteReported("lights", "porch").
+// A deleted key is not written even when Reported holds a value for it. It is how a
+// device removes a map entry, or a key an older version of T reported; zero values
+// never delete anything. It does nothing for a key the stored reported state lacks.
+func (r Request[T]) DeleteReported(path ...string) {
+	if r.deletes != nil && len(path) > 0 {
+		*r.deletes = append(*r.deletes, append([]string(nil), path...))
+	}
 }
 
 // Result tells the framework when to run Reconcile again for this shadow without
@@ -39,9 +76,10 @@ type Result struct {
 
 // Reconciler moves a device towards its desired state.
 //
-// Reconcile is called for a shadow whenever its desired state changes (and on start,
-// after every reconnect, and when requeued), one call at a time per shadow; not while
-// the shadow has no desired state at all. It must be
+// Reconcile is called for a shadow whenever its desired state changes, also when the
+// change leaves no delta (and once on start, after a reconnect when the shadow
+// differs, and when requeued), one call at a time per shadow; not while the shadow
+// has no desired state at all. It must be
 // idempotent: it gets the whole state, not an event. It sets *req.Reported to what the
 // device is after acting, and the framework reports the changed fields with the
 // version req carried (a conflicting write makes it read the shadow again and call
@@ -86,6 +124,10 @@ func IsTerminal(err error) bool {
 }
 
 type loggerKey struct{}
+
+// reconcilingKey marks the ctx of a Reconcile with the entry of its shadow, so that a
+// Report for that shadow from inside it fails at once instead of waiting for itself.
+type reconcilingKey struct{}
 
 // Logger returns the logger of the reconcile ctx belongs to: the Manager's logger
 // with the thing and shadow attached. Outside a reconcile it returns a logger that

@@ -61,7 +61,7 @@ func (s *shadowSet) add(id shadowstate.ID) bool {
 	if s.byID[id] != nil {
 		return false
 	}
-	s.byID[id] = s.lru.PushFront(&setItem{id: id, e: &entry{}})
+	s.byID[id] = s.lru.PushFront(&setItem{id: id, e: newEntry()})
 	return true
 }
 
@@ -88,7 +88,7 @@ func (s *shadowSet) get(id shadowstate.ID) *entry {
 		s.lru.MoveToFront(el)
 		return el.Value.(*setItem).e
 	}
-	e := &entry{}
+	e := newEntry()
 	s.byID[id] = s.lru.PushFront(&setItem{id: id, e: e})
 	evicted := s.evictLocked()
 	if s.onEvict != nil && len(evicted) > 0 {
