@@ -46,6 +46,25 @@ type entry struct {
 	// already reports), so that the status follows every desired change.
 	observed    shadowstate.Object
 	observedSet bool
+	// pending is the device state (JSON form) and the deletions of a report that
+	// failed: what the device is, written before anything else acts on the shadow.
+	pending        shadowstate.Object
+	pendingDeletes [][]string
+}
+
+// setPending records (or, with nil, clears) the device state a report failed to
+// write.
+func (e *entry) setPending(state shadowstate.Object, deletes [][]string) {
+	e.mu.Lock()
+	e.pending, e.pendingDeletes = state, deletes
+	e.mu.Unlock()
+}
+
+// takePending returns the pending device state and deletions.
+func (e *entry) takePending() (shadowstate.Object, [][]string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pending, e.pendingDeletes
 }
 
 func newEntry() *entry { return &entry{run: make(runLock, 1)} }

@@ -136,7 +136,8 @@ func TestStatusFollowsADesiredChangeThatLeavesNoDelta(t *testing.T) {
 				return err
 			}
 			st, _ = doc.State.Reported["status"].(shadowstate.Object)
-			if n, _ := st["observedVersion"].(json.Number).Int64(); n < v {
+			num, _ := st["observedVersion"].(json.Number)
+			if n, _ := num.Int64(); n < v {
 				return fmt.Errorf("status %s, want observedVersion >= %d", jsonText(st), v)
 			}
 			return nil

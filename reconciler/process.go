@@ -44,6 +44,11 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 			return ""
 		}
 	}
+	if err := c.flushPending(ctx, id, e); err != nil {
+		log.Warn("cannot report the device's last state; retrying", "error", err)
+		c.retry(id)
+		return ""
+	}
 	desired, reported, version, exists := e.snapshot()
 	if desired == nil {
 		// Nothing is desired (the shadow is new, or an app cleared desired): there is
@@ -231,13 +236,20 @@ var errConflict = errors.New("version conflict")
 // report writes what Reconcile (or a Report) changed: the members of the device
 // state after that stored (the reported object the state was read from) lacks or holds
 // differently, the deletions asked for, and the status when enabled, with the cached
-// version for optimistic locking. Nothing is written when nothing changed.
+// version for optimistic locking. Nothing is written when nothing changed. When the
+// write fails, the device state is kept as pending and written before anything else
+// acts on the shadow, whatever desired state says by then.
 func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, stored shadowstate.Object, after *T, deletes [][]string, status *Status, version int64, exists bool) error {
-	patch, err := reportPatch(stored, after)
+	state, err := reportPatch(nil, after)
 	if err != nil {
 		return fmt.Errorf("encode reported state: %w", err)
 	}
-	patch = withDeletes(patch, stored, deletes)
+	return c.writeState(ctx, id, e, stored, state, deletes, status, version, exists)
+}
+
+// writeState writes the device state (its JSON form) onto stored; see report.
+func (c *Controller[T]) writeState(ctx context.Context, id shadowstate.ID, e *entry, stored, state shadowstate.Object, deletes [][]string, status *Status, version int64, exists bool) error {
+	patch := withDeletes(patchOf(stored, state), stored, deletes)
 	if status != nil {
 		if patch == nil {
 			patch = shadowstate.Object{}
@@ -245,9 +257,42 @@ func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry,
 		patch[c.opts.StatusField] = statusObject(*status)
 	}
 	if len(patch) == 0 {
+		e.setPending(nil, nil)
 		return nil
 	}
-	return c.write(ctx, id, e, patch, version, exists)
+	err := c.write(ctx, id, e, patch, version, exists)
+	if err != nil && !refusedForGood(err) {
+		e.setPending(state, deletes)
+	} else {
+		// Written, or refused in a way no retry changes (too large, invalid): the
+		// next Reconcile decides what to report instead.
+		e.setPending(nil, nil)
+	}
+	return err
+}
+
+// refusedForGood reports whether the shadow service rejected a report for what it
+// holds (400, 413, 415, ...), rather than for a conflict (409), throttling (429) or
+// its own failure (5xx).
+func refusedForGood(err error) bool {
+	var rej *shadowstate.Error
+	return errors.As(err, &rej) && rej.Code >= 400 && rej.Code < 500 && rej.Code != 409 && rej.Code != 429
+}
+
+// flushPending writes the device state an earlier report failed to write, onto the
+// shadow as the cache holds it now (read again after a conflict, a few times).
+func (c *Controller[T]) flushPending(ctx context.Context, id shadowstate.ID, e *entry) error {
+	for attempt := 0; ; attempt++ {
+		state, deletes := e.takePending()
+		if state == nil && deletes == nil {
+			return nil
+		}
+		_, reported, version, exists := e.snapshot()
+		err := c.writeState(ctx, id, e, reported, state, deletes, nil, version, exists)
+		if !errors.Is(err, errConflict) || attempt == 3 {
+			return err
+		}
+	}
 }
 
 // write sends patch as reported state at version (no version check for a shadow
@@ -344,6 +389,9 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 				return fmt.Errorf("reconciler: Report %v: %w", id, err)
 			}
 		}
+		if err := c.flushPending(ctx, id, e); err != nil {
+			return fmt.Errorf("reconciler: Report %v: writing the device's earlier state: %w", id, err)
+		}
 		_, reported, version, exists := e.snapshot()
 		var t T
 		_ = decodeInto(reported, &t)
@@ -364,6 +412,11 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 				c.retry(id) // the failed report may have hidden another writer's change
 			}
 			return fmt.Errorf("reconciler: Report %v: %w", id, err)
+		}
+		if e.differs() {
+			// The device moved away from its desired state by itself: reconcile it back,
+			// as a device acting on the service's delta would.
+			c.enqueue(id)
 		}
 		return nil
 	}
