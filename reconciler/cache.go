@@ -40,12 +40,13 @@ type entry struct {
 	// trigger another reconcile (the outcome of the reconcile already decided
 	// whether and when it runs again).
 	own, written int64
-	// observed is the desired state the last finished reconcile handled (or refused),
-	// and observedSet whether there was one: a desired state that differs from it is
-	// reconciled even when it leaves no delta (an app desiring again what the device
-	// already reports), so that the status follows every desired change.
-	observed    shadowstate.Object
-	observedSet bool
+	// desiredAt is the newest version at which desired state was seen to change (or
+	// may have: a version read that no event announced), and observedAt the version
+	// the last finished reconcile read. A shadow whose desired state changed after
+	// the last reconcile is reconciled even when the change leaves no delta (an app
+	// desiring again what the device already reports), so that the status follows
+	// every desired change.
+	desiredAt, observedAt int64
 	// pending is the device state (JSON form) and the deletions of a report that
 	// failed: what the device is, written before anything else acts on the shadow.
 	pending        shadowstate.Object
@@ -100,25 +101,20 @@ func (l runLock) TryLock() bool {
 // Unlock releases the lock.
 func (l runLock) Unlock() { <-l }
 
-// observe records the desired state a reconcile has just handled.
-func (e *entry) observe(desired shadowstate.Object) {
+// observe records that a reconcile has handled the state read at version.
+func (e *entry) observe(version int64) {
 	e.mu.Lock()
-	e.observed, e.observedSet = desired, true
+	e.observedAt = max(e.observedAt, version)
 	e.mu.Unlock()
 }
 
 // unobservedLocked reports whether the cached state needs a reconcile: desired and
-// reported differ, or desired differs from what the last reconcile handled. Before the
-// first reconcile, any desired state counts: the device's own state is not known
-// until Reconcile has run once.
+// reported differ, or desired state changed after the last reconcile read it.
 func (e *entry) unobservedLocked() bool {
 	if shadowstate.Delta(e.desired, e.reported) != nil {
 		return true
 	}
-	if !e.observedSet {
-		return e.desired != nil
-	}
-	return !shadowstate.Equal(e.desired, e.observed) && (e.desired != nil || e.observed != nil)
+	return e.desired != nil && e.desiredAt > e.observedAt
 }
 
 func (e *entry) snapshot() (desired, reported shadowstate.Object, version int64, exists bool) {
@@ -176,6 +172,11 @@ func (e *entry) setDocument(doc *shadowstate.Document, mark int64) {
 	if !authoritative && e.loaded && doc.Version < e.version {
 		return // a newer snapshot got here first
 	}
+	if !e.loaded || !shadowstate.Equal(doc.State.Desired, e.desired) || (doc.Version > e.seen && !e.isOwn(doc.Version)) {
+		// Desired state changed, or may have: a version no event announced can hide a
+		// change and its undoing.
+		e.desiredAt = max(e.desiredAt, doc.Version)
+	}
 	e.loaded, e.exists = true, true
 	e.desired, e.reported, e.version = doc.State.Desired, doc.State.Reported, doc.Version
 	if authoritative {
@@ -223,9 +224,13 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 	if d.Previous == nil && e.loaded && v < e.version {
 		// Created again after its deletion was forgotten (48 hours): versions start over.
 		e.version, e.want, e.seen, e.own, e.written = 0, 0, 0, 0, 0
+		e.desiredAt, e.observedAt = 0, 0
 	}
 	if e.loaded && v < e.version {
 		return false
+	}
+	if !e.loaded || !shadowstate.Equal(d.Current.State.Desired, e.desired) {
+		e.desiredAt = max(e.desiredAt, v)
 	}
 	e.loaded, e.exists = true, true
 	e.desired, e.reported, e.version = d.Current.State.Desired, d.Current.State.Reported, v

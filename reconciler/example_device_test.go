@@ -160,3 +160,86 @@ func observed(doc *shadowstate.Document) int64 {
 	_, _ = fmt.Sscan(fmt.Sprint(status["observedVersion"]), &v)
 	return v
 }
+
+// Light is a device type where every zero value matters: a light can be off, at
+// brightness 0, with no colour set.
+type Light struct {
+	On         bool   `json:"on"`
+	Brightness int    `json:"brightness" jsonschema:"minimum=0,maximum=100"`
+	Color      string `json:"color"`
+}
+
+// A partial desired state: an app desires only the brightness. Desired holds the
+// state the light should be in — the brightness the app desires, and for the other
+// fields what the light last reported — so a Reconcile that applies it whole leaves
+// the light on and warm. RawDesired says what the app actually named.
+func ExampleRequest() {
+	endpoint, stopLocalIoT := localIoT()
+	defer stopLocalIoT()
+	ctx := context.Background()
+
+	mgr, err := reconciler.NewManager(transport.Config{Endpoint: endpoint, ClientID: "lamp-1"}, reconciler.Options{})
+	if err != nil {
+		panic(err)
+	}
+	lights, err := reconciler.Register(mgr, reconciler.ControllerOptions{Things: []string{"lamp-1"}},
+		reconciler.ReconcilerFunc[Light](func(ctx context.Context, req reconciler.Request[Light]) (reconciler.Result, error) {
+			fmt.Printf("Reconcile: desired %+v, apps named %s\n", req.Desired, jsonText(req.RawDesired))
+			// hardware.Apply(req.Desired) would go here.
+			*req.Reported = req.Desired
+			return reconciler.Result{}, nil
+		}))
+	if err != nil {
+		panic(err)
+	}
+	stopManager := startManager(mgr)
+	defer stopManager()
+	// The light says what it is when it starts: on, at 30, warm.
+	if err := lights.Report(ctx, "lamp-1", func(l *Light) { *l = Light{On: true, Brightness: 30, Color: "warm"} }); err != nil {
+		panic(err)
+	}
+
+	lamp, disconnect := appShadow(ctx, endpoint, "lamp-1")
+	defer disconnect()
+	if _, err := lamp.UpdateDesired(ctx, map[string]any{"brightness": 60}); err != nil {
+		panic(err)
+	}
+	doc := waitFor(ctx, lamp, inSync)
+	fmt.Println("reported", jsonText(doc.State.Reported))
+	// Output:
+	// Reconcile: desired {On:true Brightness:60 Color:warm}, apps named {"brightness":60}
+	// reported {"brightness":60,"color":"warm","on":true}
+}
+
+// Zero values are state: desiring the light off at brightness 0 reports exactly
+// that, so the delta clears (a write-back that skipped zero values would leave it
+// standing for ever).
+func ExampleRequest_zeroValues() {
+	endpoint, stopLocalIoT := localIoT()
+	defer stopLocalIoT()
+	ctx := context.Background()
+
+	mgr, err := reconciler.NewManager(transport.Config{Endpoint: endpoint, ClientID: "lamp-2"}, reconciler.Options{})
+	if err != nil {
+		panic(err)
+	}
+	_, err = reconciler.Register(mgr, reconciler.ControllerOptions{Things: []string{"lamp-2"}},
+		reconciler.ReconcilerFunc[Light](func(ctx context.Context, req reconciler.Request[Light]) (reconciler.Result, error) {
+			*req.Reported = req.Desired
+			return reconciler.Result{}, nil
+		}))
+	if err != nil {
+		panic(err)
+	}
+	stopManager := startManager(mgr)
+	defer stopManager()
+
+	lamp, disconnect := appShadow(ctx, endpoint, "lamp-2")
+	defer disconnect()
+	if _, err := lamp.UpdateDesired(ctx, map[string]any{"on": false, "brightness": 0}); err != nil {
+		panic(err)
+	}
+	doc := waitFor(ctx, lamp, inSync)
+	fmt.Println("reported", jsonText(doc.State.Reported))
+	// Output: reported {"brightness":0,"color":"","on":false}
+}

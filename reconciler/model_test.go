@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
+	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -154,9 +155,9 @@ func genSequence(r *rand.Rand, dt deviceType) []op {
 			p := pick(r, paths)
 			l, _ := specOf(dt, p)
 			ops = append(ops, op{kind: "report", path: p, value: pick(r, l.valid)})
-		case x < 89:
+		case x < 87:
 			ops = append(ops, op{kind: "disconnect"})
-		case x < 92:
+		case x < 90:
 			ops = append(ops, op{kind: "clear"})
 		default:
 			ops = append(ops, op{kind: "settle"})
@@ -175,6 +176,7 @@ type lane struct {
 	shadow string
 	status bool
 	things chan string
+	stop   func() // stops the manager and the proxy
 	// cutMu serialises disconnects: one cut and restore at a time.
 	cutMu sync.Mutex
 }
@@ -185,7 +187,6 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = proxy.Close() })
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.KeepAlive = 2 * time.Second
 	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
@@ -193,7 +194,13 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 		t.Fatal(err)
 	}
 	l := &lane{mgr: m, proxy: proxy, shadow: shadowName, status: shadowName == "", things: make(chan string, len(things))}
-	opts := reconciler.ControllerOptions{Name: dt.name, Things: things, Shadow: shadowName, MaxConcurrentReconciles: 4}
+	// Retries back off quickly: the test is about where a shadow ends up, not how
+	// patiently it gets there.
+	limiter, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 10 * time.Millisecond, MaxDelay: 500 * time.Millisecond, QPS: 1000, Burst: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := reconciler.ControllerOptions{Name: dt.name, Things: things, Shadow: shadowName, MaxConcurrentReconciles: 4, RateLimiter: limiter}
 	if l.status {
 		opts.StatusField = "status"
 	}
@@ -203,7 +210,25 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	for _, th := range things {
 		l.things <- th
 	}
-	run(t, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	var once sync.Once
+	l.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Start: %v", err)
+				}
+			case <-time.After(wait):
+				t.Error("Start did not return after its ctx ended")
+			}
+			_ = proxy.Close()
+		})
+	}
+	t.Cleanup(l.stop)
 	if err := m.Conn().AwaitConnection(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -228,43 +253,52 @@ func laneThings(prefix string, n int) []string {
 	return out
 }
 
+// laneSize is how many sequences one lane (one device process) plays: a lost
+// connection makes it read all its shadows again, and a fleet of a thousand read
+// after every cut measures the re-read, not the contract.
+const laneSize = 25
+
 func runSequences(t *testing.T, endpoint string, dt deviceType, shadowName string, seqs [][]op, workers int) {
-	l := newLane(t, endpoint, dt, shadowName, laneThings("m-"+dt.name, len(seqs)))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type failure struct {
 		seq []op
 		err error
 	}
-	var mu sync.Mutex
 	var failed *failure
-	work := make(chan []op)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for seq := range work {
-				err := l.run(ctx, dt, <-l.things, seq, 20*time.Second)
-				if err != nil && ctx.Err() == nil {
-					mu.Lock()
-					if failed == nil {
-						failed = &failure{seq, err}
+	for start := 0; start < len(seqs) && failed == nil; start += laneSize {
+		chunk := seqs[start:min(start+laneSize, len(seqs))]
+		l := newLane(t, endpoint, dt, shadowName, laneThings("m-"+dt.name, len(chunk)))
+		var mu sync.Mutex
+		work := make(chan []op)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for seq := range work {
+					err := l.run(ctx, dt, <-l.things, seq, 20*time.Second)
+					if err != nil && ctx.Err() == nil {
+						mu.Lock()
+						if failed == nil {
+							failed = &failure{seq, err}
+						}
+						mu.Unlock()
+						cancel()
 					}
-					mu.Unlock()
-					cancel()
 				}
-			}
-		})
-	}
-feed:
-	for _, s := range seqs {
-		select {
-		case work <- s:
-		case <-ctx.Done():
-			break feed
+			})
 		}
+	feed:
+		for _, s := range chunk {
+			select {
+			case work <- s:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		close(work)
+		wg.Wait()
+		l.stop()
 	}
-	close(work)
-	wg.Wait()
 	if failed == nil {
 		return
 	}
@@ -444,7 +478,10 @@ func (l *lane) run(ctx context.Context, dt deviceType, thing string, seq []op, c
 			return fmt.Errorf("step %d (%s): %w", i+1, o, err)
 		}
 	}
-	return l.check(ctx, h, thing, m, converge)
+	if err := l.check(ctx, h, thing, m, converge); err != nil {
+		return fmt.Errorf("%s: %w", thing, err)
+	}
+	return nil
 }
 
 func (l *lane) retry(ctx context.Context, f func(context.Context) error) error {
@@ -518,6 +555,9 @@ func (l *lane) step(ctx context.Context, h *shadowstate.Handle, thing string, m 
 		}
 		return nil
 	case "settle":
+		if !m.valid() {
+			return nil // the delta stays: nothing to wait for
+		}
 		wait, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		for wait.Err() == nil {
@@ -560,7 +600,7 @@ func (l *lane) check(ctx context.Context, h *shadowstate.Handle, thing string, m
 					jsonText(doc.State.Desired), jsonText(doc.State.Reported), doc.Version, jsonText(l.dev.hardware(thing)))
 			}
 			return last
-		case <-time.After(25 * time.Millisecond):
+		case <-time.After(40 * time.Millisecond):
 		}
 	}
 }

@@ -53,7 +53,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if desired == nil {
 		// Nothing is desired (the shadow is new, or an app cleared desired): there is
 		// nothing to move the device towards until desired state appears.
-		e.observe(nil)
+		e.observe(version)
 		c.queue.Forget(id)
 		return ""
 	}
@@ -63,7 +63,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 		log.Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
 		c.m.metrics.invalidDesired.WithLabelValues(c.opts.Name).Inc()
 		if c.opts.StatusField == "" || c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()}) {
-			e.observe(desired)
+			e.observe(version)
 		}
 		c.queue.Forget(id)
 		return resultInvalid
@@ -89,7 +89,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	}
 	werr := c.report(ctx, id, e, reported, &reportedT, deletes, status, version, exists)
 	if werr == nil {
-		e.observe(desired)
+		e.observe(version)
 	}
 	return c.outcome(id, log, res, rerr, werr)
 }
