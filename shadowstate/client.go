@@ -23,6 +23,10 @@ var (
 	// ErrOffline is returned at once for a request made while the connection is down:
 	// shadow requests are time-sensitive, so they never wait in the offline queue.
 	ErrOffline = errors.New("shadowstate: offline; shadow requests are not queued")
+	// ErrReplyLost is returned by a request whose connection was lost after the
+	// request was sent and before its reply came: the reply will not come, and the
+	// request may or may not have been applied (read the shadow to know).
+	ErrReplyLost = errors.New("shadowstate: connection lost before the reply; the request may have been applied")
 	// ErrClientClosed is returned by requests after Close.
 	ErrClientClosed = errors.New("shadowstate: client closed")
 )
@@ -107,7 +111,7 @@ func outcome(err error) string {
 		return OutcomeRejected
 	case errors.Is(err, ErrRequestTimeout):
 		return OutcomeTimeout
-	case errors.Is(err, ErrOffline):
+	case errors.Is(err, ErrOffline), errors.Is(err, ErrReplyLost):
 		return OutcomeOffline
 	}
 	return OutcomeError

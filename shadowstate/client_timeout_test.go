@@ -9,6 +9,7 @@ import (
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -62,5 +63,52 @@ func TestClientLateReplyAfterTimeout(t *testing.T) {
 	<-done
 	if err != nil || doc.Version != 2 {
 		t.Fatalf("the get after a late reply: %+v, %v", doc, err)
+	}
+}
+
+// TestClientRequestInFlightFailsWhenTheConnectionIsLost: a request sent and
+// acknowledged, whose reply has not come when the connection drops, returns
+// ErrReplyLost at once instead of waiting out its timeout (a minute here): the reply
+// can only come over the connection that is gone.
+func TestClientRequestInFlightFailsWhenTheConnectionIsLost(t *testing.T) {
+	addr := mosquitto.Start(t)
+	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("mute-service"))
+	if tok := svc.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("service connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { svc.Disconnect(0) })
+	requests := make(chan struct{}, 4)
+	if tok := svc.Subscribe("$aws/things/Mute-1/shadow/get", 1, func(mqttc.Client, mqttc.Message) {
+		requests <- struct{}{} // and never answers
+	}); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("service subscribe: %v", tok.Error())
+	}
+	proxy, err := faultproxy.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+
+	conn := dial(t, "mqtt://"+proxy.Addr(), nil)
+	c := newClient(t, conn, shadowstate.ClientOptions{Timeout: time.Minute})
+	h := mustShadow(t, c, "Mute-1", "")
+	result := make(chan error, 1)
+	go func() {
+		_, err := h.Get(t.Context())
+		result <- err
+	}()
+	select {
+	case <-requests: // sent, acknowledged, waiting for its reply
+	case <-time.After(wait):
+		t.Fatal("the get never reached the service")
+	}
+	proxy.Cut()
+	select {
+	case err := <-result:
+		if !errors.Is(err, shadowstate.ErrReplyLost) {
+			t.Fatalf("get whose connection was lost: %v, want ErrReplyLost", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the get still waits for a reply after its connection was lost")
 	}
 }

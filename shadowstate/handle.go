@@ -210,6 +210,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 		return fail(err)
 	}
 	c.log.Debug("shadow request", "shadow", h.id, "op", op, "token", token)
+	lost := c.conn.SessionLost()
 	err = c.conn.Publish(ctx, h.id.Topic(op, Request), payload, transport.QoS(1), transport.NoOfflineQueue())
 	if errors.Is(err, transport.ErrOffline) {
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
@@ -219,23 +220,35 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 	}
 	select {
 	case r := <-p.done:
-		switch {
-		case r.err != nil:
-			return fail(r.err)
-		case r.kind == Rejected:
-			var e Error
-			if err := Unmarshal(r.payload, &e); err != nil {
-				return fail(fmt.Errorf("malformed rejection %q: %w", r.payload, err))
-			}
-			return fail(&e)
+		return h.reply(r, out, fail)
+	case <-lost:
+		select {
+		case r := <-p.done: // the reply came just before the loss
+			return h.reply(r, out, fail)
+		default:
 		}
-		if err := Unmarshal(r.payload, out); err != nil {
-			return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
-		}
-		return nil
+		return fail(ErrReplyLost)
 	case <-ctx.Done():
 		return fail(h.ctxError(caller, ctx.Err()))
 	}
+}
+
+// reply turns a request's reply into its result, decoding an acceptance into out.
+func (h *Handle) reply(r reply, out any, fail func(error) error) error {
+	switch {
+	case r.err != nil:
+		return fail(r.err)
+	case r.kind == Rejected:
+		var e Error
+		if err := Unmarshal(r.payload, &e); err != nil {
+			return fail(fmt.Errorf("malformed rejection %q: %w", r.payload, err))
+		}
+		return fail(&e)
+	}
+	if err := Unmarshal(r.payload, out); err != nil {
+		return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
+	}
+	return nil
 }
 
 // ctxError reports why a request stopped waiting: the caller's own cancellation or

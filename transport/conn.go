@@ -131,6 +131,27 @@ func (c *Conn) IsOnline() bool {
 	return c.state == stOnline
 }
 
+// SessionLost returns a channel that is closed when the connection that is up now
+// goes down (lost, replaced or closed); while there is no connection it returns a
+// closed channel. A reply to something published over a connection comes over that
+// connection or not at all (AWS IoT keeps no messages for a clean session), so a
+// caller waiting for one stops waiting when the channel closes.
+func (c *Conn) SessionLost() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == nil {
+		return closedChan
+	}
+	return c.sess.lost
+}
+
+// closedChan is a channel that is always closed.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
 // Queued returns how many publishes wait in the offline queue.
 func (c *Conn) Queued() int { return c.offline.Len() }
 

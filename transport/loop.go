@@ -236,6 +236,7 @@ func (c *Conn) serve(ctx context.Context, sess *session) error {
 // endSession takes the session down: state down (publishes queue again), the paho
 // client disconnected, OnOffline told when it had been online.
 func (c *Conn) endSession(sess *session, cause error, closing bool) {
+	sess.markLost(cause) // also for a planned reconnect or a Close: SessionLost closes
 	c.mu.Lock()
 	wasOnline := c.state == stOnline
 	if c.sess == sess {
