@@ -18,6 +18,7 @@ import (
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
 )
 
 // TestModelConvergence is the typed contract as a property: random sequences of what
@@ -35,7 +36,7 @@ import (
 // The default run tries a few sequences per type and shadow; SHADOWSYNC_SOAK=1 tries
 // 1,000 per type and shadow. SHADOWSYNC_MODEL_SEED=n repeats a run's sequences.
 func TestModelConvergence(t *testing.T) {
-	perRun, workers := 6, 6
+	perRun, workers := 10, 8
 	if os.Getenv("SHADOWSYNC_SOAK") != "" {
 		perRun, workers = 1000, 12
 	}
@@ -189,7 +190,8 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	}
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.KeepAlive = 2 * time.Second
-	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
+	cfg.StableAfter = 100 * time.Millisecond // each cut is its own: reconnect at the base backoff
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Shadow: shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := reconciler.ControllerOptions{Name: dt.name, Things: things, Shadow: shadowName, MaxConcurrentReconciles: 4, RateLimiter: limiter}
+	opts := reconciler.ControllerOptions{Name: dt.name, Things: things, Shadow: shadowName, MaxConcurrentReconciles: 16, RateLimiter: limiter}
 	if l.status {
 		opts.StatusField = "status"
 	}
@@ -232,7 +234,22 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	if err := m.Conn().AwaitConnection(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	l.app = app(t, endpoint)
+	conn, err := transport.Dial(t.Context(), fastConfig(endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.app, err = shadowstate.NewClient(conn, shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways}); err != nil {
+		t.Fatal(err)
+	}
+	stopManager := l.stop
+	l.stop = func() {
+		stopManager()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = l.app.Close(ctx)
+		_ = conn.Close(ctx)
+	}
+	t.Cleanup(l.stop)
 	return l
 }
 
