@@ -166,51 +166,6 @@ func (c *Controller[T]) decodeDesired(desired, reported shadowstate.Object) (T, 
 	return t, nil
 }
 
-// copyObject deep-copies o, so that the copy shares nothing a Reconcile may change.
-func copyObject(o shadowstate.Object) (shadowstate.Object, error) {
-	if o == nil {
-		return nil, nil
-	}
-	out := make(shadowstate.Object, len(o))
-	for k, v := range o {
-		c, err := copyValue(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
-		}
-		out[k] = c
-	}
-	return out, nil
-}
-
-func copyValue(v any) (any, error) {
-	switch v := v.(type) {
-	case nil, bool, string, json.Number:
-		return v, nil
-	case shadowstate.Object:
-		return copyObject(v)
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			c, err := copyValue(e)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	// A Go value a Reconcile put in (an int, a struct): its JSON form.
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	if err := shadowstate.Unmarshal(data, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // decodeInto decodes a state section into v through its JSON form, keeping numbers
 // exact in untyped values (json.Number). A field of the wrong type is reported, and
 // the other fields are still decoded.
@@ -240,7 +195,7 @@ var errConflict = errors.New("version conflict")
 // write fails, the device state is kept as pending and written before anything else
 // acts on the shadow, whatever desired state says by then.
 func (c *Controller[T]) report(ctx context.Context, id shadowstate.ID, e *entry, stored shadowstate.Object, after *T, deletes [][]string, status *Status, version int64, exists bool) error {
-	state, err := reportPatch(nil, after)
+	state, err := stateJSON(after)
 	if err != nil {
 		return fmt.Errorf("encode reported state: %w", err)
 	}

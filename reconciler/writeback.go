@@ -14,22 +14,22 @@ import (
 )
 
 // reportPatch returns what to write to reported state so that it holds the device
-// state v: every member of v's JSON form that stored (the reported object the shadow
-// holds) lacks or holds differently — zero values included, whatever omitempty says,
-// since a key absent from reported is not the same as a zero one — recursing into
-// objects. It never deletes: keys of stored that v does not have are left as they are,
-// and so are fields v holds as nil. It is nil when nothing differs.
+// state v: every member of v's JSON form (stateJSON) that stored (the reported object
+// the shadow holds) lacks or holds differently, recursing into objects. It never
+// deletes: keys of stored that v does not have are left as they are, and so are
+// fields v holds as nil. It is nil when nothing differs.
 func reportPatch[T any](stored shadowstate.Object, v *T) (shadowstate.Object, error) {
-	if o, ok := any(v).(*shadowstate.Object); ok {
-		// The untyped device (Echo): its values are JSON's own types already, or
-		// anything a Reconcile put in.
-		j, err := toJSON(reflect.ValueOf(*o))
-		if err != nil {
-			return nil, err
-		}
-		obj, _ := j.(shadowstate.Object)
-		return patchOf(stored, obj), nil
+	state, err := stateJSON(v)
+	if err != nil {
+		return nil, err
 	}
+	return patchOf(stored, state), nil
+}
+
+// stateJSON returns the device state v as a JSON object (see toJSON): zero values
+// included, whatever omitempty says, since a key absent from reported is not the same
+// as a zero one. A device state must encode as an object (or nothing).
+func stateJSON[T any](v *T) (shadowstate.Object, error) {
 	j, err := toJSON(reflect.ValueOf(v).Elem())
 	if err != nil {
 		return nil, err
@@ -38,9 +38,17 @@ func reportPatch[T any](stored shadowstate.Object, v *T) (shadowstate.Object, er
 	case nil:
 		return nil, nil
 	case shadowstate.Object:
-		return patchOf(stored, j), nil
+		return j, nil
 	}
 	return nil, fmt.Errorf("the device state encodes as %T, not a JSON object", j)
+}
+
+// copyObject deep-copies o (values that are not JSON's own types become their JSON
+// form), so that the copy shares nothing a Reconcile may change.
+func copyObject(o shadowstate.Object) (shadowstate.Object, error) {
+	j, err := mapJSON(reflect.ValueOf(o))
+	obj, _ := j.(shadowstate.Object)
+	return obj, err
 }
 
 // patchOf returns the members of want that stored lacks or holds differently, with
