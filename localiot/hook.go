@@ -60,7 +60,7 @@ func (h *gateHook) ID() string { return "localiot-gate" }
 // Provides lists the hook methods gateHook implements.
 func (h *gateHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect,
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnACLCheck, mqtt.OnDisconnect,
 		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnPublish:
 		return true
 	}
@@ -106,6 +106,41 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (h *gateHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	_, ok := h.clients.Load(cl)
 	return ok
+}
+
+// takeoverWait bounds how long a connection waits for the one it replaces to end.
+const takeoverWait = 2 * time.Second
+
+// OnSessionEstablish runs once a connection is authenticated, before the broker lets
+// it take over the client ID. When a connection with that client ID and a clean
+// session is still open, or still ending, the broker would disconnect it and go on at
+// once, while the old connection's own ending — which removes the client ID's
+// subscriptions and registration — can still run and remove the new connection's
+// instead (a client that reconnects quickly then stays connected but receives
+// nothing). So the old connection is disconnected here, and the new one waits until it
+// has ended, as AWS IoT does when a client ID connects again.
+func (h *gateHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	old, ok := h.broker.Clients.Get(cl.ID)
+	if !ok || old == cl || !cleanSession(old) {
+		return // nothing to replace, or a kept session the broker hands over whole
+	}
+	_ = h.broker.DisconnectClient(old, packets.ErrSessionTakenOver)
+	deadline := time.Now().Add(takeoverWait)
+	for time.Now().Before(deadline) {
+		if cur, ok := h.broker.Clients.Get(cl.ID); !ok || cur != old {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.log.Warn("the connection replaced by a new one with its client ID has not ended; going on", "client", cl.ID, "old_remote", old.Net.Remote, "remote", cl.Net.Remote)
+}
+
+// cleanSession reports whether cl's session ends with its connection.
+func cleanSession(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 // OnDisconnect forgets the client unless its session is kept for a reconnect.

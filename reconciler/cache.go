@@ -163,14 +163,21 @@ func (e *entry) mark() int64 {
 
 // setDocument stores the result of a get. With no event since the read began (mark)
 // it is the shadow's latest state and replaces the cache whatever its version — a
-// shadow deleted and created again more than 48 hours later starts again at version 1.
-// Otherwise it is kept only if it is not older than the cache.
-func (e *entry) setDocument(doc *shadowstate.Document, mark int64) {
+// shadow deleted and created again more than 48 hours later starts again at version 1,
+// and a shadow service that lost or restored its state serves older versions — and it
+// then reports whether the version went backwards: everything the cache knew of later
+// versions is forgotten, and the state read counts as a desired change not yet
+// reconciled. Otherwise it is kept only if it is not older than the cache.
+func (e *entry) setDocument(doc *shadowstate.Document, mark int64) (backwards bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	authoritative := e.seen == mark
 	if !authoritative && e.loaded && doc.Version < e.version {
-		return // a newer snapshot got here first
+		return false // a newer snapshot got here first
+	}
+	if authoritative && doc.Version < max(e.version, e.seen, e.written) {
+		e.forgetVersionsLocked()
+		backwards = true
 	}
 	if !e.loaded || !shadowstate.Equal(doc.State.Desired, e.desired) || (doc.Version > e.seen && !e.isOwn(doc.Version)) {
 		// Desired state changed, or may have: a version no event announced can hide a
@@ -183,6 +190,14 @@ func (e *entry) setDocument(doc *shadowstate.Document, mark int64) {
 		e.want = min(e.want, doc.Version)
 		e.seen = min(e.seen, doc.Version)
 	}
+	return backwards
+}
+
+// forgetVersionsLocked forgets every version the cache has recorded, for a shadow whose
+// versions started again.
+func (e *entry) forgetVersionsLocked() {
+	e.version, e.want, e.seen, e.own, e.written = 0, 0, 0, 0, 0
+	e.desiredAt, e.observedAt = 0, 0
 }
 
 // setMissing records that a read found no shadow, unless an event announced a version
@@ -200,12 +215,19 @@ func (e *entry) setMissing(mark int64) {
 }
 
 // applyDelta records a delta and reports whether the shadow needs a reconcile. The
-// cache is not changed (a delta is not a snapshot); it is marked as behind.
+// cache is not changed (a delta is not a snapshot); it is marked as behind. A delta
+// older than what the cache has seen means the shadow's versions went backwards (or,
+// rarely, it overtook a newer message): the cache is marked for a re-read, which
+// tells which.
 func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if d.Version <= e.seen {
-		return false
+	if d.Version == e.seen {
+		return false // the same update's documents message or a duplicate came first
+	}
+	if d.Version < max(e.seen, e.version, e.written) {
+		e.loaded = false
+		return true
 	}
 	e.seen = d.Version
 	e.want = max(e.want, d.Version)
@@ -223,11 +245,13 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 	v := d.Current.Version
 	if d.Previous == nil && e.loaded && v < e.version {
 		// Created again after its deletion was forgotten (48 hours): versions start over.
-		e.version, e.want, e.seen, e.own, e.written = 0, 0, 0, 0, 0
-		e.desiredAt, e.observedAt = 0, 0
+		e.forgetVersionsLocked()
 	}
-	if e.loaded && v < e.version {
-		return false
+	if v < max(e.version, e.written) {
+		// Older than the cache: the versions went backwards (the service lost or
+		// restored its state), or the message overtook a newer one. A re-read tells.
+		e.loaded = false
+		return true
 	}
 	if !e.loaded || !shadowstate.Equal(d.Current.State.Desired, e.desired) {
 		e.desiredAt = max(e.desiredAt, v)

@@ -348,7 +348,13 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
 
 // onDelta updates the cache with a delta and enqueues its shadow.
 func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) {
-	if e := c.set.get(id); e != nil && e.applyDelta(d) {
+	e := c.set.get(id)
+	if e == nil {
+		return
+	}
+	queued := e.applyDelta(d)
+	c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "queued", queued)
+	if queued {
 		c.enqueue(id)
 	}
 }
@@ -356,10 +362,14 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) 
 // onDocuments updates the cache with a full snapshot and enqueues the shadow when it
 // differs, unless the snapshot is the result of this controller's own report.
 func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
-	if e := c.set.get(id); e != nil {
-		if e.applyDocuments(d, c.sharedFleet()) {
-			c.enqueue(id)
-		}
+	e := c.set.get(id)
+	if e == nil {
+		return
+	}
+	queued := e.applyDocuments(d, c.sharedFleet())
+	c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "queued", queued)
+	if queued {
+		c.enqueue(id)
 	}
 }
 
@@ -385,6 +395,10 @@ func (c *Controller[T]) refresh(ctx context.Context, id shadowstate.ID, e *entry
 		e.invalidate()
 		return err
 	}
-	e.setDocument(doc, mark)
+	if e.setDocument(doc, mark) {
+		c.m.metrics.versionsBack.WithLabelValues(c.opts.Name).Inc()
+		c.log.Warn("the shadow's version went backwards: the shadow service lost or restored its state, or the shadow was deleted and created again; reconciling what it holds now",
+			"thing", id.Thing, "shadow", id.Name, "version", doc.Version)
+	}
 	return nil
 }

@@ -183,7 +183,7 @@ func (c *Client) Shadow(thing, name string) (*Handle, error) {
 	defer c.mu.Unlock()
 	h := c.shadows[id]
 	if h == nil {
-		h = &Handle{c: c, id: id, lastVersion: -1, lastDelta: -1}
+		h = &Handle{c: c, id: id, lastVersion: -1, lastDelta: -1, lastDocs: -1}
 		c.shadows[id] = h
 	}
 	return h, nil

@@ -24,9 +24,12 @@ type Handle struct {
 	// documents message (-1: none). Deltas and documents strictly older than it are
 	// stale and discarded; equal ones are not (the seed SDK's bug).
 	lastVersion int64
-	// lastDelta is the version of the last delta delivered (-1: none); a delta with
-	// a version not above it is a duplicate.
-	lastDelta int64
+	// lastDelta and lastDocs are the versions of the last delta and documents
+	// message delivered (-1: none). A message on one topic arrives in the order the
+	// service published it, so one with the same version is a duplicate, and one with
+	// a lower version means the shadow's versions started again (the service lost or
+	// restored its state): it is delivered, and what the handle has seen is reset.
+	lastDelta, lastDocs int64
 	nextFn    int
 	deltaFns  map[int]func(context.Context, *DeltaMessage)
 	docFns    map[int]docWatcher
@@ -274,7 +277,10 @@ func (h *Handle) observe(v int64) {
 
 // OnDelta registers fn to be called with each /update/delta message of the shadow,
 // once the delta topic is subscribed (OnDelta waits for that). Stale deltas (older than
-// a version already seen) and duplicates are not delivered. fn runs on the client's
+// a version already seen) and duplicates are not delivered; a delta older than the
+// last delta delivered is, because on one topic that means the shadow's versions
+// started again (a shadow service that lost or restored its state), and what the
+// handle has seen is reset. fn runs on the client's
 // delta goroutine, one message at a time; it may call any Handle method. The returned
 // function unregisters fn.
 func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *DeltaMessage)) (func(), error) {
@@ -332,7 +338,12 @@ func (h *Handle) stateOnlyLocked() bool {
 
 func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 	h.mu.Lock()
-	if m.Version < h.lastVersion || m.Version <= h.lastDelta {
+	if m.Version < h.lastDelta {
+		seen := h.lastDelta
+		h.lastVersion, h.lastDelta, h.lastDocs = -1, -1, -1
+		h.c.log.Warn("shadow version went backwards in a delta; the service lost or restored its state", "shadow", h.id, "version", m.Version, "seen", seen)
+	}
+	if m.Version < h.lastVersion || m.Version == h.lastDelta {
 		seen := h.lastVersion
 		h.mu.Unlock()
 		h.c.log.Debug("stale or duplicate delta dropped", "shadow", h.id, "version", m.Version, "seen", seen)
@@ -359,10 +370,15 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stat
 		h.mu.Unlock()
 		return false
 	}
-	if m.Previous == nil && m.Current.Version < h.lastVersion {
+	switch {
+	case m.Previous == nil && m.Current.Version < h.lastVersion:
 		// Created again after its deletion was forgotten (48 hours): versions start
 		// over, and so does what this handle has seen.
-		h.lastVersion, h.lastDelta = -1, -1
+		h.lastVersion, h.lastDelta, h.lastDocs = -1, -1, -1
+	case m.Current.Version < h.lastDocs:
+		seen := h.lastDocs
+		h.lastVersion, h.lastDelta, h.lastDocs = -1, -1, -1
+		h.c.log.Warn("shadow version went backwards in a documents message; the service lost or restored its state", "shadow", h.id, "version", m.Current.Version, "seen", seen)
 	}
 	if m.Current.Version < h.lastVersion {
 		seen := h.lastVersion
@@ -370,7 +386,7 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stat
 		h.c.log.Debug("stale documents message dropped", "shadow", h.id, "version", m.Current.Version, "seen", seen)
 		return true
 	}
-	h.lastVersion = m.Current.Version
+	h.lastVersion, h.lastDocs = m.Current.Version, m.Current.Version
 	fns := make([]func(context.Context, *DocumentsMessage), 0, len(h.docFns))
 	for _, w := range h.docFns {
 		fns = append(fns, w.fn)
