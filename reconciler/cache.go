@@ -253,7 +253,11 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 		e.loaded = false
 		return true
 	}
-	if !e.loaded || !shadowstate.Equal(d.Current.State.Desired, e.desired) {
+	// Desired state changed, or may have: when the message's previous version is newer
+	// than the cache (messages were missed, say while offline), a change and its
+	// undoing can hide between them.
+	missed := d.Previous == nil || d.Previous.Version > e.version
+	if !e.loaded || missed || !shadowstate.Equal(d.Current.State.Desired, e.desired) {
 		e.desiredAt = max(e.desiredAt, v)
 	}
 	e.loaded, e.exists = true, true

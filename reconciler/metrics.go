@@ -26,6 +26,7 @@ type metrics struct {
 	reconnects      prometheus.Counter
 	invalidDesired  *prometheus.CounterVec // by controller
 	droppedOnClosed prometheus.Counter
+	versionsBack    *prometheus.CounterVec // by controller
 }
 
 // Results of a reconcile, the "result" label of shadowsync_reconciles_total.
@@ -77,6 +78,10 @@ func newMetrics() *metrics {
 			Help:    "Time from publishing a shadow request to its reply.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"operation"}),
+		versionsBack: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_shadow_version_backwards_total",
+			Help: "Shadows read at a lower version than the controller had seen: the service lost or restored its state (or recreated the shadow); the read was taken as the truth.",
+		}, []string{"controller"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shadowsync_connected",
 			Help: "1 while the connection is online, 0 otherwise.",
@@ -101,7 +106,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
-		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed,
+		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed, m.versionsBack,
 	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {

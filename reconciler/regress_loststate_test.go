@@ -1,0 +1,212 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
+
+// serveAt starts an in-memory localiot with its plain listener on addr ("" for an
+// ephemeral port) and returns it with a function that stops it.
+func serveAt(t *testing.T, addr string) (*localiot.Server, func()) {
+	t.Helper()
+	srv, err := localiot.New(localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Error("localiot did not stop within 15s of its ctx ending")
+		}
+	}
+	t.Cleanup(stop)
+	return srv, stop
+}
+
+// targetDevice registers a device that applies desired target and reports it.
+func targetDevice(t *testing.T, m *reconciler.Manager, thing string) {
+	t.Helper()
+	_, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{thing}},
+		reconciler.ReconcilerFunc[bigDev](func(_ context.Context, req reconciler.Request[bigDev]) (reconciler.Result, error) {
+			req.Reported.Target = req.Desired.Target
+			return reconciler.Result{}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// convergeTo sets desired target on h and waits until reported (read through h)
+// follows.
+func convergeTo(t *testing.T, h *shadowstate.Handle, target int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for {
+		_, err := h.UpdateDesired(ctx, map[string]any{"target": target})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("desire target %d: %v", target, err)
+		}
+		select { // the app's own connection may still be coming back
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	eventually(t, wait, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		doc, err := h.Get(ctx)
+		if err != nil {
+			return err
+		}
+		if got := fmt.Sprint(doc.State.Reported["target"]); got != fmt.Sprint(target) {
+			return fmt.Errorf("reported target %s, desired %d (version %d)", got, target, doc.Version)
+		}
+		return nil
+	})
+}
+
+// A server that lost its state (localiot in memory, killed and started again: every
+// shadow back at version 1) must be reconciled against: after the reconnect, the
+// re-read is the truth whatever its version, and later desired updates count.
+func TestRegressionServerLostItsState(t *testing.T) {
+	_, stop := serveAt(t, "")
+	// The first server's address, for the second one.
+	srv1, stop1 := serveAt(t, "")
+	stop()
+	addr := strings.TrimPrefix(srv1.Endpoints().Plain, "mqtt://")
+
+	m, err := reconciler.NewManager(fastConfig(srv1.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targetDevice(t, m, "lost-1")
+	run(t, m)
+	h := shadow(t, app(t, srv1.Endpoints().Plain), "lost-1")
+	for i := range 10 {
+		convergeTo(t, h, 100+i)
+	}
+
+	stop1()
+	eventually(t, wait, func() error {
+		if m.Conn().IsOnline() {
+			return fmt.Errorf("the device has not noticed the server stopped")
+		}
+		return nil
+	})
+	srv2, _ := serveAt(t, addr)
+	if srv2.Endpoints().Plain != srv1.Endpoints().Plain {
+		t.Fatalf("second server on %s, want %s", srv2.Endpoints().Plain, srv1.Endpoints().Plain)
+	}
+	// Desired is set on the new server, at version 1, while the device reconnects.
+	h2 := shadow(t, app(t, srv2.Endpoints().Plain), "lost-1")
+	convergeTo(t, h2, 7)
+	for i := range 10 {
+		convergeTo(t, h2, 200+i)
+	}
+}
+
+// The same when only the shadow service went back in time — it runs as a client of
+// mosquitto and is restarted from an older copy of its store (a backup restored) while
+// the device stays connected to the broker — so that versions go backwards through
+// deltas and documents messages alone, with no reconnect and no re-created shadow.
+func TestRegressionShadowServiceRestoredFromBackup(t *testing.T) {
+	broker := "mqtt://" + mosquitto.Start(t)
+	startService := func(store localiot.Store) func() {
+		svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: broker, Store: store, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Start(ctx) }()
+		select {
+		case <-svc.Ready():
+		case err := <-done:
+			cancel()
+			t.Fatal(err)
+		}
+		stopped := false
+		stop := func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(wait):
+				t.Error("the shadow service did not stop within 15s of its ctx ending")
+			}
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+	store := &localiot.MemoryStore{}
+	stop := startService(store)
+
+	m, err := reconciler.NewManager(fastConfig(broker), reconciler.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targetDevice(t, m, "lost-2")
+	run(t, m)
+	h := shadow(t, app(t, broker), "lost-2")
+	backup := &localiot.MemoryStore{}
+	for i := range 10 {
+		convergeTo(t, h, 100+i)
+		if i == 2 {
+			s, err := store.Load(shadowstate.ID{Thing: "lost-2"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := backup.Save(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before, err := h.Get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	startService(backup)
+	acc, err := h.UpdateDesired(t.Context(), map[string]any{"target": 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Version >= before.Version {
+		t.Fatalf("the restored service is at version %d, not behind %d: the test needs versions to go backwards", acc.Version, before.Version)
+	}
+	convergeTo(t, h, 7)
+	for i := range 10 {
+		convergeTo(t, h, 200+i)
+	}
+}
