@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -178,6 +179,8 @@ type lane struct {
 	status bool
 	things chan string
 	stop   func() // stops the manager and the proxy
+	// logs holds the manager's debug log, for the lines about a failing thing.
+	logs *lockedBuffer
 	// cutMu serialises disconnects: one cut and restore at a time.
 	cutMu sync.Mutex
 }
@@ -191,11 +194,13 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.KeepAlive = 2 * time.Second
 	cfg.StableAfter = 100 * time.Millisecond // each cut is its own: reconnect at the base backoff
-	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Shadow: shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways}})
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Shadow: shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lane{mgr: m, proxy: proxy, shadow: shadowName, status: shadowName == "", things: make(chan string, len(things))}
+	l := &lane{mgr: m, proxy: proxy, logs: logs, shadow: shadowName, status: shadowName == "", things: make(chan string, len(things))}
 	// Retries back off quickly: the test is about where a shadow ends up, not how
 	// patiently it gets there.
 	limiter, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 10 * time.Millisecond, MaxDelay: 500 * time.Millisecond, QPS: 1000, Burst: 1000})
@@ -474,7 +479,12 @@ func isZero(v any) bool {
 }
 
 // run plays one sequence on thing and checks the model once everything is delivered.
-func (l *lane) run(ctx context.Context, dt deviceType, thing string, seq []op, converge time.Duration) error {
+func (l *lane) run(ctx context.Context, dt deviceType, thing string, seq []op, converge time.Duration) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\n  the device's log of it:\n%s", err, l.logOf(thing))
+		}
+	}()
 	h, err := l.app.Shadow(thing, l.shadow)
 	if err != nil {
 		return err
@@ -501,6 +511,22 @@ func (l *lane) run(ctx context.Context, dt deviceType, thing string, seq []op, c
 		return fmt.Errorf("%s: %w", thing, err)
 	}
 	return nil
+}
+
+// logOf returns the lines of the manager's log that name thing, or (with the
+// connection's lines) that name no thing, the last 200 of them.
+func (l *lane) logOf(thing string) string {
+	var out []string
+	for line := range strings.Lines(l.logs.String()) {
+		if strings.Contains(line, "="+thing+" ") || strings.Contains(line, thing+"/") || strings.Contains(line, thing+":") ||
+			(!strings.Contains(line, "thing=") && !strings.Contains(line, "shadow=")) {
+			out = append(out, "    "+strings.TrimRight(line, "\n"))
+		}
+	}
+	if len(out) > 200 {
+		out = out[len(out)-200:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func (l *lane) retry(ctx context.Context, f func(context.Context) error) error {

@@ -51,6 +51,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	}
 	desired, reported, version, exists := e.snapshot()
 	if desired == nil {
+		log.Debug("nothing desired", "version", version)
 		// Nothing is desired (the shadow is new, or an app cleared desired): there is
 		// nothing to move the device towards until desired state appears.
 		e.observe(version)
@@ -73,6 +74,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 		log.Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
 	}
 	var deletes [][]string
+	log.Debug("calling Reconcile", "version", version)
 	res, rerr := c.reconcile(ctx, Request[T]{
 		Thing: id.Thing, Shadow: id.Name,
 		Desired: desiredT, Reported: &reportedT,
@@ -285,6 +287,7 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 		return err
 	}
 	e.reportAccepted(patch, acc.Version)
+	c.log.Debug("reported", "thing", id.Thing, "shadow", id.Name, "version", acc.Version)
 	return nil
 }
 
