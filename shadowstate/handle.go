@@ -30,9 +30,9 @@ type Handle struct {
 	// a lower version means the shadow's versions started again (the service lost or
 	// restored its state): it is delivered, and what the handle has seen is reset.
 	lastDelta, lastDocs int64
-	nextFn    int
-	deltaFns  map[int]func(context.Context, *DeltaMessage)
-	docFns    map[int]docWatcher
+	nextFn              int
+	deltaFns            map[int]func(context.Context, *DeltaMessage)
+	docFns              map[int]docWatcher
 }
 
 // docWatcher is a callback registered with OnDocuments.
