@@ -101,6 +101,11 @@ type WebSocketListener struct {
 	// MaxSkew is how far X-Amz-Date may be from the server's clock, on top of
 	// X-Amz-Expires when present. Zero means 5 minutes, AWS's window.
 	MaxSkew time.Duration
+	// UpgradeTimeout bounds the time from accepting a connection to answering its
+	// upgrade request: the TLS handshake, reading the request and writing the
+	// response. A connection that has not finished by then is closed. Zero means 10
+	// seconds.
+	UpgradeTimeout time.Duration
 }
 
 // Credential is an AWS access key accepted by the WebSocket listener. Its LogValue
@@ -156,6 +161,7 @@ const (
 	defaultMaxSkew           = 5 * time.Minute
 	maxPresignExpiry         = 7 * 24 * time.Hour
 	connectTimeout           = 10 * time.Second
+	defaultUpgradeTimeout    = 10 * time.Second
 	packetHeadroom           = 64 * 1024 // topic, header and properties on top of a payload
 	defaultListenAddr        = "127.0.0.1:0"
 	websocketPath            = "/mqtt"
@@ -192,6 +198,9 @@ func (o Options) validate() (Options, error) {
 		}
 		if ws.MaxSkew < 0 {
 			return o, fmt.Errorf("%w: WebSocket.MaxSkew is negative", ErrInvalidOptions)
+		}
+		if ws.UpgradeTimeout < 0 {
+			return o, fmt.Errorf("%w: WebSocket.UpgradeTimeout is negative", ErrInvalidOptions)
 		}
 		seen := make(map[string]bool, len(ws.Credentials))
 		for i, c := range ws.Credentials {
