@@ -125,6 +125,18 @@ var connack = []byte{0x20, 0x02, 0x00, 0x00}
 
 func closeCode(code int) []byte { return []byte{byte(code >> 8), byte(code)} }
 
+// expectClose fails the test unless the next frame is a close frame with the status
+// code given (any reason text may follow it, RFC 6455 §5.5.1), and the server then
+// closes the connection.
+func (c *rawWS) expectClose(t *testing.T, code int) {
+	t.Helper()
+	first, got := c.frame(t)
+	if first != 0x80|opClose || !bytes.HasPrefix(got, closeCode(code)) {
+		t.Fatalf("frame %#x % x, want a close frame with code %d", first, got, code)
+	}
+	waitClosed(t, c.br, c.conn, wait)
+}
+
 // The listener speaks RFC 6455 framing: an MQTT packet may be split across frames and
 // messages, control frames may come between fragments, pings are answered, a close is
 // echoed, and frames that break the rules end the connection with status 1002 (1003
@@ -183,16 +195,14 @@ func TestWebSocketFraming(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := open(t)
 			c.send(t, tt.first, tt.mask, tt.body)
-			c.expectFrame(t, opClose, closeCode(tt.code))
-			waitClosed(t, c.br, c.conn, wait)
+			c.expectClose(t, tt.code)
 		})
 	}
 	t.Run("new message inside a fragmented one", func(t *testing.T) {
 		c := open(t)
 		c.send(t, opBinary, true, connect[:3])
 		c.send(t, 0x80|opBinary, true, connect[3:])
-		c.expectFrame(t, opClose, closeCode(closeProtocolError))
-		waitClosed(t, c.br, c.conn, wait)
+		c.expectClose(t, closeProtocolError)
 	})
 }
 

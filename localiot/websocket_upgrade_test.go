@@ -127,6 +127,7 @@ func TestWebSocketRefusalClosesConnection(t *testing.T) {
 		_, target := startWSTarget(t, secure, nil)
 		good := presign(t, target.url, wsThing.AccessKeyID, wsThing.SecretAccessKey, "", time.Now(), 0)
 		noKey := append([]string(nil), wsHeaders[:3]...)
+		badKey := append(append([]string(nil), wsHeaders[:3]...), "Sec-WebSocket-Key: not base64!")
 		tests := []struct {
 			name    string
 			request string
@@ -135,6 +136,7 @@ func TestWebSocketRefusalClosesConnection(t *testing.T) {
 			{"bad signature", upgradeRequest(t, flipSignature(good), wsHeaders...), http.StatusForbidden},
 			{"no signature", upgradeRequest(t, target.url, wsHeaders...), http.StatusForbidden},
 			{"not a websocket handshake", upgradeRequest(t, good, noKey...), http.StatusBadRequest},
+			{"key not base64", upgradeRequest(t, good, badKey...), http.StatusBadRequest},
 			{"another path", upgradeRequest(t, strings.Replace(good, websocketPath, "/other", 1), wsHeaders...), http.StatusNotFound},
 			{"not GET", "POST" + strings.TrimPrefix(upgradeRequest(t, good, wsHeaders...), "GET"), http.StatusMethodNotAllowed},
 		}
