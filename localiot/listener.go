@@ -22,6 +22,7 @@ type netListener struct {
 	ln        net.Listener
 	tlsConfig *tls.Config
 	log       *slog.Logger
+	refusals  *refusalLog // failed TLS handshakes
 	conns     connTracker
 	// dropClients, when set, replaces the CloseFn mochi passes to Close (see
 	// connTracker.end).
@@ -89,7 +90,7 @@ func (l *netListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	if l.tlsConfig != nil {
 		tc := tls.Server(raw, l.tlsConfig)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
-			l.log.Info("tls handshake refused", "remote", raw.RemoteAddr().String(), "error", err)
+			l.refusals.refused(l.id, tlsRefusalReason(err), raw.RemoteAddr().String(), err)
 			return
 		}
 		conn = tc

@@ -38,6 +38,7 @@ type wsListener struct {
 	verifier       *sigV4Verifier
 	upgradeTimeout time.Duration
 	log            *slog.Logger
+	refusals       *refusalLog
 	conns          connTracker
 	// dropClients, when set, replaces the CloseFn mochi passes to Close (see
 	// connTracker.end).
@@ -46,10 +47,11 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, ln net.Listener, opts *WebSocketListener, drop listeners.CloseFn) *wsListener {
+func newWSListener(id string, ln net.Listener, opts *WebSocketListener, refusals *refusalLog, drop listeners.CloseFn) *wsListener {
 	l := &wsListener{
 		id:             id,
 		ln:             ln,
+		refusals:       refusals,
 		dropClients:    drop,
 		verifier:       newSigV4Verifier(opts),
 		upgradeTimeout: opts.UpgradeTimeout,
@@ -91,19 +93,22 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.conns.end(l.id, closeClients, l.dropClients)
 }
 
-// upgradeError is why an upgrade was refused: the HTTP status answered (0 for none,
-// when the connection is just closed) and the cause.
+// upgradeError is why an upgrade failed: the reason class (see refusedTimeout and the
+// others; "" when the client is not to blame), the HTTP status answered (0 for none,
+// when the connection is just closed), extra response header lines and the cause.
 type upgradeError struct {
+	reason string
 	status int
-	header string // extra response header lines, each ending in CRLF
+	header string // each line ending in CRLF
 	err    error
 }
 
 func (e *upgradeError) Error() string { return e.err.Error() }
 func (e *upgradeError) Unwrap() error { return e.err }
 
-func refuse(status int, format string, args ...any) *upgradeError {
-	return &upgradeError{status: status, err: fmt.Errorf(format, args...)}
+// badRequest refuses an upgrade request with status.
+func badRequest(status int, format string, args ...any) *upgradeError {
+	return &upgradeError{reason: refusedBadRequest, status: status, err: fmt.Errorf(format, args...)}
 }
 
 // serveConn runs one connection: TLS handshake, upgrade request and response within
@@ -116,7 +121,7 @@ func (l *wsListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	if l.tlsConfig != nil {
 		tc := tls.Server(raw, l.tlsConfig)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
-			l.log.Info("websocket tls handshake refused", "remote", raw.RemoteAddr().String(), "error", err)
+			l.refusals.refused(l.id, tlsRefusalReason(err), raw.RemoteAddr().String(), err)
 			return
 		}
 		conn = tc
@@ -128,7 +133,15 @@ func (l *wsListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		if uerr.status != 0 {
 			writeRefusal(conn, uerr.status, uerr.header)
 		}
-		l.log.Info("websocket refused", "remote", raw.RemoteAddr().String(), "status", uerr.status, "reason", uerr.err)
+		if uerr.reason == "" {
+			l.log.Debug("websocket upgrade failed", "remote", raw.RemoteAddr().String(), "error", uerr.err)
+			return
+		}
+		var status []any
+		if uerr.status != 0 {
+			status = []any{"status", uerr.status}
+		}
+		l.refusals.refused(l.id, uerr.reason, raw.RemoteAddr().String(), uerr.err, status...)
 		return
 	}
 	limit.left = -1
@@ -142,52 +155,48 @@ func (l *wsListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 
 // upgrade reads the upgrade request from br and, if it is admitted, writes the 101
 // response to conn and returns the WebSocket. Otherwise it returns why not, having
-// written nothing.
+// written nothing. Bytes the client sent after the request (a client may send its
+// CONNECT at once) stay in br for the broker.
 func (l *wsListener) upgrade(conn net.Conn, br *bufio.Reader) (*wsConn, Credential, *upgradeError) {
 	r, err := http.ReadRequest(br)
 	if err != nil {
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			return nil, Credential{}, &upgradeError{err: fmt.Errorf("upgrade request not complete within %v", l.upgradeTimeout)}
+			return nil, Credential{}, &upgradeError{reason: refusedTimeout, err: fmt.Errorf("upgrade request not complete within %v of connecting", l.upgradeTimeout)}
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, Credential{}, &upgradeError{err: errors.New("connection closed before the upgrade request was complete")}
+			return nil, Credential{}, &upgradeError{reason: refusedBadRequest, err: errors.New("connection closed before the upgrade request was complete")}
 		case errors.Is(err, errRequestTooLarge):
-			return nil, Credential{}, refuse(http.StatusRequestHeaderFieldsTooLarge, "upgrade request larger than %d bytes", maxUpgradeRequestBytes)
+			return nil, Credential{}, badRequest(http.StatusRequestHeaderFieldsTooLarge, "upgrade request larger than %d bytes", maxUpgradeRequestBytes)
 		}
-		return nil, Credential{}, refuse(http.StatusBadRequest, "malformed HTTP request: %v", err)
+		return nil, Credential{}, badRequest(http.StatusBadRequest, "malformed HTTP request: %v", err)
 	}
 	if r.URL.Path != websocketPath {
-		return nil, Credential{}, refuse(http.StatusNotFound, "path %q", r.URL.Path)
+		return nil, Credential{}, badRequest(http.StatusNotFound, "path %q", r.URL.Path)
 	}
 	if r.Method != http.MethodGet {
-		e := refuse(http.StatusMethodNotAllowed, "method %s", r.Method)
+		e := badRequest(http.StatusMethodNotAllowed, "method %s", r.Method)
 		e.header = "Allow: GET\r\n"
 		return nil, Credential{}, e
 	}
 	cred, err := l.verifier.verify(r)
 	if err != nil {
-		return nil, Credential{}, &upgradeError{status: http.StatusForbidden, err: err}
+		return nil, Credential{}, &upgradeError{reason: refusedSigV4, status: http.StatusForbidden, err: err}
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
-		return nil, Credential{}, refuse(http.StatusBadRequest, "not a WebSocket upgrade: Connection or Upgrade header missing")
+		return nil, Credential{}, badRequest(http.StatusBadRequest, "not a WebSocket upgrade: Connection or Upgrade header missing")
 	}
 	if !headerHasToken(r.Header, "Sec-WebSocket-Version", "13") {
 		// RFC 6455 §4.2.2: name the versions understood.
-		e := refuse(http.StatusUpgradeRequired, "WebSocket version %q, want 13", r.Header.Get("Sec-WebSocket-Version"))
+		e := badRequest(http.StatusUpgradeRequired, "WebSocket version %q, want 13", r.Header.Get("Sec-WebSocket-Version"))
 		e.header = "Sec-WebSocket-Version: 13\r\n"
 		return nil, Credential{}, e
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	if len(keys) != 1 || !validWebSocketKey(keys[0]) {
-		return nil, Credential{}, refuse(http.StatusBadRequest, "Sec-WebSocket-Key missing, repeated or not base64")
+		return nil, Credential{}, badRequest(http.StatusBadRequest, "Sec-WebSocket-Key missing, repeated or not base64")
 	}
 	key := strings.TrimSpace(keys[0])
-	if br.Buffered() > 0 {
-		// Bytes after the request before the response: a client may send its CONNECT
-		// early; it stays in br for the broker.
-		l.log.Debug("websocket data before the upgrade response", "remote", conn.RemoteAddr().String(), "bytes", br.Buffered())
-	}
 	protocol := selectSubprotocol(r.Header)
 	if err := writeUpgradeResponse(conn, key, protocol); err != nil {
 		return nil, Credential{}, &upgradeError{err: fmt.Errorf("writing the upgrade response: %w", err)}
