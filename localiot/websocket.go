@@ -103,9 +103,6 @@ type upgradeError struct {
 	err    error
 }
 
-func (e *upgradeError) Error() string { return e.err.Error() }
-func (e *upgradeError) Unwrap() error { return e.err }
-
 // badRequest refuses an upgrade request with status.
 func badRequest(status int, format string, args ...any) *upgradeError {
 	return &upgradeError{reason: refusedBadRequest, status: status, err: fmt.Errorf(format, args...)}
