@@ -27,6 +27,14 @@ func startServer(t *testing.T, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	runServer(t, s)
+	return s
+}
+
+// runServer starts s and stops it when the test ends, failing the test if Start does
+// not return nil.
+func runServer(t *testing.T, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
@@ -48,7 +56,6 @@ func startServer(t *testing.T, opts Options) *Server {
 	case <-time.After(wait):
 		t.Fatal("server not ready")
 	}
-	return s
 }
 
 // client is a paho client that records what it receives and when it loses its

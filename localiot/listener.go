@@ -22,6 +22,7 @@ type netListener struct {
 	ln        net.Listener
 	tlsConfig *tls.Config
 	log       *slog.Logger
+	refusals  *refusalLog // failed TLS handshakes
 	conns     connTracker
 	// dropClients, when set, replaces the CloseFn mochi passes to Close (see
 	// connTracker.end).
@@ -52,24 +53,31 @@ func (l *netListener) Init(log *slog.Logger) error {
 
 // Serve accepts connections until Close and hands each to establish.
 func (l *netListener) Serve(establish listeners.EstablishFn) {
+	acceptLoop(l.ln, &l.conns, l.log, func(conn net.Conn) { l.serveConn(conn, establish) })
+}
+
+// acceptLoop accepts connections from ln until it is closed, tracking each in conns
+// and serving it on its own goroutine. It backs off on errors such as running out of
+// file descriptors.
+func acceptLoop(ln net.Listener, conns *connTracker, log *slog.Logger, serve func(net.Conn)) {
 	var backoff time.Duration
 	for {
-		conn, err := l.ln.Accept()
+		conn, err := ln.Accept()
 		if err != nil {
-			if l.conns.isClosed() || errors.Is(err, net.ErrClosed) {
+			if conns.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed", "error", err, "retry_in", backoff)
+			log.Warn("accept failed", "error", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		if !l.conns.add(conn) {
+		if !conns.add(conn) {
 			_ = conn.Close()
 			return
 		}
-		go l.serveConn(conn, establish)
+		go serve(conn)
 	}
 }
 
@@ -82,7 +90,7 @@ func (l *netListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	if l.tlsConfig != nil {
 		tc := tls.Server(raw, l.tlsConfig)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
-			l.log.Info("tls handshake refused", "remote", raw.RemoteAddr().String(), "error", err)
+			l.refusals.refused(l.id, tlsRefusalReason(err), raw.RemoteAddr().String(), err)
 			return
 		}
 		conn = tc

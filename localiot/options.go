@@ -10,6 +10,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -54,6 +55,10 @@ type Options struct {
 	// Logger receives the server's logs; the embedded broker's own logs arrive at Warn
 	// and above only. Nil discards them.
 	Logger *slog.Logger
+
+	// Registry receives the server's Prometheus metrics (docs/metrics.md). Nil means a
+	// new registry, available from Server.Registry.
+	Registry *prometheus.Registry
 }
 
 // PlainListener configures the plain TCP listener.
@@ -87,7 +92,10 @@ type TLSListener struct {
 // must carry a SigV4 presigned query (AWS4-HMAC-SHA256, service iotdevicegateway —
 // or iotdata, the name older SDKs use) signed with one of Credentials; anything else
 // is refused with 403 before any MQTT traffic. Sub-protocols "mqtt" and "mqttv3.1"
-// are accepted.
+// are accepted, and any non-empty base64 Sec-WebSocket-Key (AWS IoT accepts the
+// 128-byte keys of the AWS IoT Device SDK for Python v1). A refused upgrade is
+// answered and its connection closed at once; refusals are logged and counted
+// (localiot_connections_refused_total).
 type WebSocketListener struct {
 	// Addr is the host:port to listen on. "" means 127.0.0.1:0.
 	Addr string
@@ -101,6 +109,11 @@ type WebSocketListener struct {
 	// MaxSkew is how far X-Amz-Date may be from the server's clock, on top of
 	// X-Amz-Expires when present. Zero means 5 minutes, AWS's window.
 	MaxSkew time.Duration
+	// UpgradeTimeout bounds the time from accepting a connection to answering its
+	// upgrade request: the TLS handshake, reading the request and writing the
+	// response. A connection that has not finished by then is closed. Zero means 10
+	// seconds.
+	UpgradeTimeout time.Duration
 }
 
 // Credential is an AWS access key accepted by the WebSocket listener. Its LogValue
@@ -156,6 +169,7 @@ const (
 	defaultMaxSkew           = 5 * time.Minute
 	maxPresignExpiry         = 7 * 24 * time.Hour
 	connectTimeout           = 10 * time.Second
+	defaultUpgradeTimeout    = 10 * time.Second
 	packetHeadroom           = 64 * 1024 // topic, header and properties on top of a payload
 	defaultListenAddr        = "127.0.0.1:0"
 	websocketPath            = "/mqtt"
@@ -175,6 +189,9 @@ func (o Options) validate() (Options, error) {
 	if o.Store == nil {
 		o.Store = &MemoryStore{}
 	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
 	if o.TLS != nil {
 		if len(o.TLS.Certificate.Certificate) == 0 || o.TLS.Certificate.PrivateKey == nil {
 			return o, fmt.Errorf("%w: TLS.Certificate is required", ErrInvalidOptions)
@@ -192,6 +209,9 @@ func (o Options) validate() (Options, error) {
 		}
 		if ws.MaxSkew < 0 {
 			return o, fmt.Errorf("%w: WebSocket.MaxSkew is negative", ErrInvalidOptions)
+		}
+		if ws.UpgradeTimeout < 0 {
+			return o, fmt.Errorf("%w: WebSocket.UpgradeTimeout is negative", ErrInvalidOptions)
 		}
 		seen := make(map[string]bool, len(ws.Credentials))
 		for i, c := range ws.Credentials {

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrStarted is returned by Start when the server has been started before; a Server
@@ -28,6 +29,8 @@ type Server struct {
 	broker *mqtt.Server
 	gate   *gateHook
 	shadow *shadowService
+
+	refusals *refusalLog // refused connections, logged and counted
 
 	started atomic.Bool
 	ready   chan struct{} // closed once every listener is bound
@@ -93,14 +96,34 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("add hook: %w", err)
 		}
 	}
-	return &Server{
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	refusals := newRefusalLog(opts.Logger, m.refused)
+	if opts.TLS != nil {
+		refusals.expect(listenerTLS, refusedTimeout, refusedTLSHandshake, refusedClientCertificate)
+	}
+	if opts.WebSocket != nil {
+		refusals.expect(listenerWS, refusedTimeout, refusedSigV4, refusedBadRequest)
+		if opts.WebSocket.Certificate != nil {
+			refusals.expect(listenerWS, refusedTLSHandshake)
+		}
+	}
+	s := &Server{
 		opts:   opts,
 		broker: broker,
 		gate:   gate,
 		shadow: newShadowService(opts.Store, nil, opts.Logger),
 		ready:  make(chan struct{}),
-	}, nil
+	}
+	s.refusals = refusals
+	return s, nil
 }
+
+// Registry returns the registry holding the server's metrics: Options.Registry, or the
+// one New made.
+func (s *Server) Registry() *prometheus.Registry { return s.opts.Registry }
 
 // Start binds every listener, serves until ctx ends, then disconnects every client,
 // closes the listeners and returns nil. It returns an error at once if a listener
@@ -109,6 +132,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
+	defer s.refusals.close()
 	var (
 		ls  []listeners.Listener
 		eps Endpoints
@@ -140,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 			ClientCAs:    t.ClientCAs,
 			NextProtos:   []string{alpnAmazonMQTT},
 		}
-		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg, dropClients: s.dropListenerClients})
+		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg, refusals: s.refusals, dropClients: s.dropListenerClients})
 		eps.TLS = "mqtts://" + ln.Addr().String()
 	}
 	if w := s.opts.WebSocket; w != nil {
@@ -149,7 +173,7 @@ func (s *Server) Start(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("websocket listener: %w", err)
 		}
-		ls = append(ls, newWSListener(listenerWS, ln, w, s.dropListenerClients))
+		ls = append(ls, newWSListener(listenerWS, ln, w, s.refusals, s.dropListenerClients))
 		scheme := "ws://"
 		if w.Certificate != nil {
 			scheme = "wss://"

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -272,4 +274,45 @@ func TestServeOperatorCertificate(t *testing.T) {
 		}
 	}
 	p.stop(t, syscall.SIGINT)
+}
+
+// A TLS client without a certificate is refused, logged and counted: the counter is
+// served at --metrics.
+func TestServeMetricsCountRefusals(t *testing.T) {
+	dir := t.TempDir()
+	set, err := localiot.EnsureCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, nil, "serve", "--mqtts", "127.0.0.1:0", "--certs", dir, "--metrics", "127.0.0.1:0")
+	eps := p.banner(t)
+	if !strings.HasPrefix(eps["metrics"], "http://127.0.0.1:") {
+		t.Fatalf("banner %v has no metrics URL", eps)
+	}
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(eps["mqtts"], "mqtts://"), &tls.Config{RootCAs: set.Pool, ServerName: "127.0.0.1"})
+	if err == nil {
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Read(make([]byte, 1)); err == nil {
+			t.Fatal("TLS without a client certificate was accepted")
+		}
+		conn.Close()
+	}
+	const want = `localiot_connections_refused_total{listener="tls",reason="client_certificate"} 1`
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed %s:\n%s", want, body)
+		}
+		resp, err := http.Get(eps["metrics"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+	}
+	p.stop(t, syscall.SIGINT)
+	if log := p.stderr.String(); !strings.Contains(log, "connection refused") || !strings.Contains(log, "reason=client_certificate") {
+		t.Errorf("refusal not logged:\n%s", log)
+	}
 }

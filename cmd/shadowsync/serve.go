@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shadowsync/shadowsync/localiot"
 )
@@ -33,6 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		secret     = fs.String("secret-access-key", "", "secret access `KEY` for --access-key-id (default: $AWS_SECRET_ACCESS_KEY)")
 		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights")
 		logLevel   = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+		metrics    = fs.String("metrics", "", "serve Prometheus metrics (connections refused) at http://`ADDR`/metrics")
 		things     listFlag
 	)
 	fs.Var(&things, "thing", "generate or reuse a client certificate for thing `NAME` (repeatable)")
@@ -108,6 +114,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var metricsLn net.Listener
+	if *metrics != "" {
+		if metricsLn, err = net.Listen("tcp", *metrics); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(metricsLn) }()
+		defer msrv.Close()
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
 	select {
@@ -124,6 +141,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if eps.WebSocket != "" {
 		fmt.Fprintf(stdout, "ws     %s  (SigV4 presigned URL, access key %s)\n", eps.WebSocket, *keyID)
+	}
+	if metricsLn != nil {
+		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", metricsLn.Addr())
 	}
 	if certs != nil {
 		names := []string{"ca.pem", "server.pem", "operator.pem/.key"}
