@@ -131,6 +131,9 @@ func TestRegressionServerLostItsState(t *testing.T) {
 	for i := range 10 {
 		convergeTo(t, h2, 200+i)
 	}
+	if n := counterValue(t, m.Registry(), "shadowsync_shadow_version_backwards_total"); n != 1 {
+		t.Errorf("shadowsync_shadow_version_backwards_total = %v, want 1 (one shadow went back once)", n)
+	}
 }
 
 // The same when only the shadow service went back in time — it runs as a client of
