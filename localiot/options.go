@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ type Options struct {
 	// Limits are AWS IoT's message broker limits. The zero value enforces AWS's values.
 	Limits Limits
 
+	// Outbound bounds what the server holds for each client that reads more slowly than
+	// messages arrive for it; a client that lets its queue fill up is disconnected.
+	// The zero value applies the defaults. Limits.Off does not lift these bounds.
+	Outbound OutboundLimits
+
 	// Observe, when set, is called with every connect, disconnect, SUBSCRIBE and
 	// UNSUBSCRIBE of a client, on the client's own goroutine; it must return quickly.
 	// Nil means no call.
@@ -56,8 +62,9 @@ type Options struct {
 	// and above only. Nil discards them.
 	Logger *slog.Logger
 
-	// Registry receives the server's Prometheus metrics (docs/metrics.md). Nil means a
-	// new registry, available from Server.Registry.
+	// Registry receives the server's Prometheus metrics (docs/metrics.md); servers
+	// given the same registry count together. Nil means a new registry, which
+	// Server.Registry returns.
 	Registry *prometheus.Registry
 }
 
@@ -95,7 +102,7 @@ type TLSListener struct {
 // are accepted, and any non-empty base64 Sec-WebSocket-Key (AWS IoT accepts the
 // 128-byte keys of the AWS IoT Device SDK for Python v1). A refused upgrade is
 // answered and its connection closed at once; refusals are logged and counted
-// (localiot_connections_refused_total).
+// (shadowsync_localiot_connections_refused_total).
 type WebSocketListener struct {
 	// Addr is the host:port to listen on. "" means 127.0.0.1:0.
 	Addr string
@@ -155,6 +162,37 @@ type Limits struct {
 	// publishes; excess ones are dropped (AWS: 100). Zero means no throttle.
 	PublishesPerSecond int
 }
+
+// OutboundLimits bound each client's outbound queue, so that a client that reads
+// slowly, or not at all, neither delays other clients nor holds the server's memory.
+// The server never waits for a client's socket: what it sends a client goes into the
+// broker's queue of messages for it, is encoded into the connection's queue of bytes,
+// and a goroutine of the connection's own writes those to the socket. A client whose
+// queue would grow past either bound is disconnected at once: its socket closed, its
+// queue dropped, its Last Will published (a persistent session keeps its QoS 1
+// messages not yet acknowledged), logged once at Warn and counted in the metric
+// shadowsync_localiot_slow_clients_disconnected_total.
+//
+// What the broker resends when a persistent session resumes is exempt: it is the
+// client's own backlog, sent all at once. A burst the client cannot take as fast as
+// the server produces it, such as many large retained messages matched by one
+// SUBSCRIBE, counts like any other traffic; raise Bytes for such clients.
+type OutboundLimits struct {
+	// Messages is how many messages may wait for the broker to encode them for the
+	// client. The connection takes them at memory speed, so this queue fills only when
+	// the server falls behind the messages' producers. Zero means 8192.
+	Messages int
+	// Bytes is how many encoded bytes may wait for the client's socket to take them.
+	// Zero means 4 MiB. A single message larger than Bytes is still queued when nothing
+	// else waits.
+	Bytes int
+}
+
+// Default outbound queue bounds, per client.
+const (
+	defaultOutboundMessages = 8192
+	defaultOutboundBytes    = 4 << 20
+)
 
 // AWS IoT Core broker limits (PROTOCOL.md §5.2).
 const (
@@ -243,6 +281,20 @@ func (o Options) validate() (Options, error) {
 	l.MaxFiltersPerSubscribe = orDefault(l.MaxFiltersPerSubscribe, defaultMaxFilters)
 	if l.PublishesPerSecond < 0 {
 		return o, fmt.Errorf("%w: Limits.PublishesPerSecond is negative", ErrInvalidOptions)
+	}
+	ob := &o.Outbound
+	switch {
+	case ob.Messages < 0:
+		return o, fmt.Errorf("%w: Outbound.Messages is negative", ErrInvalidOptions)
+	case ob.Messages > math.MaxInt32:
+		return o, fmt.Errorf("%w: Outbound.Messages is larger than %d", ErrInvalidOptions, math.MaxInt32)
+	case ob.Bytes < 0:
+		return o, fmt.Errorf("%w: Outbound.Bytes is negative", ErrInvalidOptions)
+	}
+	ob.Messages = orDefault(ob.Messages, defaultOutboundMessages)
+	ob.Bytes = orDefault(ob.Bytes, defaultOutboundBytes)
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
 	}
 	return o, nil
 }

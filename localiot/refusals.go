@@ -14,7 +14,7 @@ import (
 )
 
 // Reason classes of a refused connection: the "reason" label of
-// localiot_connections_refused_total and the "reason" of its log line.
+// shadowsync_localiot_connections_refused_total and the "reason" of its log line.
 const (
 	// refusedTimeout: the TLS handshake or the WebSocket upgrade request was not
 	// complete in time.
@@ -46,11 +46,19 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "localiot_connections_refused_total",
+			Name: "shadowsync_localiot_connections_refused_total",
 			Help: "Connections refused before MQTT, by listener (tls, ws) and reason (timeout, tls_handshake, client_certificate, sigv4, bad_request).",
 		}, []string{"listener", "reason"}),
 	}
-	if err := reg.Register(m.refused); err != nil {
+	err := reg.Register(m.refused)
+	var dup prometheus.AlreadyRegisteredError
+	if errors.As(err, &dup) {
+		// Another server on the same registry: count together.
+		if existing, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
+			m.refused, err = existing, nil
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("localiot: register metrics: %w", err)
 	}
 	return m, nil

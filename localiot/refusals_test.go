@@ -84,7 +84,7 @@ func waitFor(t *testing.T, within time.Duration, what string, done func() bool) 
 	}
 }
 
-// refusedCount returns localiot_connections_refused_total for listener and reason as
+// refusedCount returns shadowsync_localiot_connections_refused_total for listener and reason as
 // reg serves it, and whether the series exists.
 func refusedCount(t *testing.T, reg *prometheus.Registry, listener, reason string) (float64, bool) {
 	t.Helper()
@@ -93,7 +93,7 @@ func refusedCount(t *testing.T, reg *prometheus.Registry, listener, reason strin
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "localiot_connections_refused_total" {
+		if f.GetName() != "shadowsync_localiot_connections_refused_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -216,7 +216,7 @@ func TestRefusedConnectionsLoggedAndCounted(t *testing.T) {
 			wantSeries := wantCount > 0 || listener == listenerTLS && reason != refusedSigV4 && reason != refusedBadRequest ||
 				listener == listenerWS && reason != refusedClientCertificate
 			if got != wantCount || ok != wantSeries {
-				t.Errorf("localiot_connections_refused_total{listener=%q,reason=%q} = %v (present %v), want %v (present %v)", listener, reason, got, ok, wantCount, wantSeries)
+				t.Errorf("shadowsync_localiot_connections_refused_total{listener=%q,reason=%q} = %v (present %v), want %v (present %v)", listener, reason, got, ok, wantCount, wantSeries)
 			}
 		}
 	}
@@ -267,6 +267,6 @@ func TestRefusalLogIsRateLimited(t *testing.T) {
 	}
 	t.Logf("flood of %d in %v: %d lines, %d summarized", flood, took.Round(time.Millisecond), logged, summarized())
 	if got, _ := refusedCount(t, s.Registry(), listenerWS, refusedSigV4); got != flood {
-		t.Errorf("localiot_connections_refused_total{listener=ws,reason=sigv4} = %v, want %d", got, flood)
+		t.Errorf("shadowsync_localiot_connections_refused_total{listener=ws,reason=sigv4} = %v, want %d", got, flood)
 	}
 }

@@ -29,6 +29,7 @@ type Server struct {
 	broker *mqtt.Server
 	gate   *gateHook
 	shadow *shadowService
+	conns  *outboundConns
 
 	refusals *refusalLog // refused connections, logged and counted
 
@@ -55,6 +56,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	capabilities := mqtt.NewDefaultServerCapabilities()
+	capabilities.MaximumClientWritesPending = int32(opts.Outbound.Messages)
 	if !opts.Limits.Off {
 		capabilities.MaximumQos = 1 // AWS IoT has no QoS 2; the gate refuses it visibly first
 		if opts.Limits.MaxPayload > 0 {
@@ -91,6 +93,13 @@ func New(opts Options) (*Server, error) {
 	if err := broker.AddHook(&willMarker{}, nil); err != nil {
 		return nil, fmt.Errorf("add hook: %w", err)
 	}
+	conns := newOutboundConns(opts.Outbound, opts.Logger)
+	if err := broker.AddHook(&outboundHook{conns: conns}, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
+	if err := conns.register(opts.Registry); err != nil {
+		return nil, fmt.Errorf("localiot: register metrics: %w", err)
+	}
 	if opts.Observe != nil {
 		if err := broker.AddHook(&observer{fn: opts.Observe}, nil); err != nil {
 			return nil, fmt.Errorf("add hook: %w", err)
@@ -115,6 +124,7 @@ func New(opts Options) (*Server, error) {
 		broker: broker,
 		gate:   gate,
 		shadow: newShadowService(opts.Store, nil, opts.Logger),
+		conns:  conns,
 		ready:  make(chan struct{}),
 	}
 	s.refusals = refusals
@@ -141,6 +151,7 @@ func (s *Server) Start(ctx context.Context) error {
 		for _, l := range ls {
 			l.Close(func(string) {})
 		}
+		s.conns.closeAll()
 	}
 	var lc net.ListenConfig
 	if p := s.opts.Plain; p != nil {
@@ -148,7 +159,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plain listener: %w", err)
 		}
-		ls = append(ls, &netListener{id: listenerPlain, ln: ln, dropClients: s.dropListenerClients})
+		ls = append(ls, &netListener{id: listenerPlain, ln: s.conns.listener(listenerPlain, ln), dropClients: s.dropListenerClients})
 		eps.Plain = "mqtt://" + ln.Addr().String()
 	}
 	if t := s.opts.TLS; t != nil {
@@ -164,7 +175,7 @@ func (s *Server) Start(ctx context.Context) error {
 			ClientCAs:    t.ClientCAs,
 			NextProtos:   []string{alpnAmazonMQTT},
 		}
-		ls = append(ls, &netListener{id: listenerTLS, ln: ln, tlsConfig: cfg, refusals: s.refusals, dropClients: s.dropListenerClients})
+		ls = append(ls, &netListener{id: listenerTLS, ln: s.conns.listener(listenerTLS, ln), tlsConfig: cfg, refusals: s.refusals, dropClients: s.dropListenerClients})
 		eps.TLS = "mqtts://" + ln.Addr().String()
 	}
 	if w := s.opts.WebSocket; w != nil {
@@ -173,7 +184,7 @@ func (s *Server) Start(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("websocket listener: %w", err)
 		}
-		ls = append(ls, newWSListener(listenerWS, ln, w, s.refusals, s.dropListenerClients))
+		ls = append(ls, newWSListener(listenerWS, s.conns.listener(listenerWS, ln), w, s.refusals, s.dropListenerClients))
 		scheme := "ws://"
 		if w.Certificate != nil {
 			scheme = "wss://"
@@ -204,8 +215,10 @@ func (s *Server) Start(ctx context.Context) error {
 
 	<-ctx.Done()
 	// Closes the listeners (each returns once its connections' goroutines have
-	// ended), disconnects the clients and stops the event loop.
+	// ended), disconnects the clients and stops the event loop; then ends the
+	// connections' writers, dropping what they could not flush yet.
 	err := s.broker.Close()
+	s.conns.closeAll()
 	s.opts.Logger.Info("localiot stopped")
 	if err != nil {
 		return fmt.Errorf("close: %w", err)

@@ -297,7 +297,7 @@ func TestServeMetricsCountRefusals(t *testing.T) {
 		}
 		conn.Close()
 	}
-	const want = `localiot_connections_refused_total{listener="tls",reason="client_certificate"} 1`
+	const want = `shadowsync_localiot_connections_refused_total{listener="tls",reason="client_certificate"} 1`
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, want); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
