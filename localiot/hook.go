@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,9 +91,15 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	who, err := h.identify(cl)
 	if err != nil {
-		// OnConnectAuthenticate finds no state and answers "not authorized".
-		h.log.Info("connect refused", "client", cl.ID, "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", err)
-		return nil
+		return h.refuse(cl, err.Error())
+	}
+	if pk.Connect.WillFlag {
+		// The will is a publish the broker makes later on the client's behalf, so it
+		// passes the same check now; AWS IoT refuses the CONNECT of a client whose
+		// policy does not allow its will.
+		if reason := h.publishRefusal(who, pk.Connect.WillTopic, pk.Connect.WillRetain); reason != "" {
+			return h.refuse(cl, fmt.Sprintf("last will on %q: %s (as %s)", pk.Connect.WillTopic, reason, who))
+		}
 	}
 	if old, ok := h.broker.Clients.Get(cl.ID); ok && old != cl {
 		h.clients.Delete(old)
@@ -100,6 +107,20 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.clients.Store(cl, &clientState{who: who, tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
 	h.log.Debug("client connected", "client", cl.ID, "as", who.String(), "listener", cl.Net.Listener)
 	return nil
+}
+
+// refuse answers a CONNECT with "not authorized", logging why, and returns the error
+// that makes the broker close the connection. No state is kept, so the client never
+// counts as connected and its will is never sent.
+func (h *gateHook) refuse(cl *mqtt.Client, reason string) error {
+	h.log.Info("connect refused", "client", cl.ID, "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", reason)
+	code := packets.ErrNotAuthorized
+	if cl.Properties.ProtocolVersion < 5 {
+		// The broker sends this one to MQTT 3 clients as return code 5, not authorized.
+		code = packets.ErrBadUsernameOrPassword
+	}
+	_ = h.broker.SendConnack(cl, code, false, nil)
+	return packets.ErrNotAuthorized
 }
 
 // OnConnectAuthenticate accepts exactly the clients OnConnect identified.
@@ -254,15 +275,15 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	st, ok := h.state(cl)
 	var reason string
+	if ok {
+		reason = h.publishRefusal(st.who, pk.TopicName, pk.FixedHeader.Retain)
+	}
 	switch {
 	case !ok:
 		reason = "unknown client"
-	case !h.policy.mayPublish(st.who, pk.TopicName):
-		reason = "not authorized"
+	case reason != "":
 	case h.limits.Off:
 		return pk, nil
-	case !topicWithinLimits(pk.TopicName):
-		reason = "topic longer than 256 bytes or 7 levels"
 	case !st.allowPublish(h.limits.PublishesPerSecond, time.Now()):
 		h.log.Debug("publish dropped: throttled", "client", cl.ID, "topic", pk.TopicName)
 		return pk, drop(cl, pk)
@@ -275,6 +296,23 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	h.log.Info("publish dropped", attrs...)
 	return pk, drop(cl, pk)
+}
+
+// publishRefusal returns why who may not publish to topic (retained when retain is
+// set), or "" when it may. It is the check for a PUBLISH and, at CONNECT, for a will.
+// Nobody may retain a message on a reserved ("$") topic: the broker would replay it to
+// every later subscriber of that topic, so a retained shadow request or reply would
+// reach devices as if the shadow service had sent it.
+func (h *gateHook) publishRefusal(who principal, topic string, retain bool) string {
+	switch {
+	case !h.policy.mayPublish(who, topic):
+		return "not authorized"
+	case retain && strings.HasPrefix(topic, "$"):
+		return "retained message on a reserved topic"
+	case !h.limits.Off && !topicWithinLimits(topic):
+		return "topic longer than 256 bytes or 7 levels"
+	}
+	return ""
 }
 
 // drop returns the OnPublish error that makes mochi discard pk without closing the
