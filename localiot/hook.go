@@ -49,6 +49,9 @@ type gateHook struct {
 // clientState is what the hook remembers about one connection.
 type clientState struct {
 	who principal
+	// ephemeral is set when the session ends with the connection (MQTT 3 clean
+	// session, MQTT 5 session expiry 0); the broker then removes the client itself.
+	ephemeral bool
 
 	mu     sync.Mutex
 	tokens float64   // publish throttle bucket
@@ -89,9 +92,19 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			cl.State.Keepalive, cl.State.ServerKeepalive = ka, true
 		}
 	}
+	if cl.ID == mqtt.InlineClientId {
+		// The broker's own client, through which the shadow service publishes, has
+		// this client ID; a connection using it would take that client's place.
+		return h.refuse(cl, fmt.Sprintf("client ID %q is the embedded broker's own", cl.ID))
+	}
 	who, err := h.identify(cl)
 	if err != nil {
 		return h.refuse(cl, err.Error())
+	}
+	if !who.operator && clientIDThing(cl.ID) != who.thing {
+		// The usual AWS IoT policy allows iot:Connect only with the client ID
+		// ${iot:Connection.Thing.ThingName}.
+		return h.refuse(cl, fmt.Sprintf("client ID %q is not %q or %q followed by a suffix (as %s)", cl.ID, who.thing, who.thing+clientIDSeparator, who))
 	}
 	if pk.Connect.WillFlag {
 		// The will is a publish the broker makes later on the client's behalf, so it
@@ -102,11 +115,65 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 	if old, ok := h.broker.Clients.Get(cl.ID); ok && old != cl {
+		if st, known := h.state(old); !known || st.who != who {
+			ephemeral := !known || st.ephemeral
+			if !h.endForeignSession(old, ephemeral) {
+				return h.refuse(cl, fmt.Sprintf("the session of client ID %q, held by another identity, did not end within %v", cl.ID, sessionEndWait))
+			}
+			h.log.Info("session of another identity discarded: the new connection starts clean", "client", cl.ID, "as", who.String())
+		}
 		h.clients.Delete(old)
 	}
-	h.clients.Store(cl, &clientState{who: who, tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
+	ephemeral := cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0 ||
+		cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean
+	h.clients.Store(cl, &clientState{who: who, ephemeral: ephemeral, tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
 	h.log.Debug("client connected", "client", cl.ID, "as", who.String(), "listener", cl.Net.Listener)
 	return nil
+}
+
+// sessionEndWait bounds how long a connection waits for the session it replaces, held by
+// another identity, to end.
+const sessionEndWait = 2 * time.Second
+
+// endForeignSession ends the session of old, whose client ID a connection of another
+// principal is taking, so that the broker hands nothing of it (subscriptions, queued
+// messages) to the new connection: mochi would otherwise let the new connection
+// inherit it. It reports false if old's session did not end within sessionEndWait.
+func (h *gateHook) endForeignSession(old *mqtt.Client, ephemeral bool) bool {
+	if !old.Closed() {
+		_ = h.broker.DisconnectClient(old, packets.ErrSessionTakenOver)
+	}
+	if !ephemeral {
+		// A kept session outlives its connection and nothing else removes it now:
+		// discard it here. (Removing an ephemeral one here instead would race with its
+		// own goroutine, which removes the client by ID and could remove the new one.)
+		h.broker.UnsubscribeClient(old)
+		old.ClearInflights()
+		h.broker.Clients.Delete(old.ID)
+		return true
+	}
+	deadline := time.Now().Add(sessionEndWait)
+	for {
+		if cur, ok := h.broker.Clients.Get(old.ID); !ok || cur != old {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// clientIDSeparator separates a thing's name from the suffix in the client ID of one of
+// several connections of that thing ("Pump-7@app"). It cannot occur in a thing name,
+// so no client ID a thing may use is another thing's.
+const clientIDSeparator = "@"
+
+// clientIDThing returns the thing a client ID stands for: the whole ID, or what
+// precedes its first clientIDSeparator.
+func clientIDThing(id string) string {
+	thing, _, _ := strings.Cut(id, clientIDSeparator)
+	return thing
 }
 
 // refuse answers a CONNECT with "not authorized", logging why, and returns the error
@@ -148,7 +215,7 @@ func (h *gateHook) identify(cl *mqtt.Client) (principal, error) {
 		if !h.plain.ThingFromClientID {
 			return principal{operator: true}, nil
 		}
-		return thingPrincipal(cl.ID)
+		return thingPrincipal(clientIDThing(cl.ID))
 	case listenerTLS:
 		conn, ok := cl.Net.Conn.(*tls.Conn)
 		if !ok {
