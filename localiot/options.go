@@ -72,7 +72,8 @@ type PlainListener struct {
 	// isolated networks, such as a CI job's own containers.
 	InsecureAnyAddress bool
 	// ThingFromClientID makes each plain client act as the thing named by its MQTT
-	// client ID, restricted like a thing's certificate; a client ID that is not a valid
+	// client ID (the part before "@" in a client ID of the form NAME@SUFFIX),
+	// restricted like a thing's certificate; a client ID whose name is not a valid
 	// thing name is refused. False (the default) gives plain clients operator rights.
 	ThingFromClientID bool
 }
