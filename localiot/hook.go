@@ -72,7 +72,10 @@ func (h *gateHook) Provides(b byte) bool {
 }
 
 // OnConnect refuses client IDs AWS refuses, identifies the client, and clamps its
-// keep-alive into AWS's range.
+// keep-alive into AWS's range. It refuses, with "not authorized", a thing whose client
+// ID is not its own (NAME or NAME@SUFFIX), a will its principal may not publish, the
+// broker's own client ID, and any client it cannot identify. A session of another
+// principal under the same client ID is discarded, so the client starts clean.
 func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !h.limits.Off {
 		id := pk.Connect.ClientIdentifier
