@@ -64,6 +64,8 @@ type client struct {
 	paho.Client
 	msgs chan paho.Message // every message received
 	lost chan error        // receives once if the connection drops
+	// sessionPresent is the CONNACK's session present flag.
+	sessionPresent bool
 }
 
 type clientOption func(*paho.ClientOptions)
@@ -97,6 +99,7 @@ func connect(t *testing.T, broker, id string, opts ...clientOption) (*client, er
 	if err := tok.Error(); err != nil {
 		return nil, err
 	}
+	c.sessionPresent = tok.(*paho.ConnectToken).SessionPresent()
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c, nil
 }

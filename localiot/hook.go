@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,9 @@ type gateHook struct {
 // clientState is what the hook remembers about one connection.
 type clientState struct {
 	who principal
+	// ephemeral is set when the session ends with the connection (MQTT 3 clean
+	// session, MQTT 5 session expiry 0); the broker then removes the client itself.
+	ephemeral bool
 
 	mu     sync.Mutex
 	tokens float64   // publish throttle bucket
@@ -68,7 +72,10 @@ func (h *gateHook) Provides(b byte) bool {
 }
 
 // OnConnect refuses client IDs AWS refuses, identifies the client, and clamps its
-// keep-alive into AWS's range.
+// keep-alive into AWS's range. It refuses, with "not authorized", a thing whose client
+// ID is not its own (NAME or NAME@SUFFIX), a will its principal may not publish, the
+// broker's own client ID, and any client it cannot identify. A session of another
+// principal under the same client ID is discarded, so the client starts clean.
 func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !h.limits.Off {
 		id := pk.Connect.ClientIdentifier
@@ -88,18 +95,100 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			cl.State.Keepalive, cl.State.ServerKeepalive = ka, true
 		}
 	}
+	if cl.ID == mqtt.InlineClientId {
+		// The broker's own client, through which the shadow service publishes, has
+		// this client ID; a connection using it would take that client's place.
+		return h.refuse(cl, fmt.Sprintf("client ID %q is the embedded broker's own", cl.ID))
+	}
 	who, err := h.identify(cl)
 	if err != nil {
-		// OnConnectAuthenticate finds no state and answers "not authorized".
-		h.log.Info("connect refused", "client", cl.ID, "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", err)
-		return nil
+		return h.refuse(cl, err.Error())
+	}
+	if !who.operator && clientIDThing(cl.ID) != who.thing {
+		// The usual AWS IoT policy allows iot:Connect only with the client ID
+		// ${iot:Connection.Thing.ThingName}.
+		return h.refuse(cl, fmt.Sprintf("client ID %q is not %q or %q followed by a suffix (as %s)", cl.ID, who.thing, who.thing+clientIDSeparator, who))
+	}
+	if pk.Connect.WillFlag {
+		// The will is a publish the broker makes later on the client's behalf, so it
+		// passes the same check now; AWS IoT refuses the CONNECT of a client whose
+		// policy does not allow its will.
+		if reason := h.publishRefusal(who, pk.Connect.WillTopic, pk.Connect.WillRetain); reason != "" {
+			return h.refuse(cl, fmt.Sprintf("last will on %q: %s (as %s)", pk.Connect.WillTopic, reason, who))
+		}
 	}
 	if old, ok := h.broker.Clients.Get(cl.ID); ok && old != cl {
+		if st, known := h.state(old); !known || st.who != who {
+			ephemeral := !known || st.ephemeral
+			if !h.endForeignSession(old, ephemeral) {
+				return h.refuse(cl, fmt.Sprintf("the session of client ID %q, held by another identity, did not end within %v", cl.ID, sessionEndWait))
+			}
+			h.log.Info("session of another identity discarded: the new connection starts clean", "client", cl.ID, "as", who.String())
+		}
 		h.clients.Delete(old)
 	}
-	h.clients.Store(cl, &clientState{who: who, tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
+	h.clients.Store(cl, &clientState{who: who, ephemeral: cleanSession(cl), tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
 	h.log.Debug("client connected", "client", cl.ID, "as", who.String(), "listener", cl.Net.Listener)
 	return nil
+}
+
+// sessionEndWait bounds how long a connection waits for the session it replaces, held by
+// another identity, to end.
+const sessionEndWait = 2 * time.Second
+
+// endForeignSession ends the session of old, whose client ID a connection of another
+// principal is taking, so that the broker hands nothing of it (subscriptions, queued
+// messages) to the new connection: mochi would otherwise let the new connection
+// inherit it. It reports false if old's session did not end within sessionEndWait.
+func (h *gateHook) endForeignSession(old *mqtt.Client, ephemeral bool) bool {
+	if !old.Closed() {
+		_ = h.broker.DisconnectClient(old, packets.ErrSessionTakenOver)
+	}
+	if !ephemeral {
+		// A kept session outlives its connection and nothing else removes it now:
+		// discard it here. (Removing an ephemeral one here instead would race with its
+		// own goroutine, which removes the client by ID and could remove the new one.)
+		h.broker.UnsubscribeClient(old)
+		old.ClearInflights()
+		h.broker.Clients.Delete(old.ID)
+		return true
+	}
+	deadline := time.Now().Add(sessionEndWait)
+	for {
+		if cur, ok := h.broker.Clients.Get(old.ID); !ok || cur != old {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// clientIDSeparator separates a thing's name from the suffix in the client ID of one of
+// several connections of that thing ("Pump-7@app"). It cannot occur in a thing name,
+// so no client ID a thing may use is another thing's.
+const clientIDSeparator = "@"
+
+// clientIDThing returns the thing a client ID stands for: the whole ID, or what
+// precedes its first clientIDSeparator.
+func clientIDThing(id string) string {
+	thing, _, _ := strings.Cut(id, clientIDSeparator)
+	return thing
+}
+
+// refuse answers a CONNECT with "not authorized", logging why, and returns the error
+// that makes the broker close the connection. No state is kept, so the client never
+// counts as connected and its will is never sent.
+func (h *gateHook) refuse(cl *mqtt.Client, reason string) error {
+	h.log.Info("connect refused", "client", cl.ID, "listener", cl.Net.Listener, "remote", cl.Net.Remote, "reason", reason)
+	code := packets.ErrNotAuthorized
+	if cl.Properties.ProtocolVersion < 5 {
+		// The broker sends this one to MQTT 3 clients as return code 5, not authorized.
+		code = packets.ErrBadUsernameOrPassword
+	}
+	_ = h.broker.SendConnack(cl, code, false, nil)
+	return packets.ErrNotAuthorized
 }
 
 // OnConnectAuthenticate accepts exactly the clients OnConnect identified.
@@ -162,7 +251,7 @@ func (h *gateHook) identify(cl *mqtt.Client) (principal, error) {
 		if !h.plain.ThingFromClientID {
 			return principal{operator: true}, nil
 		}
-		return thingPrincipal(cl.ID)
+		return thingPrincipal(clientIDThing(cl.ID))
 	case listenerTLS:
 		conn, ok := cl.Net.Conn.(*tls.Conn)
 		if !ok {
@@ -289,15 +378,15 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	st, ok := h.state(cl)
 	var reason string
+	if ok {
+		reason = h.publishRefusal(st.who, pk.TopicName, pk.FixedHeader.Retain)
+	}
 	switch {
 	case !ok:
 		reason = "unknown client"
-	case !h.policy.mayPublish(st.who, pk.TopicName):
-		reason = "not authorized"
+	case reason != "":
 	case h.limits.Off:
 		return pk, nil
-	case !topicWithinLimits(pk.TopicName):
-		reason = "topic longer than 256 bytes or 7 levels"
 	case !st.allowPublish(h.limits.PublishesPerSecond, time.Now()):
 		h.log.Debug("publish dropped: throttled", "client", cl.ID, "topic", pk.TopicName)
 		return pk, drop(cl, pk)
@@ -310,6 +399,23 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	h.log.Info("publish dropped", attrs...)
 	return pk, drop(cl, pk)
+}
+
+// publishRefusal returns why who may not publish to topic (retained when retain is
+// set), or "" when it may. It is the check for a PUBLISH and, at CONNECT, for a will.
+// Nobody may retain a message on a reserved ("$") topic: the broker would replay it to
+// every later subscriber of that topic, so a retained shadow request or reply would
+// reach devices as if the shadow service had sent it.
+func (h *gateHook) publishRefusal(who principal, topic string, retain bool) string {
+	switch {
+	case !h.policy.mayPublish(who, topic):
+		return "not authorized"
+	case retain && strings.HasPrefix(topic, "$"):
+		return "retained message on a reserved topic"
+	case !h.limits.Off && !topicWithinLimits(topic):
+		return "topic longer than 256 bytes or 7 levels"
+	}
+	return ""
 }
 
 // drop returns the OnPublish error that makes mochi discard pk without closing the

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -68,12 +70,22 @@ type Options struct {
 	Registry *prometheus.Registry
 }
 
-// PlainListener configures the plain TCP listener.
+// PlainListener configures the plain TCP listener. It has no authentication: anyone
+// who can reach it connects with operator rights (or as any thing, with
+// ThingFromClientID), so it binds loopback addresses only unless InsecureAnyAddress is
+// set.
 type PlainListener struct {
-	// Addr is the host:port to listen on. "" means 127.0.0.1:0 (an ephemeral port).
+	// Addr is the host:port to listen on: a loopback IP address or "localhost", unless
+	// InsecureAnyAddress is set. "" means 127.0.0.1:0 (an ephemeral port).
 	Addr string
+	// InsecureAnyAddress allows an Addr that is not loopback (such as ":1883" or
+	// "0.0.0.0:1883"), which gives everyone who can reach it operator rights with no
+	// authentication; the server then logs a warning when it starts. Meant for
+	// isolated networks, such as a CI job's own containers.
+	InsecureAnyAddress bool
 	// ThingFromClientID makes each plain client act as the thing named by its MQTT
-	// client ID, restricted like a thing's certificate; a client ID that is not a valid
+	// client ID (the part before "@" in a client ID of the form NAME@SUFFIX),
+	// restricted like a thing's certificate; a client ID whose name is not a valid
 	// thing name is refused. False (the default) gives plain clients operator rights.
 	ThingFromClientID bool
 }
@@ -227,8 +239,8 @@ func (o Options) validate() (Options, error) {
 	if o.Store == nil {
 		o.Store = &MemoryStore{}
 	}
-	if o.Registry == nil {
-		o.Registry = prometheus.NewRegistry()
+	if p := o.Plain; p != nil && !p.InsecureAnyAddress && !isLoopbackAddr(addrOrDefault(p.Addr)) {
+		return o, fmt.Errorf("%w: Plain.Addr %q is not a loopback address: the plain listener has no authentication and gives operator rights; set Plain.InsecureAnyAddress to serve it there anyway", ErrInvalidOptions, p.Addr)
 	}
 	if o.TLS != nil {
 		if len(o.TLS.Certificate.Certificate) == 0 || o.TLS.Certificate.PrivateKey == nil {
@@ -308,6 +320,20 @@ func orDefault(v, def int) int {
 		return 0
 	}
 	return v
+}
+
+// isLoopbackAddr reports whether addr is host:port with a loopback IP address or
+// "localhost" as its host. An empty host (every address) is not loopback.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func addrOrDefault(addr string) string {

@@ -159,8 +159,17 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("plain listener: %w", err)
 		}
+		bound := ln.Addr().String()
+		switch {
+		case isLoopbackAddr(bound):
+		case !p.InsecureAnyAddress: // "localhost" did not resolve to loopback
+			_ = ln.Close()
+			return fmt.Errorf("plain listener: %s (from %q) is not a loopback address; set Plain.InsecureAnyAddress to serve it there anyway", bound, p.Addr)
+		default:
+			s.opts.Logger.Warn("plain MQTT listener on an address that is not loopback: anyone who can reach it has operator rights, with no authentication", "addr", bound)
+		}
 		ls = append(ls, &netListener{id: listenerPlain, ln: s.conns.listener(listenerPlain, ln), dropClients: s.dropListenerClients})
-		eps.Plain = "mqtt://" + ln.Addr().String()
+		eps.Plain = "mqtt://" + bound
 	}
 	if t := s.opts.TLS; t != nil {
 		ln, err := lc.Listen(ctx, "tcp", addrOrDefault(t.Addr))

@@ -125,7 +125,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := connect(t, url, "c", withTLS(tt.cfg))
+			_, err := connect(t, url, "thing-a", withTLS(tt.cfg)) // a thing connects with its name as client ID
 			if tt.wantOK && err != nil {
 				t.Errorf("connect: %v", err)
 			}

@@ -59,7 +59,9 @@ func (*willMarker) ID() string { return "localiot-will-marker" }
 func (*willMarker) Provides(b byte) bool { return b == mqtt.OnWill }
 
 func (*willMarker) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	if _, _, kind, ok := shadowstate.ParseTopic(will.TopicName); ok && kind == shadowstate.Request {
+	// Shaped like a request, valid names or not: the service would otherwise answer
+	// a will with an invalid name with a 400 rejection.
+	if _, _, _, ok := parseRequestTopic(will.TopicName); ok {
 		will.User = append(slices.Clone(will.User), willUserProperty)
 	}
 	return will, nil

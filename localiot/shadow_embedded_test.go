@@ -63,7 +63,7 @@ func TestThingCannotUseAnotherThingsShadow(t *testing.T) {
 	beta := dialProtocolClient(t, s.Endpoints().TLS, "Beta", func(o *mqttc.ClientOptions) { o.SetTLSConfig(betaTLS) })
 	beta.request(shadowstate.ID{Thing: "Beta"}, shadowstate.OpUpdate, `{"state":{"reported":{"secret":1}}}`, 2)
 
-	alpha := mustConnect(t, s.Endpoints().TLS, "alpha", withTLS(alphaTLS))
+	alpha := mustConnect(t, s.Endpoints().TLS, "Alpha", withTLS(alphaTLS))
 	if got := alpha.subscribe(t, 1, "$aws/things/Beta/shadow/get/accepted"); got["$aws/things/Beta/shadow/get/accepted"] != 0x80 {
 		t.Fatalf("Alpha may read Beta's shadow replies: SUBACK %v", got)
 	}

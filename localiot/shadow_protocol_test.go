@@ -30,7 +30,7 @@ func dialProtocolClient(t *testing.T, broker, thing string, configure func(*mqtt
 	t.Helper()
 	pc := &protocolClient{t: t, replies: make(chan mqttc.Message, 256)}
 	co := mqttc.NewClientOptions().AddBroker(broker).
-		SetClientID(fmt.Sprintf("proto-%s-%d", thing, clientSeq.Add(1))).
+		SetClientID(fmt.Sprintf("%s@proto-%d", thing, clientSeq.Add(1))). // a thing certificate needs its name as the client ID's prefix
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	if configure != nil {
 		configure(co)

@@ -2,8 +2,10 @@ package localiot
 
 import (
 	"encoding/json"
+	"errors"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +24,22 @@ type shadowService struct {
 	log   *slog.Logger
 	seed  maphash.Seed
 	locks [64]sync.Mutex
+
+	warnMu     sync.Mutex
+	lastWarn   time.Time // when dropInvalid last logged
+	suppressed int       // requests dropInvalid dropped without a log line since then
 }
+
+// invalidNameWarnEvery is the least time between two warnings about requests dropped
+// for an invalid name with no room for a reply topic.
+const invalidNameWarnEvery = 10 * time.Second
+
+// The messages of the 400 rejection of a request whose topic names an invalid thing or
+// shadow. AWS IoT documents no message for this case.
+const (
+	msgInvalidThingName  = "Invalid thing name"
+	msgInvalidShadowName = "Invalid shadow name"
+)
 
 func newShadowService(store Store, now func() time.Time, log *slog.Logger) *shadowService {
 	if now == nil {
@@ -44,7 +61,10 @@ var shadowRequestFilters = []string{
 // shadow is locked, so replies about one shadow leave in version order.
 func (s *shadowService) handle(topic string, payload []byte, publish func(topic string, payload []byte)) bool {
 	id, op, kind, ok := shadowstate.ParseTopic(topic)
-	if !ok || kind != shadowstate.Request {
+	if !ok {
+		return s.rejectInvalidName(topic, payload, publish)
+	}
+	if kind != shadowstate.Request {
 		return false
 	}
 	lock := &s.locks[maphash.String(s.seed, id.Prefix())%uint64(len(s.locks))]
@@ -90,6 +110,80 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 		send(shadowstate.Documents, out.Documents)
 	}
 	return true
+}
+
+// rejectInvalidName answers a request whose topic is shaped like a shadow request but
+// names a thing or shadow that breaks AWS's naming rules (a thing name is 1 to 128
+// bytes of a-z, A-Z, 0-9, ':', '_' and '-'; a shadow name 1 to 64 of those or '$'):
+// with a 400 error on the request topic plus "/rejected", where AWS's Device Shadow
+// service publishes its errors, echoing the clientToken. When that reply topic would
+// break AWS's topic limits (256 bytes, 7 slashes) the request is dropped and a
+// warning logged, at most one per invalidNameWarnEvery. It returns false, doing
+// nothing, when topic is not shaped like a shadow request or its names are valid.
+func (s *shadowService) rejectInvalidName(topic string, payload []byte, publish func(topic string, payload []byte)) bool {
+	id, op, named, ok := parseRequestTopic(topic)
+	if !ok {
+		return false
+	}
+	var msg string
+	var why error
+	switch {
+	case shadowstate.ID{Thing: id.Thing}.Validate() != nil:
+		msg, why = msgInvalidThingName, shadowstate.ID{Thing: id.Thing}.Validate()
+	case named && id.Name == "":
+		msg, why = msgInvalidShadowName, errors.New("empty shadow name")
+	case id.Validate() != nil:
+		msg, why = msgInvalidShadowName, id.Validate()
+	default:
+		return false
+	}
+	reply := topic + "/" + shadowstate.Rejected
+	if !topicWithinLimits(reply) {
+		s.warnDropped(topic, op, why)
+		return true
+	}
+	s.log.Debug("shadow request rejected: invalid name", "topic", topic, "op", op, "reason", why)
+	data, _ := json.Marshal(&shadowstate.Error{Code: 400, Message: msg, ClientToken: requestToken(payload), Timestamp: s.now().Unix()})
+	publish(reply, data)
+	return true
+}
+
+// warnDropped logs a request dropped for an invalid name, unless another was logged
+// less than invalidNameWarnEvery ago; it then counts it in the next warning.
+func (s *shadowService) warnDropped(topic string, op shadowstate.Op, why error) {
+	s.warnMu.Lock()
+	now := s.now()
+	if !s.lastWarn.IsZero() && now.Sub(s.lastWarn) < invalidNameWarnEvery {
+		s.suppressed++
+		s.warnMu.Unlock()
+		return
+	}
+	suppressed := s.suppressed
+	s.lastWarn, s.suppressed = now, 0
+	s.warnMu.Unlock()
+	s.log.Warn("shadow request dropped: invalid thing or shadow name, and no reply topic fits AWS's topic limits",
+		"topic", topic, "op", op, "reason", why, "dropped_unlogged", suppressed)
+}
+
+// parseRequestTopic splits a topic shaped like a shadow request,
+// $aws/things/{thing}/shadow/{op} or $aws/things/{thing}/shadow/name/{name}/{op} with op
+// get, update or delete, without checking the names; named reports the second form.
+func parseRequestTopic(topic string) (id shadowstate.ID, op shadowstate.Op, named, ok bool) {
+	rest, found := strings.CutPrefix(topic, "$aws/things/")
+	if !found {
+		return id, "", false, false
+	}
+	levels := strings.Split(rest, "/")
+	switch {
+	case len(levels) == 3 && levels[1] == "shadow":
+		id.Thing, op = levels[0], shadowstate.Op(levels[2])
+	case len(levels) == 5 && levels[1] == "shadow" && levels[2] == "name":
+		id.Thing, id.Name, op, named = levels[0], levels[3], shadowstate.Op(levels[4]), true
+	default:
+		return id, "", false, false
+	}
+	ok = op == shadowstate.OpGet || op == shadowstate.OpUpdate || op == shadowstate.OpDelete
+	return id, op, named, ok
 }
 
 // throttle answers a request the service had no room to queue with AWS's 429

@@ -67,10 +67,30 @@ func TestShadowServiceReplies(t *testing.T) {
 
 	for _, topic := range []string{
 		prefix + "/update/accepted", prefix + "/update/delta", "$aws/things/Pump-7/shadow",
-		"$aws/things/bad name/shadow/update", "sensors/Pump-7", "$aws/things/Pump-7/jobs/get",
+		"$aws/things/bad name/shadow/frob", "sensors/Pump-7", "$aws/things/Pump-7/jobs/get",
 	} {
 		if got, ok := collect(svc, topic, `{"state":{}}`); ok || len(got) > 0 {
 			t.Errorf("%s was handled as a request: %v", topic, got)
+		}
+	}
+
+	// A request naming an invalid thing or shadow is rejected with 400.
+	for topic, msg := range map[string]string{
+		"$aws/things/bad name/shadow/update":          msgInvalidThingName,
+		"$aws/things/Pump-7/shadow/name/a.b/get":      msgInvalidShadowName,
+		"$aws/things/Pump-7/shadow/name//delete":      msgInvalidShadowName,
+		"$aws/things/Pump-7/shadow/name/$package/get": "", // valid: '$' is allowed in shadow names
+	} {
+		got, ok := collect(svc, topic, `{"clientToken":"t"}`)
+		if msg == "" {
+			if !ok || len(got) != 1 || got[0].Topic != topic+"/rejected" || !strings.Contains(got[0].Payload, `"code":404`) {
+				t.Errorf("%s: %v, want the usual 404 of a shadow that does not exist", topic, got)
+			}
+			continue
+		}
+		want := []published{{topic + "/rejected", `{"code":400,"message":"` + msg + `","clientToken":"t","timestamp":1718000000}`}}
+		if diff := cmp.Diff(want, got); !ok || diff != "" {
+			t.Errorf("%s (-want +got):\n%s", topic, diff)
 		}
 	}
 }

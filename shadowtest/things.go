@@ -58,13 +58,14 @@ func (e *Env) CreateThing(name string) (Thing, error) {
 
 // DeviceConfig returns the transport configuration of a device acting as th, over
 // Options.Listener: over TLS it presents th's certificate; over Plain and WebSocket it
-// has operator rights. The client ID is th's name with a number unique within the Env
-// (connections never kick each other off), and the settings suit tests: reconnects
+// has operator rights. The client ID is th's name, "@" and a number unique within the
+// Env ("Bot@3": connections never kick each other off, and localiot lets a thing's
+// certificate use it), and the settings suit tests: reconnects
 // after 20 ms to 1 s with jitter, no publish rate cap, the offline queue drained at
 // once, 5 s to connect. Change any field before use, e.g. KeepAlive for a test that black-holes the
 // link, or Endpoint to go through a fault-injecting proxy.
 func (e *Env) DeviceConfig(th Thing) transport.Config {
-	cfg := e.config(th.Name)
+	cfg := e.config(th.Name, "@")
 	if e.opts.Listener == TLS {
 		cfg.TLS = th.TLS
 	}
@@ -76,7 +77,7 @@ func (e *Env) DeviceConfig(th Thing) transport.Config {
 // the operator certificate over TLS), with the same test settings as DeviceConfig. Use
 // it for a reconciler.Manager that manages many things.
 func (e *Env) AppConfig() transport.Config {
-	cfg := e.config("app")
+	cfg := e.config("app", "-")
 	if e.opts.Listener == TLS {
 		op, err := e.certs.ClientTLS(localiot.OperatorCertName)
 		if err == nil { // the operator certificate always exists
@@ -86,14 +87,15 @@ func (e *Env) AppConfig() transport.Config {
 	return cfg
 }
 
-// config returns the settings every client shares, for Options.Listener.
-func (e *Env) config(prefix string) transport.Config {
+// config returns the settings every client shares, for Options.Listener, with the
+// client ID prefix, sep and a number.
+func (e *Env) config(prefix, sep string) transport.Config {
 	e.mu.Lock()
 	e.clientNo++
 	n := e.clientNo
 	eps := e.eps
 	e.mu.Unlock()
-	id := prefix + "-" + strconv.FormatUint(n, 10)
+	id := prefix + sep + strconv.FormatUint(n, 10)
 	cfg := transport.Config{
 		ClientID:       id,
 		Backoff:        transport.ExponentialBackoff(20*time.Millisecond, time.Second, 0.5),

@@ -110,7 +110,8 @@ func TestTLSRefused(t *testing.T) {
 		})
 	}
 	// The good certificate works, so the refusals above are the certificates' fault.
-	c := dialConn(t, transport.Config{Endpoint: eps.TLS, TLS: &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{good}}})
+	// A thing's certificate connects with the thing's name as client ID.
+	c := dialConn(t, transport.Config{Endpoint: eps.TLS, ClientID: "thing1", TLS: &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{good}}})
 	if !c.IsOnline() {
 		t.Error("good certificate: not online")
 	}

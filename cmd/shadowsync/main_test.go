@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,7 +239,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--thing", "bad name"}, 1, `thing name "bad name"`},
 		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"serve", "--mqtt", "256.0.0.1:1"}, 1, "plain listener"},
+		{[]string{"serve", "--mqtt", "127.0.0.1:99999"}, 1, "plain listener"},
+		{[]string{"serve", "--mqtt-insecure-any-address"}, 2, "--mqtt-insecure-any-address needs --mqtt"},
 		{[]string{"help"}, 0, "serve"},
 		{[]string{"help", "serve"}, 0, "-data DIR"},
 	} {
@@ -246,6 +248,39 @@ func TestUsageErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("shadowsync %s: exit %d, output:\n%s\nwant exit %d and %q", strings.Join(tc.args, " "), code, out, tc.code, tc.want)
 		}
+	}
+}
+
+// Plain MQTT gives operator rights with no authentication, so serve binds it on a
+// loopback address only, unless told otherwise, and then warns.
+func TestServePlainListenerOffLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0"} {
+		p := start(t, nil, "serve", "--mqtt", addr)
+		done := make(chan error, 1)
+		go func() { done <- p.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("serve --mqtt %s still running after 20s, want a usage error", addr)
+		}
+		if code := p.cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(p.stderr.String(), addr) || !strings.Contains(p.stderr.String(), "--mqtt-insecure-any-address") {
+			t.Errorf("serve --mqtt %s: exit %d, stderr:\n%s\nwant exit 2 naming the address and --mqtt-insecure-any-address", addr, code, p.stderr)
+		}
+	}
+
+	p := start(t, nil, "serve", "--mqtt", "0.0.0.0:0", "--mqtt-insecure-any-address")
+	eps := p.banner(t)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(eps["mqtt"], "mqtt://"))
+	if err != nil {
+		t.Fatalf("banner %v: %v", eps, err)
+	}
+	c := mqttClient(t, "tcp://127.0.0.1:"+port, "app", nil)
+	c.Disconnect(0)
+	if code := p.stop(t, syscall.SIGINT); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if !strings.Contains(p.stderr.String(), "WARNING: --mqtt 0.0.0.0:0 is not a loopback address") || !strings.Contains(p.stderr.String(), "level=WARN") {
+		t.Errorf("no warning on stderr:\n%s", p.stderr)
 	}
 }
 

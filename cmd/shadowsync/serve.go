@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,8 @@ const (
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stdout)
 	var (
-		plainAddr  = fs.String("mqtt", "", "serve plain MQTT on `ADDR` (local development only; clients get operator rights)")
+		plainAddr  = fs.String("mqtt", "", "serve plain MQTT on `ADDR`, a loopback address (local development only; clients get operator rights)")
+		plainAny   = fs.Bool("mqtt-insecure-any-address", false, "allow --mqtt on an address that is not loopback: anyone who can reach it gets operator rights, with no authentication")
 		tlsAddr    = fs.String("mqtts", "", "serve MQTT over TLS with client certificates on `ADDR`")
 		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt")
 		certDir    = fs.String("certs", "", "generate or reuse the CA, server, operator and thing certificates in `DIR` (default: a shadowsync directory in the user's cache directory)")
@@ -54,13 +56,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	if *plainAny && *plainAddr == "" {
+		return fmt.Errorf("%w: --mqtt-insecure-any-address needs --mqtt", errUsage)
+	}
 	if *plainAddr == "" && *tlsAddr == "" && *wsAddr == "" {
 		*plainAddr, *tlsAddr = defaultPlainAddr, defaultTLSAddr
 	}
 	var opts localiot.Options
 	opts.Logger = log
 	if *plainAddr != "" {
-		opts.Plain = &localiot.PlainListener{Addr: *plainAddr}
+		if !isLoopbackAddr(*plainAddr) {
+			if !*plainAny {
+				return fmt.Errorf("%w: --mqtt %s is not a loopback address: plain MQTT has no authentication and gives every client operator rights; add --mqtt-insecure-any-address to serve it there anyway", errUsage, *plainAddr)
+			}
+			fmt.Fprintf(stderr, "WARNING: --mqtt %s is not a loopback address: anyone who can reach it has operator rights, with no authentication\n", *plainAddr)
+		}
+		opts.Plain = &localiot.PlainListener{Addr: *plainAddr, InsecureAnyAddress: *plainAny}
 	}
 	var certs *localiot.CertSet
 	if *tlsAddr != "" || *wsAddr != "" {
@@ -158,6 +169,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "data   in memory (use --data DIR to keep shadows across restarts)")
 	}
 	return <-done
+}
+
+// isLoopbackAddr reports whether addr is host:port with a loopback IP address or
+// "localhost" as its host; the server makes the same check.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // readCertificate reads the first certificate of a PEM file.

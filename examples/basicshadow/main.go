@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	shadow := func(role, clientID string) (*shadowstate.Handle, func(), error) {
 		cfg := target.Config(clientID)
 		if *mode == "both" && flags.ClientID != "" {
-			cfg.ClientID += "-" + role // two connections: one client ID each
+			cfg.ClientID += "@" + role // two connections: one client ID each, both the thing's on localiot
 		}
 		conn, err := transport.Dial(ctx, cfg)
 		if err != nil {

@@ -95,8 +95,10 @@ func TestListenerAndUpdaterAgainstAnEndpoint(t *testing.T) {
 	}
 	common := []string{"--endpoint", iot.Endpoints().TLS, "--thing", "Lamp-1", "--ca", filepath.Join(dir, "ca.pem"),
 		"--cert", filepath.Join(dir, "Lamp-1.pem"), "--key", filepath.Join(dir, "Lamp-1.key"), "--keepalive", "30s", "--count", "1"}
+	// Each role connects with a client ID of the thing's own, as the usual AWS IoT
+	// policy (and localiot) requires of a thing's certificate.
 	role := func(mode string, w *notifyWriter, more ...string) error {
-		return run(ctx, append(append([]string{"--mode", mode}, common...), more...), w)
+		return run(ctx, append(append([]string{"--mode", mode, "--client-id", "Lamp-1@" + mode}, common...), more...), w)
 	}
 
 	// Desired set with no listener running...

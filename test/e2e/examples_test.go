@@ -48,7 +48,7 @@ var _ = Describe("The example programs", Ordered, func() {
 		th, err := env.CreateThing("living-room")
 		Expect(err).NotTo(HaveOccurred())
 		s := start("thermostat", "--endpoint", env.Endpoints().TLS, "--ca", th.CAFile, "--cert", th.CertFile, "--key", th.KeyFile,
-			"--thing", "living-room", "--step-every", "10ms")
+			"--client-id", "living-room", "--thing", "living-room", "--step-every", "10ms") // a thing's certificate connects as the thing
 		Eventually(s).Should(gbytes.Say("connected"))
 
 		Expect(env.SetDesired(ctx, "living-room", map[string]any{"target": 23, "mode": "heat"})).To(Succeed())

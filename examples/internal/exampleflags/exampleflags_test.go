@@ -78,8 +78,12 @@ func TestOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.ClientID() != "test-"+name {
-				t.Errorf("client ID %q", c.ClientID())
+			want := "test-" + name
+			if opts.Thing != "" {
+				want = opts.Thing + "@" + want // a thing's certificate needs a client ID of its own
+			}
+			if c.ClientID() != want {
+				t.Errorf("client ID %q, want %q", c.ClientID(), want)
 			}
 			if err := c.Close(ctx); err != nil {
 				t.Error(err)

@@ -130,8 +130,14 @@ func Open(ctx context.Context, f *Flags, opts Options) (*Target, error) {
 }
 
 // Config returns the transport configuration of a client of the target, with clientID
-// as its client ID unless --client-id was given.
+// as its client ID unless --client-id was given. On an embedded TLS listener with a
+// thing's certificate the client ID is the thing's name, "@" and clientID
+// ("Bot@basicShadowUpdater"): localiot, like the usual AWS IoT policy, lets a thing's
+// certificate connect only with a client ID of its own.
 func (t *Target) Config(clientID string) transport.Config {
+	if t.Local && t.opts.Listener == TLS && t.opts.Thing != "" {
+		clientID = t.opts.Thing + "@" + clientID
+	}
 	cfg := t.flags.Config(clientID)
 	cfg.Endpoint = t.Endpoint
 	cfg.Credentials = t.opts.Credentials
