@@ -192,8 +192,16 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 
 	send := func(topic string, payload []byte) {
 		t := client.Publish(topic, 1, false, payload)
-		if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-			log.Error("shadow reply not delivered to the broker", "topic", topic, "error", t.Error())
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		select {
+		case <-t.Done():
+			if t.Error() != nil {
+				log.Error("shadow reply not delivered to the broker", "topic", topic, "error", t.Error())
+			}
+		case <-timer.C:
+			log.Error("shadow reply not acknowledged by the broker within 10s", "topic", topic)
+		case <-ctx.Done(): // stopping: the broker may be gone already
 		}
 	}
 	publish := func(topic string, payload []byte) {

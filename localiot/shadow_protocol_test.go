@@ -1,6 +1,7 @@
 package localiot
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -206,9 +207,20 @@ func TestShadowProtocolOnMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Start: %v", err)
+			}
+		case <-time.After(wait):
+			t.Errorf("the shadow service did not stop within %v of its ctx ending", wait)
+		}
+	})
 	select {
 	case <-svc.Ready():
 	case err := <-done:
