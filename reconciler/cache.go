@@ -51,6 +51,19 @@ type entry struct {
 	// failed: what the device is, written before anything else acts on the shadow.
 	pending        shadowstate.Object
 	pendingDeletes [][]string
+	// unwatch removes the shadow's delta and documents callbacks (a listed shadow of
+	// a running controller); RemoveThing calls them.
+	unwatch []func()
+	// removed is set by RemoveThing: a reconcile or Report that got the entry before
+	// and takes the run lock after does nothing.
+	removed bool
+}
+
+// isRemoved reports whether RemoveThing took the shadow out.
+func (e *entry) isRemoved() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.removed
 }
 
 // setPending records (or, with nil, clears) the device state a report failed to

@@ -69,6 +69,11 @@ type Controller[T any] struct {
 	// metric; an add while one is recorded keeps the earlier time.
 	waitingSince sync.Map // shadowstate.ID → time.Time
 
+	// life serialises start, AddThing and RemoveThing; running is the ctx start was
+	// given (nil until then), under which callbacks are registered.
+	life    sync.Mutex
+	running context.Context
+
 	// One re-read of all shadows runs at a time; requests meanwhile collapse into one
 	// pending re-read, so slow re-reads never pile up goroutines.
 	resyncMu      sync.Mutex
@@ -212,23 +217,113 @@ func (c *Controller[T]) start(ctx context.Context) error {
 			return err
 		}
 	}
+	c.life.Lock()
 	for _, it := range c.set.all() {
-		id := it.id
-		h, err := c.m.client.Shadow(id.Thing, id.Name)
-		if err != nil {
-			return err
-		}
-		if _, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }); err != nil {
-			return err
-		}
-		if _, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowstate.StateOnly()); err != nil {
+		if err := c.watch(ctx, it.id, it.e); err != nil {
+			c.life.Unlock()
 			return err
 		}
 	}
+	c.running = ctx
+	c.life.Unlock()
 	for range c.opts.MaxConcurrentReconciles {
 		c.workers.Go(func() { c.work(ctx) })
 	}
 	c.log.Info("controller started", "shadows", c.set.len(), "fleet", c.opts.Fleet != nil, "workers", c.opts.MaxConcurrentReconciles)
+	return nil
+}
+
+// watch registers the delta and documents callbacks of a listed shadow, waiting for
+// the subscriptions, and keeps their removal on its entry.
+func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) error {
+	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	if err != nil {
+		return err
+	}
+	offDelta, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) })
+	if err != nil {
+		return err
+	}
+	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowstate.StateOnly())
+	if err != nil {
+		offDelta()
+		return err
+	}
+	e.mu.Lock()
+	e.unwatch = []func(){offDelta, offDocs}
+	e.mu.Unlock()
+	return nil
+}
+
+// ErrFleetThings is returned by AddThing and RemoveThing on a fleet controller, whose
+// things are discovered from their events.
+var ErrFleetThings = errors.New("reconciler: a fleet controller discovers its things; AddThing and RemoveThing are for controllers with a list of things")
+
+// AddThing makes the controller manage thing's shadow too, before or after the
+// manager starts, for a gateway whose sub-devices come and go (fleet mode instead
+// discovers every thing of a prefix by itself). On a running controller it subscribes
+// to the shadow's delta and documents topics (waiting, within ctx, for the broker to
+// acknowledge them), then reads the shadow and reconciles it as the controller's
+// start does. It fails for a thing already managed or a name AWS IoT would refuse.
+func (c *Controller[T]) AddThing(ctx context.Context, thing string) error {
+	if c.opts.Fleet != nil {
+		return ErrFleetThings
+	}
+	id := shadowstate.ID{Thing: thing, Name: c.opts.Shadow}
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("reconciler: AddThing: %w", err)
+	}
+	c.life.Lock()
+	defer c.life.Unlock()
+	if c.queue.ShuttingDown() {
+		return fmt.Errorf("reconciler: AddThing %q: the manager has stopped", thing)
+	}
+	if !c.set.add(id) {
+		return fmt.Errorf("reconciler: AddThing: thing %q is already managed by controller %s", thing, c.opts.Name)
+	}
+	if c.running == nil {
+		return nil // start subscribes and reads it with the others
+	}
+	e := c.set.get(id)
+	if err := c.watch(ctx, id, e); err != nil {
+		c.set.remove(id)
+		return fmt.Errorf("reconciler: AddThing %q: %w", thing, err)
+	}
+	c.log.Info("thing added", "thing", thing, "shadows", c.set.len())
+	c.enqueue(id) // reads the shadow, then reconciles it
+	return nil
+}
+
+// RemoveThing stops managing thing's shadow: its events are ignored from now on, its
+// callbacks are removed, and RemoveThing waits (within ctx) for a reconcile or Report
+// of it that is running to finish, so that once it returns nothing more is written to
+// the shadow by this controller. The shadow itself is left as it is. The connection
+// keeps the shadow's topic subscriptions until it next rebuilds them.
+func (c *Controller[T]) RemoveThing(ctx context.Context, thing string) error {
+	if c.opts.Fleet != nil {
+		return ErrFleetThings
+	}
+	id := shadowstate.ID{Thing: thing, Name: c.opts.Shadow}
+	c.life.Lock()
+	defer c.life.Unlock()
+	e := c.set.remove(id)
+	if e == nil {
+		return fmt.Errorf("reconciler: RemoveThing: thing %q is not managed by controller %s", thing, c.opts.Name)
+	}
+	e.mu.Lock()
+	unwatch := e.unwatch
+	e.unwatch, e.removed = nil, true
+	e.mu.Unlock()
+	for _, off := range unwatch {
+		off()
+	}
+	c.queue.Forget(id)
+	if err := e.run.Lock(ctx); err != nil {
+		return fmt.Errorf("reconciler: RemoveThing %q: waiting for its reconcile to finish: %w", thing, err)
+	}
+	e.run.Unlock()
+	c.m.client.Forget(id.Thing, id.Name)
+	c.log.Info("thing removed", "thing", thing, "shadows", c.set.len())
 	return nil
 }
 

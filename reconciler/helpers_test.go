@@ -138,6 +138,23 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	}
 }
 
+// consistently checks that check keeps returning nil for d, failing the test at the
+// first error. Use it after a positive control has shown that what must not happen
+// would have had the time to.
+func consistently(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // reportedOf reads the shadow's reported state as the service holds it.
 func reportedOf(srv *localiot.Server, thing string) (shadowstate.Object, error) {
 	s, err := srv.Shadow(shadowstate.ID{Thing: thing})

@@ -28,6 +28,9 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 		return "" // shutting down
 	}
 	defer e.run.Unlock()
+	if e.isRemoved() {
+		return ""
+	}
 	log := c.log.With("thing", id.Thing, "shadow", id.Name)
 	ctx = context.WithValue(ctx, loggerKey{}, log)
 	ctx = context.WithValue(ctx, reconcilingKey{}, e)
@@ -341,6 +344,9 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 		return fmt.Errorf("reconciler: Report %v: waiting for its Reconcile to finish: %w", id, err)
 	}
 	defer e.run.Unlock()
+	if e.isRemoved() {
+		return fmt.Errorf("reconciler: Report: %v was removed from controller %s", id, c.opts.Name)
+	}
 	for attempt := 0; ; attempt++ {
 		if !e.current() {
 			if err := c.refresh(ctx, id, e); err != nil {

@@ -65,6 +65,19 @@ func (s *shadowSet) add(id shadowstate.ID) bool {
 	return true
 }
 
+// remove takes id out of a fixed list and returns its entry; nil if it is not there.
+func (s *shadowSet) remove(id shadowstate.ID) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el := s.byID[id]
+	if el == nil {
+		return nil
+	}
+	delete(s.byID, id)
+	s.lru.Remove(el)
+	return el.Value.(*setItem).e
+}
+
 // manages reports whether id is one of the controller's shadows: listed, or in fleet
 // mode, the right shadow of a thing with the prefix.
 func (s *shadowSet) manages(id shadowstate.ID) bool {
