@@ -20,7 +20,7 @@ func TestControllerAddAndRemoveThings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := make(chan struct{})     // a reconcile of "gw-held" waits on it
+	hold := make(chan struct{})    // a reconcile of "gw-held" waits on it
 	holding := make(chan struct{}) // closed when it does
 	var holdOnce sync.Once
 	ctrl, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"gw-a"}},
