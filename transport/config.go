@@ -19,9 +19,9 @@ import (
 	"github.com/shadowsync/shadowsync/queue"
 )
 
-// Defaults, most of them the seed SDK's (SEED-NOTES.md) or AWS IoT's limits
-// (PROTOCOL.md §5.2). Each is what the zero value of the Config field of the same
-// name means.
+// Defaults, most of them the AWS IoT Device SDK for Python v1's (docs/seed-mapping.md)
+// or AWS IoT's limits (docs/protocol.md#limits). Each is what the zero value of the
+// Config field of the same name means.
 const (
 	// DefaultOperationTimeout bounds Publish, Subscribe and Unsubscribe.
 	DefaultOperationTimeout = 5 * time.Second
@@ -412,7 +412,7 @@ func (s *settings) buildTLS() (*tls.Config, error) {
 const Version = "0.1.0"
 
 // metricsUsername appends AWS IoT's SDK metrics query to a user name: "?" when the
-// name has no query yet, else "&" (PROTOCOL.md §6.4).
+// name has no query yet, else "&" (docs/protocol.md#connecting-to-aws-iot).
 func metricsUsername(user string) string {
 	sep := "?"
 	if strings.Contains(user, "?") {

@@ -14,7 +14,8 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// SigV4 constants for AWS IoT's WebSocket gateway (PROTOCOL.md §6.2).
+// SigV4 constants for AWS IoT's WebSocket gateway
+// (docs/protocol.md#connecting-to-aws-iot).
 const (
 	sigV4Service = "iotdevicegateway"
 	// presignExpiry is X-Amz-Expires. The URL is used at once; the value is the one
