@@ -19,7 +19,7 @@ import (
 const (
 	sigV4Service = "iotdevicegateway"
 	// presignExpiry is X-Amz-Expires. The URL is used at once; the value is the one
-	// the seed SDK sends, which AWS IoT is known to accept.
+	// the AWS IoT Device SDK for Python v1 sends, which AWS IoT is known to accept.
 	presignExpiry = "86400"
 )
 
