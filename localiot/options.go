@@ -155,8 +155,8 @@ func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("access_key_id", c.AccessKeyID), slog.String("thing", c.Thing))
 }
 
-// Limits are AWS IoT Core's message broker limits (PROTOCOL.md §5.2). The zero value
-// enforces them all with AWS's values, except the publish throttle, which is off.
+// Limits are AWS IoT Core's message broker limits (docs/protocol.md#limits). The zero
+// value enforces them all with AWS's values, except the publish throttle, which is off.
 type Limits struct {
 	// Off disables every limit below and the client ID, topic, QoS and keep-alive
 	// rules: a plain MQTT broker.
@@ -206,7 +206,7 @@ const (
 	defaultOutboundBytes    = 4 << 20
 )
 
-// AWS IoT Core broker limits (PROTOCOL.md §5.2).
+// AWS IoT Core broker limits (docs/protocol.md#limits).
 const (
 	defaultMaxPayload        = 128 * 1024
 	defaultMaxSubscriptions  = 50

@@ -26,8 +26,8 @@ type shadowService struct {
 	locks [64]sync.Mutex
 
 	warnMu     sync.Mutex
-	lastWarn   time.Time // when dropInvalid last logged
-	suppressed int       // requests dropInvalid dropped without a log line since then
+	lastWarn   time.Time // when warnDropped last logged
+	suppressed int       // requests warnDropped counted without a log line since then
 }
 
 // invalidNameWarnEvery is the least time between two warnings about requests dropped

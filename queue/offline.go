@@ -8,7 +8,8 @@ import (
 
 // Sizes with a special meaning for NewOffline.
 const (
-	// DefaultOfflineSize is the seed SDK's documented offline queue size.
+	// DefaultOfflineSize is the offline queue size the AWS IoT Device SDK for Python v1
+	// documents.
 	DefaultOfflineSize = 20
 	// Unbounded makes an Offline queue without a size limit.
 	Unbounded = -1

@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestOfflineSeedExample is the seed README's example: a 5-slot queue receives 7
-// offline publishes.
+// TestOfflineSeedExample is the example in the README of the AWS IoT Device SDK for
+// Python v1: a 5-slot queue receives 7 offline publishes.
 func TestOfflineSeedExample(t *testing.T) {
 	reqs := []string{"pub_req1", "pub_req2", "pub_req3", "pub_req4", "pub_req5", "pub_req6", "pub_req7"}
 	tests := []struct {
@@ -54,8 +54,8 @@ func TestOfflineSeedExample(t *testing.T) {
 }
 
 // TestOfflineFullErrorSaysSo: a DropNewest refusal wraps ErrFull and says how full
-// the queue is; a DropOldest push that evicts returns no error at all (the seed
-// reported "queue full" although the new message was queued).
+// the queue is; a DropOldest push that evicts returns no error at all (the Python SDK
+// v1 reports "queue full" although the new message was queued).
 func TestOfflineFullErrorSaysSo(t *testing.T) {
 	q, _ := NewOffline[int](1, DropNewest)
 	if _, _, err := q.Push(1); err != nil {

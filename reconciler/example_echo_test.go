@@ -12,8 +12,8 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// Echo is the seed SDK's ThingShadowEcho sample in one line: whatever an app desires
-// is reported back.
+// Echo is the ThingShadowEcho sample of the AWS IoT Device SDK for Python v1 in one
+// line: whatever an app desires is reported back.
 func ExampleEcho() {
 	endpoint, stopLocalIoT := localIoT()
 	defer stopLocalIoT()

@@ -111,7 +111,8 @@ func update(cur Shadow, payload []byte, ts int64) Outcome {
 	}
 	// A version is checked against the shadow's current version, also for a shadow that
 	// does not exist yet (0, or the remembered version of a deleted one). AWS's answer
-	// for that case is undocumented (OQ-14); this reading is the consistent one.
+	// for that case is undocumented; this reading is the consistent one
+	// (docs/protocol.md#version-check-on-a-missing-shadow).
 	if req.hasVersion && req.version != base {
 		return reject(cur, &Error{Code: 409, Message: MsgVersionConflict, ClientToken: req.token, Timestamp: ts})
 	}
@@ -147,7 +148,8 @@ func update(cur Shadow, payload []byte, ts int64) Outcome {
 	}
 	// The delta goes out after every accepted update that leaves a difference, as AWS's
 	// own local shadow service does; AWS documents it for updates touching the
-	// differing keys and is silent on others (OQ-17).
+	// differing keys and is silent on others
+	// (docs/protocol.md#delta-after-unrelated-updates).
 	if d := Delta(next.Desired, next.Reported); d != nil {
 		out.Delta = &DeltaMessage{
 			State:       d,

@@ -36,12 +36,12 @@ type Subscriptions int
 
 const (
 	// Persistent subscribes to an operation's accepted and rejected topics the first
-	// time the operation is used on a shadow, and keeps them: the seed SDK's
-	// persistent subscription, and the fastest choice.
+	// time the operation is used on a shadow, and keeps them: the AWS IoT Device SDK
+	// for Python v1's persistent subscription, and the fastest choice.
 	Persistent Subscriptions = iota
 	// PerRequest subscribes before each request and unsubscribes once its reply (or
-	// its timeout) has come and no other request needs the topics: the seed SDK's
-	// non-persistent subscription, for connections short of subscriptions.
+	// its timeout) has come and no other request needs the topics: the Python SDK
+	// v1's non-persistent subscription, for connections short of subscriptions.
 	PerRequest
 )
 
@@ -72,8 +72,8 @@ type ClientOptions struct {
 	// shadow, before WildcardsAuto moves to the 8 wildcard filters. Zero means 24,
 	// about half of AWS IoT's 50 per connection, leaving the rest to the application.
 	FilterBudget int
-	// Timeout bounds each request on top of its ctx. Zero means 5 s, the seed's
-	// operation timeout.
+	// Timeout bounds each request on top of its ctx. Zero means 5 s, the Python SDK
+	// v1's operation timeout.
 	Timeout time.Duration
 	// QoS0 subscribes to the shadow topics (replies, deltas, documents, fleet
 	// watches) at QoS 0 instead of 1, so the broker expects no PUBACK for each of the

@@ -274,9 +274,9 @@ func TestClientDeltaAndDocuments(t *testing.T) {
 }
 
 func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
-	// The seed SDK drops a delta whose version equals one it has seen in an accepted
-	// reply. When a client updates desired itself, the accepted reply and the delta
-	// carry the same version, and the delta must still arrive.
+	// The AWS IoT Device SDK for Python v1 drops a delta whose version equals one it
+	// has seen in an accepted reply. When a client updates desired itself, the accepted
+	// reply and the delta carry the same version, and the delta must still arrive.
 	srv := startLocalIoT(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Self-1", "")

@@ -45,7 +45,7 @@ type conformanceCase struct {
 }
 
 var conformanceCases = []conformanceCase{
-	// ---- merge (§3.1) and the accepted echo (§2.2)
+	// ---- merge and the accepted echo (docs/protocol.md#merging-an-update, #replies)
 	{
 		name:    "first update creates the shadow at version 1 and echoes only the request",
 		req:     `{"state":{"desired":{"fan":"high"}},"clientToken":"req-42"}`,
@@ -173,7 +173,7 @@ var conformanceCases = []conformanceCase{
 		accepted: `{"state":{"reported":{"serial":123456789012345678901234567890,"ratio":0.1}},"metadata":{"reported":{"serial":{"timestamp":$T1},"ratio":{"timestamp":$T1}}},"version":1,"timestamp":$T1}`,
 	},
 
-	// ---- versions (§3.4)
+	// ---- versions (docs/protocol.md#versions)
 	{
 		name:    "an update carrying the current version is applied",
 		before:  []step{upd(`{"state":{"desired":{"a":1}}}`), upd(`{"state":{"desired":{"a":2}}}`)},
@@ -269,7 +269,7 @@ var conformanceCases = []conformanceCase{
 		code:   404, msg: "No shadow exists with name: 'Pump-7'",
 	},
 
-	// ---- metadata (§2.8)
+	// ---- metadata (docs/protocol.md#metadata)
 	{
 		name:    "metadata is kept per leaf: each leaf has the time it was last written",
 		before:  []step{upd(`{"state":{"desired":{"a":1,"b":{"c":1,"d":1}}}}`)},
@@ -285,7 +285,7 @@ var conformanceCases = []conformanceCase{
 		accepted: `{"state":{"reported":{"rgb":[255,0,{"alpha":1}]}},"metadata":{"reported":{"rgb":[{"timestamp":$T1},{"timestamp":$T1},{"alpha":{"timestamp":$T1}}]}},"version":1,"timestamp":$T1}`,
 	},
 
-	// ---- delta (§2.4, §3.2, §3.3)
+	// ---- delta (docs/protocol.md#the-delta, #replies)
 	{
 		name:    "no delta once reported catches up",
 		before:  []step{upd(`{"state":{"desired":{"fan":"high"},"reported":{"fan":"low"}}}`)},
@@ -380,7 +380,7 @@ var conformanceCases = []conformanceCase{
 		desired: `{"rpm":1200}`, version: 1,
 	},
 
-	// ---- rejections (§3.5, §4)
+	// ---- rejections (docs/protocol.md#rejections)
 	{
 		name: "a payload that is not UTF-8 is refused with 415",
 		req:  "{\"state\":{\"desired\":{\"a\":\"\xff\"}}}",
@@ -443,7 +443,7 @@ var conformanceCases = []conformanceCase{
 	{name: "a null version is refused", req: `{"state":{"desired":{"a":1}},"version":null}`, code: 400, msg: MsgInvalidVersion},
 	{name: "a version past int64 is refused", req: `{"state":{"desired":{"a":1}},"version":99999999999999999999}`, code: 400, msg: MsgInvalidVersion},
 
-	// ---- limits (§5.1)
+	// ---- limits (docs/protocol.md#limits)
 	{
 		name:    "a state of exactly 8192 bytes is accepted",
 		req:     `{"state":{"desired":{"k":"` + strings.Repeat("x", MaxStateBytes-8) + `"}}}`,

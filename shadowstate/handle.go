@@ -22,7 +22,8 @@ type Handle struct {
 	mu sync.Mutex
 	// lastVersion is the newest version seen in an accepted reply, a delta or a
 	// documents message (-1: none). Deltas and documents strictly older than it are
-	// stale and discarded; equal ones are not (the seed SDK's bug).
+	// stale and discarded; equal ones are not, unlike in the AWS IoT Device SDK for
+	// Python v1 (docs/protocol.md#versions).
 	lastVersion int64
 	// lastDelta and lastDocs are the versions of the last delta and documents
 	// message delivered (-1: none). A message on one topic arrives in the order the

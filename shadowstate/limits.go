@@ -2,17 +2,20 @@ package shadowstate
 
 import "time"
 
-// AWS's limits and messages for the Device Shadow service (PROTOCOL.md §4 and §5). Where
-// AWS's documentation is unsure, the choice is made here, once, with the reason.
+// AWS's limits and messages for the Device Shadow service (docs/protocol.md#limits and
+// #rejections). Where AWS's documentation is unsure, the choice is made here, once,
+// with the reason.
 const (
 	// MaxStateBytes is the largest desired plus reported state a shadow may hold,
 	// counted as the compact JSON of both sections after the update is merged. Metadata
-	// does not count. How AWS counts the bytes exactly is undocumented (OQ-11).
+	// does not count. How AWS counts the bytes exactly is undocumented
+	// (docs/protocol.md#state-size).
 	MaxStateBytes = 8192
 
 	// MaxDepth is how many levels of objects and arrays a desired or reported section
 	// may nest below itself: {"a":{"b":1}} is 2 levels. AWS's error text says 6 and
-	// AWS's own local shadow service accepts 6 and rejects 7 (OQ-1).
+	// AWS's own local shadow service accepts 6 and rejects 7
+	// (docs/protocol.md#nesting-depth).
 	MaxDepth = 6
 
 	// MaxClientTokenBytes is the longest clientToken the service accepts.
@@ -45,21 +48,23 @@ const (
 	MsgVersionConflict     = "Version conflict"
 	MsgPayloadTooLarge     = "The payload exceeds the maximum size allowed"
 	// MsgArrayHoldsNull answers an array containing null. AWS documents that such
-	// arrays are rejected but not with which code or text (OQ-15); this is our wording.
+	// arrays are rejected but not with which code or text; this is our wording
+	// (docs/protocol.md#message-texts).
 	MsgArrayHoldsNull = "Arrays may not contain null values"
 	// MsgThrottled answers a request the service is too busy to take, with
 	// CodeThrottled. AWS documents the 429 code for too many requests in flight but
-	// not its text (OQ-9); this is HTTP's reason phrase for 429.
+	// not its text; this is HTTP's reason phrase for 429 (docs/protocol.md#message-texts).
 	MsgThrottled = "Too Many Requests"
 )
 
 // CodeThrottled is the rejection code for a request refused because too many are
-// waiting (OQ-9).
+// waiting (docs/protocol.md#message-texts).
 const CodeThrottled = 429
 
 // msgInvalidNode is the message for a key inside "state" other than desired and
 // reported. AWS documents "State contains an invalid node"; a mock verified against AWS
-// appends the key in quotes (OQ-8), which is also the more useful of the two.
+// appends the key in quotes (docs/protocol.md#message-texts), which is also the more
+// useful of the two.
 func msgInvalidNode(key string) string {
 	return "State contains an invalid node: '" + key + "'"
 }

@@ -10,9 +10,9 @@ import "maps"
 //
 // Neither input is modified; the result shares unchanged subtrees with both.
 //
-// AWS does not say whether an empty object is stored (PROTOCOL.md OQ-5). We never
-// store one, at any level, as AWS does for the top-level sections: this keeps every
-// stored document in one canonical form, so that reporting a delta always clears it.
+// AWS does not say whether an empty object is stored (docs/protocol.md#empty-objects).
+// We never store one, at any level, as AWS does for the top-level sections: with every
+// stored document in one canonical form, reporting a delta always clears it.
 func Merge(dst, patch Object) Object {
 	out, _ := mergeSection(dst, nil, patch, 0, false)
 	return out

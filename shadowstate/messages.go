@@ -25,7 +25,8 @@ type DocumentState struct {
 
 // DocumentMetadata mirrors DocumentState with a {"timestamp": N} object for every leaf.
 // Delta is never sent by localiot; AWS's documentation shows it in /get/accepted while
-// AWS's service is reported to omit it (PROTOCOL.md OQ-3), so clients must not rely on it.
+// AWS's service is reported to omit it (docs/protocol.md#metadatadelta), so clients must
+// not rely on it.
 type DocumentMetadata struct {
 	Desired  Object `json:"desired,omitempty"`
 	Reported Object `json:"reported,omitempty"`

@@ -17,8 +17,8 @@ type updateRequest struct {
 }
 
 // parseUpdate validates an /update payload against the service's rules, in the order
-// of PROTOCOL.md §3.5. AWS's precedence between several failing checks is unknown
-// (OQ-8); this order reports the most basic problem first. The clientToken is echoed
+// of docs/protocol.md#order-of-checks. AWS's precedence between several failing checks
+// is unknown; this order reports the most basic problem first. The clientToken is echoed
 // on every rejection once it is known to be valid.
 func parseUpdate(payload []byte, ts int64) (updateRequest, *Error) {
 	var req updateRequest

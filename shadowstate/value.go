@@ -102,8 +102,8 @@ func number(v any) (string, bool) {
 
 // numbersEqual compares two JSON number literals by value. Integer literals compare
 // exactly, whatever their size; anything with a fraction or exponent compares as
-// float64. AWS does not document whether 1 and 1.0 are equal (PROTOCOL.md OQ-6); we
-// follow AWS's own local shadow service, which treats them as equal.
+// float64. AWS does not document whether 1 and 1.0 are equal; we follow AWS's own local
+// shadow service, which treats them as equal (docs/protocol.md#number-equality).
 func numbersEqual(a, b string) bool {
 	if a == b {
 		return true

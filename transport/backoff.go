@@ -11,11 +11,11 @@ import (
 // by ExponentialBackoff are stateless.
 type Backoff func(attempt int) time.Duration
 
-// ExponentialBackoff returns the seed SDK's progressive backoff,
-// min(2^attempt × base, max). With jitter in (0, 1] each wait is drawn uniformly
-// from [(1-jitter) × d, d], so clients cut off together do not reconnect together;
-// 0 means no jitter. Out-of-range arguments are clamped: base to at least 1 ms, max to
-// at least base, jitter into [0, 1].
+// ExponentialBackoff returns the progressive backoff of the AWS IoT Device SDK for
+// Python v1, min(2^attempt × base, max). With jitter in (0, 1] each wait is drawn
+// uniformly from [(1-jitter) × d, d], so clients cut off together do not reconnect
+// together; 0 means no jitter. Out-of-range arguments are clamped: base to at least
+// 1 ms, max to at least base, jitter into [0, 1].
 func ExponentialBackoff(base, max time.Duration, jitter float64) Backoff {
 	base = maxDuration(base, time.Millisecond)
 	max = maxDuration(max, base)

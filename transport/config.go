@@ -19,15 +19,15 @@ import (
 	"github.com/shadowsync/shadowsync/queue"
 )
 
-// Defaults, most of them the seed SDK's (SEED-NOTES.md) or AWS IoT's limits
-// (PROTOCOL.md §5.2). Each is what the zero value of the Config field of the same
-// name means.
+// Defaults, most of them the AWS IoT Device SDK for Python v1's (docs/seed-mapping.md)
+// or AWS IoT's limits (docs/protocol.md#limits). Each is what the zero value of the
+// Config field of the same name means.
 const (
 	// DefaultOperationTimeout bounds Publish, Subscribe and Unsubscribe.
 	DefaultOperationTimeout = 5 * time.Second
 	// DefaultConnectTimeout bounds one connect attempt and the DISCONNECT on Close.
 	DefaultConnectTimeout = 30 * time.Second
-	// DefaultKeepAlive is the seed's MQTT keep-alive.
+	// DefaultKeepAlive is the Python SDK v1's MQTT keep-alive.
 	DefaultKeepAlive = 600 * time.Second
 	// DefaultBackoffBase and DefaultBackoffMax shape the reconnect backoff
 	// min(2^n × base, max).
@@ -35,7 +35,7 @@ const (
 	DefaultBackoffMax  = 32 * time.Second
 	// DefaultStableAfter is how long a connection must last to reset the backoff.
 	DefaultStableAfter = 20 * time.Second
-	// DefaultOfflineQueueSize is the seed README's offline queue size.
+	// DefaultOfflineQueueSize is the Python SDK v1 README's offline queue size.
 	DefaultOfflineQueueSize = queue.DefaultOfflineSize
 	// DefaultDrainRate is how many queued publishes per second are sent after a reconnect.
 	DefaultDrainRate = 2.0
@@ -59,7 +59,7 @@ const (
 )
 
 // Config configures a Conn. Its zero value connects to a plain MQTT broker on
-// 127.0.0.1:1883 with the seed SDK's defaults; each field says what its zero means.
+// 127.0.0.1:1883 with the Python SDK v1's defaults; each field says what its zero means.
 // A Config is read by New and not retained; changing it afterwards has no effect.
 type Config struct {
 	// Endpoint is the broker's URL:
@@ -126,8 +126,9 @@ type Config struct {
 
 	// KeepAlive is the MQTT keep-alive, in whole seconds. A connection that hears
 	// nothing from the server for 1.5 × KeepAlive is declared lost. Zero means 600 s,
-	// the seed's default. AWS IoT accepts 30–1200 s and treats shorter values as 30 s,
-	// but shorter values are allowed here (down to 1 s) for local brokers and tests.
+	// the Python SDK v1's default. AWS IoT accepts 30–1200 s and treats shorter values
+	// as 30 s, but shorter values are allowed here (down to 1 s) for local brokers and
+	// tests.
 	KeepAlive time.Duration
 	// ConnectTimeout bounds one connect attempt (dial, TLS, WebSocket upgrade,
 	// CONNECT/CONNACK) and the DISCONNECT on Close. Zero means 30 s.
@@ -144,8 +145,8 @@ type Config struct {
 	StableAfter time.Duration
 
 	// OfflineQueueSize bounds the publishes queued while offline. Zero means 20;
-	// queue.Unbounded (-1) means no bound. To turn queueing off (the seed's size 0)
-	// set DisableOfflineQueue.
+	// queue.Unbounded (-1) means no bound. To turn queueing off (the Python SDK v1's
+	// size 0) set DisableOfflineQueue.
 	OfflineQueueSize int
 	// DisableOfflineQueue makes Publish fail with ErrOffline while offline.
 	DisableOfflineQueue bool
@@ -170,8 +171,8 @@ type Config struct {
 	// Buffer option of Subscribe sets it per subscription.
 	HandlerBuffer int
 
-	// Dialer opens TCP connections; set it to go through a proxy (the seed's socket
-	// factory). Nil means a net.Dialer.
+	// Dialer opens TCP connections; set it to go through a proxy (the Python SDK v1's
+	// socket factory). Nil means a net.Dialer.
 	Dialer ContextDialer
 
 	// OnOnline is called each time the connection is up, resubscribed and drained.
@@ -412,7 +413,7 @@ func (s *settings) buildTLS() (*tls.Config, error) {
 const Version = "0.1.0"
 
 // metricsUsername appends AWS IoT's SDK metrics query to a user name: "?" when the
-// name has no query yet, else "&" (PROTOCOL.md §6.4).
+// name has no query yet, else "&" (docs/protocol.md#connecting-to-aws-iot).
 func metricsUsername(user string) string {
 	sep := "?"
 	if strings.Contains(user, "?") {

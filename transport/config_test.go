@@ -155,7 +155,8 @@ func TestConfigInvalid(t *testing.T) {
 }
 
 // TestRegionConfigFirst: Config.Region wins over the host name; custom domains work
-// with a configured region (a trap of the seed's regex).
+// with a configured region (the AWS IoT Device SDK for Python v1 takes the region from
+// the host name with a regular expression, and fails on them).
 func TestRegionConfigFirst(t *testing.T) {
 	for _, tt := range []struct{ endpoint, region, want string }{
 		{"wss://abc-ats.iot.us-east-1.amazonaws.com", "eu-west-1", "eu-west-1"},

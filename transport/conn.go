@@ -325,8 +325,8 @@ func (c *Conn) finish() {
 	}
 }
 
-// setState moves to st; going online wakes AwaitConnection, leaving online arms a
-// new wait. It reports false if the Conn was closed meanwhile.
+// setStateLocked moves to st; going online wakes AwaitConnection, leaving online arms a
+// new wait. It reports false if the Conn was closed meanwhile. The caller holds c.mu.
 func (c *Conn) setStateLocked(st connState) bool {
 	if c.state == stClosed {
 		return false

@@ -14,7 +14,8 @@ import (
 
 // TestHandlersIsolated: on a live connection, a handler that panics and one that
 // blocks do not stop a healthy handler of the same filter, other filters, or the
-// connection; and a handler may call blocking Conn methods (the seed deadlocked).
+// connection; and a handler may call blocking Conn methods (in the AWS IoT Device SDK
+// for Python v1 that deadlocks).
 func TestHandlersIsolated(t *testing.T) {
 	endpoint := startPlain(t)
 	ev := newEvents()

@@ -12,9 +12,9 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// The seed SDK's offline queue example: a queue of 5 and 7 publishes made while
-// offline. With DropOldest the first two are dropped and the last five are sent once
-// the connection is up, oldest first.
+// The offline queue example of the AWS IoT Device SDK for Python v1's README: a queue
+// of 5 and 7 publishes made while offline. With DropOldest the first two are dropped
+// and the last five are sent once the connection is up, oldest first.
 func ExampleConfig_dropOldest() {
 	fmt.Println(offlineRun(queue.DropOldest))
 	// Output: delivered [pub_req3 pub_req4 pub_req5 pub_req6 pub_req7]
@@ -89,7 +89,7 @@ func offlineRun(policy queue.DropPolicy) string {
 	return fmt.Sprintf("delivered %v", delivered)
 }
 
-// The reconnect backoff of the seed SDK, min(2^n × base, max), with its defaults.
+// The reconnect backoff of the Python SDK v1, min(2^n × base, max), with its defaults.
 func ExampleExponentialBackoff() {
 	backoff := transport.ExponentialBackoff(transport.DefaultBackoffBase, transport.DefaultBackoffMax, 0)
 	for n := range 8 {

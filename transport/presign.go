@@ -14,11 +14,12 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// SigV4 constants for AWS IoT's WebSocket gateway (PROTOCOL.md §6.2).
+// SigV4 constants for AWS IoT's WebSocket gateway
+// (docs/protocol.md#connecting-to-aws-iot).
 const (
 	sigV4Service = "iotdevicegateway"
 	// presignExpiry is X-Amz-Expires. The URL is used at once; the value is the one
-	// the seed SDK sends, which AWS IoT is known to accept.
+	// the AWS IoT Device SDK for Python v1 sends, which AWS IoT is known to accept.
 	presignExpiry = "86400"
 )
 

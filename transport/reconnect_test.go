@@ -102,8 +102,9 @@ func TestReconnectBackoffSequence(t *testing.T) {
 }
 
 // TestOfflinePublishes: QoS 1 publishes made while the link is cut arrive after the
-// reconnect, in order; with the seed README's 5 slots and 7 publishes, DropNewest
-// delivers 1–5 and refuses 6 and 7 with queue.ErrFull, DropOldest delivers 3–7.
+// reconnect, in order; with the 5 slots and 7 publishes of the example in the AWS IoT
+// Device SDK for Python v1's README, DropNewest delivers 1–5 and refuses 6 and 7 with
+// queue.ErrFull, DropOldest delivers 3–7.
 func TestOfflinePublishes(t *testing.T) {
 	for _, tt := range []struct {
 		policy      queue.DropPolicy

@@ -26,7 +26,7 @@ import (
 	"syscall"
 )
 
-// command is one subcommand: its flags are defined on fs, and run executes it.
+// command is one subcommand: run parses its own flags from args and executes it.
 type command struct {
 	name  string
 	short string

@@ -1,9 +1,9 @@
-// Basicpubsub-async is the seed SDK's basicPubSubAsync sample in Go: connect,
-// subscribe, publish and unsubscribe without blocking, each acknowledgement (CONNACK,
-// SUBACK, PUBACK, UNSUBACK) reported as it completes.
+// Basicpubsub-async is the basicPubSubAsync sample of the AWS IoT Device SDK for Python
+// v1, in Go: connect, subscribe, publish and unsubscribe without blocking, each
+// acknowledgement (CONNACK, SUBACK, PUBACK, UNSUBACK) reported as it completes.
 //
-// The seed sample (samples/basicPubSub/basicPubSubAsync.py of the AWS IoT Device SDK
-// for Python) passes ackCallback functions to connectAsync, subscribeAsync,
+// The Python sample (samples/basicPubSub/basicPubSubAsync.py of the AWS IoT Device SDK
+// for Python v1) passes ackCallback functions to connectAsync, subscribeAsync,
 // publishAsync and unsubscribeAsync. In Go the blocking call is the API and
 // asynchrony is the caller's: each request runs in its own goroutine and reports its
 // acknowledgement on a channel, and one loop owns the program's state and reacts to
@@ -34,7 +34,7 @@ import (
 
 func main() { exampleflags.Main(run) }
 
-// ack is the completion of one asynchronous request: the Go form of the seed's
+// ack is the completion of one asynchronous request: the Go form of the Python sample's
 // ackCallback(mid, data). Err is nil when the broker acknowledged it.
 type ack struct {
 	kind string // SUBACK, PUBACK or UNSUBACK

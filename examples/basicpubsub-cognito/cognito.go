@@ -12,7 +12,7 @@ import (
 )
 
 // cognitoCredentials is an aws.CredentialsProvider of temporary credentials for an
-// unauthenticated identity of an Amazon Cognito identity pool, the seed sample's
+// unauthenticated identity of an Amazon Cognito identity pool, the Python sample's
 // boto3 calls: GetId once, then GetCredentialsForIdentity on every Retrieve. Both
 // calls are unsigned (the identity pool must allow unauthenticated identities).
 // Wrap it in aws.NewCredentialsCache, so that it is asked again only shortly before

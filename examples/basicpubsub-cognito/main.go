@@ -1,10 +1,11 @@
-// Basicpubsub-cognito is the seed SDK's basicPubSub_CognitoSTS sample in Go: it gets
-// temporary credentials for an unauthenticated identity of an Amazon Cognito identity
-// pool, connects to AWS IoT over WebSocket with a SigV4-signed URL made with them, and
-// runs the basicPubSub exchange: subscribe, publish, print what arrives.
+// Basicpubsub-cognito is the basicPubSub_CognitoSTS sample of the AWS IoT Device SDK
+// for Python v1, in Go: it gets temporary credentials for an unauthenticated identity
+// of an Amazon Cognito identity pool, connects to AWS IoT over WebSocket with a
+// SigV4-signed URL made with them, and runs the basicPubSub exchange: subscribe,
+// publish, print what arrives.
 //
-// The seed sample (samples/basicPubSub/basicPubSub_CognitoSTS.py of the AWS IoT
-// Device SDK for Python) calls boto3's cognito-identity get_id and
+// The Python sample (samples/basicPubSub/basicPubSub_CognitoSTS.py of the AWS IoT
+// Device SDK for Python v1) calls boto3's cognito-identity get_id and
 // get_credentials_for_identity once and hands the keys to configureIAMCredentials, so
 // its WebSocket reconnects fail once they expire. Here the Cognito calls are an
 // aws.CredentialsProvider (cognito.go) behind aws.NewCredentialsCache, which transport

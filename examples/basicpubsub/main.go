@@ -1,8 +1,9 @@
-// Basicpubsub is the seed SDK's basicPubSub sample in Go: it subscribes to a topic,
-// publishes a few messages to it at QoS 1, and prints each one as it arrives.
+// Basicpubsub is the basicPubSub sample of the AWS IoT Device SDK for Python v1, in Go:
+// it subscribes to a topic, publishes a few messages to it at QoS 1, and prints each
+// one as it arrives.
 //
-// The seed sample (samples/basicPubSub/basicPubSub.py of the AWS IoT Device SDK for
-// Python) registers a callback with AWSIoTMQTTClient.subscribe and calls publish in a
+// The Python sample (samples/basicPubSub/basicPubSub.py of the AWS IoT Device SDK for
+// Python v1) registers a callback with AWSIoTMQTTClient.subscribe and calls publish in a
 // loop; here the callback is a transport.HandlerFunc and the connection a
 // transport.Conn.
 //
@@ -36,7 +37,7 @@ import (
 
 func main() { exampleflags.Main(run) }
 
-// message is what the sample publishes, as the seed sample does.
+// message is what the sample publishes, as the Python sample does.
 type message struct {
 	Message  string `json:"message"`
 	Sequence int    `json:"sequence"`
@@ -70,8 +71,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer c.Close(context.WithoutCancel(ctx))
 	out.Printf("connected to %s as %s", target.Endpoint, c.ClientID())
 
-	// The handler is the seed's customCallback: it runs on the subscription's own
-	// goroutine, one message at a time, and must not block for long.
+	// The handler is the Python sample's customCallback: it runs on the subscription's
+	// own goroutine, one message at a time, and must not block for long.
 	received := make(chan struct{}, *count)
 	_, err = c.Subscribe(ctx, *topic, transport.HandlerFunc(func(_ context.Context, m transport.Message) {
 		out.Printf("received from %s: %s", m.Topic, m.Payload)

@@ -11,8 +11,8 @@ import (
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
-// listen registers the delta listener, the seed's customShadowCallback_Delta: it
-// prints each delta and reports the state it asks for, then sends the reported
+// listen registers the delta listener, the Python sample's customShadowCallback_Delta:
+// it prints each delta and reports the state it asks for, then sends the reported
 // property on reported. It also handles a delta already pending when it starts.
 func listen(ctx context.Context, out *exampleflags.Printer, h *shadowstate.Handle, reported chan<- string) error {
 	handle := func(ctx context.Context, what string, delta shadowstate.Object, version int64) {

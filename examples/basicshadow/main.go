@@ -1,12 +1,13 @@
-// Basicshadow is the seed SDK's basicShadow sample pair in Go: an updater that sets
-// the desired state of a thing's shadow in a loop, and a delta listener that receives
-// each resulting delta and reports the state back, bringing the shadow in sync.
+// Basicshadow is the basicShadow sample pair of the AWS IoT Device SDK for Python v1,
+// in Go: an updater that sets the desired state of a thing's shadow in a loop, and a
+// delta listener that receives each resulting delta and reports the state back,
+// bringing the shadow in sync.
 //
-// The seed sample (samples/basicShadow/basicShadowUpdater.py and
-// basicShadowDeltaListener.py of the AWS IoT Device SDK for Python) is two scripts
+// The Python sample (samples/basicShadow/basicShadowUpdater.py and
+// basicShadowDeltaListener.py of the AWS IoT Device SDK for Python v1) is two scripts
 // with shadowUpdate and shadowRegisterDeltaCallback; here they are one program with
 // --mode updater, listener or both, using shadowstate's Handle.UpdateDesired,
-// OnDelta and UpdateReported. Unlike the seed's listener, this one also reads the
+// OnDelta and UpdateReported. Unlike the Python listener, this one also reads the
 // shadow when it starts, so a delta set while it was away is not missed.
 //
 // Without --endpoint both roles run in one process against an embedded localiot,
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			select {
 			case <-reported:
 			case <-ctx.Done():
-				return nil // interrupted: the seed's listener also runs until Ctrl-C
+				return nil // interrupted: the Python listener also runs until Ctrl-C
 			}
 		}
 		return nil

@@ -1,4 +1,5 @@
-// Echo is the seed SDK's ThingShadowEcho sample in one line of shadowsync:
+// Echo is the ThingShadowEcho sample of the AWS IoT Device SDK for Python v1 in one
+// line of shadowsync:
 // reconciler.Echo mirrors every thing's desired state into its reported state.
 //
 // With no --endpoint it starts localiot in-process, desires a state for each thing as

@@ -1,8 +1,9 @@
-// Package e2e holds shadowsync's end-to-end Ginkgo suites: the examples and the seed
-// SDK's samples as users run them, over every listener, on the embedded localiot and
-// on mosquitto, and the failure suites (broker restarts, black holes, flapping links,
-// hostile payloads, a 1,000-thing soak). They use real sockets on 127.0.0.1, real TLS
-// and real SigV4. Set SHADOWSYNC_SOAK=1 for the long versions of the soaks.
+// Package e2e holds shadowsync's end-to-end Ginkgo suites: the examples and the AWS IoT
+// Device SDK for Python v1's samples as users run them, over every listener, on the
+// embedded localiot and on mosquitto, and the failure suites (broker restarts, black
+// holes, flapping links, hostile payloads, a 1,000-thing soak). They use real sockets
+// on 127.0.0.1, real TLS and real SigV4. Set SHADOWSYNC_SOAK=1 for the long versions of
+// the soaks.
 package e2e_test
 
 import (

@@ -15,10 +15,10 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// The seed SDK's samples, as scenarios: what each sample does, done with shadowsync
-// over every listener of the embedded localiot and on mosquitto. Devices connect as
-// their thing (over TLS, with the thing's certificate and its policy); apps with
-// operator rights.
+// The samples of the AWS IoT Device SDK for Python v1, as scenarios: what each sample
+// does, done with shadowsync over every listener of the embedded localiot and on
+// mosquitto. Devices connect as their thing (over TLS, with the thing's certificate and
+// its policy); apps with operator rights.
 var _ = Describe("The seed SDK's samples", func() {
 	for _, b := range backends {
 		Context("on "+b.String(), func() {

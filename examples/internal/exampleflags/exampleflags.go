@@ -1,7 +1,7 @@
-// Package exampleflags holds what the seed-parity examples share: the endpoint and
-// credential flags, the choice between a real endpoint and an embedded localiot, a
-// printer safe to use from callbacks, and the main function's plumbing. It keeps each
-// example's main.go about its one feature.
+// Package exampleflags holds what the examples redoing the samples of the AWS IoT
+// Device SDK for Python v1 share: the endpoint and credential flags, the choice between
+// a real endpoint and an embedded localiot, a printer safe to use from callbacks, and
+// the main function's plumbing. It keeps each example's main.go about its one feature.
 package exampleflags
 
 import (
@@ -19,7 +19,7 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// Flags are the connection flags every example accepts, named as the seed samples'
+// Flags are the connection flags every example accepts, named as the Python samples'
 // options are spelled out: -e endpoint, -r root CA, -c certificate, -k key.
 type Flags struct {
 	// Endpoint is the broker URL (mqtts://host:8883, mqtts://host:443,
