@@ -93,7 +93,7 @@ func (c *idleConn) readSocket(p []byte) (int, error) {
 		case errors.As(err, &ne) && ne.Timeout():
 			err = fmt.Errorf("%w: nothing from the server for %v (1.5 × keep-alive)", ErrKeepAlive, c.idle)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
-			err = fmt.Errorf("%w (%v): another connection may be using client ID %q, or the client broke a policy or limit", ErrClosedByServer, err, c.clientID)
+			err = fmt.Errorf("%w (%v): the server may have restarted; if it keeps happening soon after each connect, another connection is using client ID %q or the client broke a policy or limit", ErrClosedByServer, err, c.clientID)
 		}
 	}
 	return n, err

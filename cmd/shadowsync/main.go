@@ -48,6 +48,10 @@ func commands() []command {
 // errUsage marks an error in how the command was called; it exits with status 2.
 var errUsage = errors.New("usage")
 
+// errReported marks a failure the command has already reported in its output (with
+// --json, on stdout): it exits with status 1 and prints nothing more.
+var errReported = errors.New("failure reported in the output")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -73,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.Is(err, errReported):
+			return 1
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "shadowsync %s: %v\n", c.name, err)
 			return 2
@@ -100,6 +106,10 @@ func usage(w io.Writer) {
 func newFlagSet(name string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("shadowsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
+	fs.Usage = func() { // a command with positional arguments sets its own
+		fmt.Fprintf(fs.Output(), "Usage: shadowsync %s [flags]\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
 	return fs
 }
 

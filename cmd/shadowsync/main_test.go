@@ -351,3 +351,14 @@ func TestServeMetricsCountRefusals(t *testing.T) {
 		t.Errorf("refusal not logged:\n%s", log)
 	}
 }
+
+// Every command's help starts with the same usage header, on the built binary.
+func TestHelpHeaders(t *testing.T) {
+	for _, c := range commands() {
+		code, out := runToEnd(t, nil, "help", c.name)
+		first, _, _ := strings.Cut(out, "\n")
+		if code != 0 || !strings.HasPrefix(first, "Usage: shadowsync "+c.name+" ") {
+			t.Errorf("help %s: exit %d, first line %q, want \"Usage: shadowsync %s ...\"", c.name, code, first, c.name)
+		}
+	}
+}

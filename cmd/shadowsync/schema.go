@@ -187,6 +187,9 @@ func validateDocument(s *docSchema, file string, asJSON bool, stdout io.Writer) 
 		if err := printJSON(stdout, v); err != nil {
 			return err
 		}
+		if len(fields) > 0 {
+			return errReported // the JSON says why; stderr stays empty for scripts
+		}
 	}
 	if len(fields) == 0 {
 		if !asJSON {

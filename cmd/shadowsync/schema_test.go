@@ -109,10 +109,10 @@ func TestSchemaValidate(t *testing.T) {
 				t.Errorf("invalid document: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and stderr:\n%s", code, out, errOut, want)
 			}
 
-			code, out, _ = cli(t, "", append(args, "--validate", bad, "--json")...)
+			code, out, errOut = cli(t, "", append(args, "--validate", bad, "--json")...)
 			var got validation
-			if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 {
-				t.Fatalf("--json: exit %d, %v, stdout %q", code, err, out)
+			if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || errOut != "" {
+				t.Fatalf("--json: exit %d, %v, stdout %q, stderr %q (want exit 1, JSON, empty stderr)", code, err, out, errOut)
 			}
 			wantJSON := validation{Valid: false, Schema: schemaName, Document: bad, Errors: []fieldError{
 				{"/", "additional properties 'colour' not allowed"},

@@ -11,7 +11,7 @@ import (
 )
 
 // watchEvent is one line of `watch --json`. Event is "watching" (once, when the
-// subscriptions are in place), "delta" or "documents".
+// subscriptions are in place), "delta", "documents" or "deleted".
 type watchEvent struct {
 	Event     string                `json:"event"`
 	Thing     string                `json:"thing"`
@@ -72,6 +72,19 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		emit(watchEvent{Event: "documents", Version: m.Current.Version, Timestamp: m.Timestamp, Previous: m.Previous, Current: &m.Current},
 			fmt.Sprintf("%s document  version %d  desired %s  reported %s", at(m.Timestamp), m.Current.Version, compact(cur.Desired), compact(cur.Reported)))
 	}); err != nil {
+		return explain(id, err)
+	}
+	// A deletion publishes no documents message: the shadow service announces it on
+	// delete/accepted, to every subscriber.
+	if _, err := s.conn.Subscribe(subCtx, id.Topic(shadowstate.OpDelete, shadowstate.Accepted), transport.HandlerFunc(func(_ context.Context, m transport.Message) {
+		var d shadowstate.DeleteAccepted
+		if err := shadowstate.Unmarshal(m.Payload, &d); err != nil {
+			fmt.Fprintf(errOut, "malformed delete/accepted message ignored: %v\n", err)
+			return
+		}
+		emit(watchEvent{Event: "deleted", Version: d.Version, Timestamp: d.Timestamp},
+			fmt.Sprintf("%s deleted   version %d", at(d.Timestamp), d.Version))
+	}), transport.QoS(1)); err != nil {
 		return explain(id, err)
 	}
 	emit(watchEvent{Event: "watching"}, fmt.Sprintf("watching shadow %s on %s (Ctrl-C to stop)", describe(id), cf.endpoint))

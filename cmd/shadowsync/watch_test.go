@@ -52,6 +52,13 @@ func TestWatchStreamsUntilInterrupted(t *testing.T) {
 	if !strings.HasSuffix(got["document"], ` document  version 1  desired {"target":21}  reported {}`) {
 		t.Errorf("document line %q", got["document"])
 	}
+	// Deleting the shadow publishes no documents message; watch says so all the same.
+	if _, err := app.Delete(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if l := p.nextLine(t); !strings.HasSuffix(l, " deleted   version 1") {
+		t.Errorf("delete line %q", l)
+	}
 	if code := p.stop(t, syscall.SIGINT); code != 0 {
 		t.Errorf("exit %d after SIGINT; stderr:\n%s", code, p.stderr)
 	}
@@ -98,6 +105,12 @@ func TestWatchJSON(t *testing.T) {
 	if docs == nil || asJSON(t, docs["previous"].(map[string]any)["state"]) != `{"reported":{"mode":"night"}}` ||
 		asJSON(t, docs["current"].(map[string]any)["state"]) != `{"desired":{"mode":"day"},"reported":{"mode":"night"}}` {
 		t.Errorf("documents event %v", docs)
+	}
+	if _, err := dev.Delete(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e := decode(); e["event"] != "deleted" || e["version"] != 2.0 {
+		t.Errorf("delete event %v", e)
 	}
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d after SIGTERM; stderr:\n%s", code, p.stderr)
