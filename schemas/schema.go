@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -63,6 +64,25 @@ func forType(t reflect.Type, opts Options) (*Schema, error) {
 		return nil, fmt.Errorf("schemas: %v: %w", t, err)
 	}
 	return compile(t.Name(), string(s.ID), append(doc, '\n'))
+}
+
+// WriteFile writes the JSON Schema of T (as For derives it with opts) to path, for a
+// program that go:generate runs to keep a committed schema file in step with the type:
+//
+//	//go:generate go run . --write-schema schemas/light.json
+//
+// with, in that program's main, schemas.WriteFile[Light](path, schemas.Options{}) when
+// the flag is set. The file is what `shadowsync schema FILE --validate DOC` checks
+// documents against.
+func WriteFile[T any](path string, opts Options) error {
+	s, err := For[T](opts)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, s.JSON(), 0o644); err != nil {
+		return fmt.Errorf("schemas: write the schema of %s: %w", s.Name(), err)
+	}
+	return nil
 }
 
 // Parse compiles a JSON Schema document (draft 2020-12 unless its $schema says
@@ -191,7 +211,8 @@ type FieldError struct {
 }
 
 // Error reports every field and its reason, e.g. "does not match Thermostat: /target:
-// must be <= 30 but found 45".
+// maximum: got 45, want 30; /mode: value must be one of 'off', 'heat', 'cool' (found
+// "turbo")".
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Fields))
 	for i, f := range e.Fields {

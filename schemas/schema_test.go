@@ -1,7 +1,10 @@
 package schemas
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -135,5 +138,42 @@ func TestParse(t *testing.T) {
 		if _, err := Parse("bad.json", []byte(bad)); err == nil || !strings.Contains(err.Error(), "bad.json") {
 			t.Errorf("Parse(%s): %v", bad, err)
 		}
+	}
+}
+
+// WriteFile writes the schema go:generate keeps in a file: the same document For
+// derives, which Parse reads back and which validates as the type's schema does.
+func TestWriteFile(t *testing.T) {
+	type light struct {
+		On         bool `json:"on"`
+		Brightness int  `json:"brightness" jsonschema:"minimum=0,maximum=100"`
+	}
+	path := filepath.Join(t.TempDir(), "light.json")
+	if err := WriteFile[light](path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := For[light](Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, want.JSON()) {
+		t.Errorf("file holds\n%s\nwant\n%s", data, want.JSON())
+	}
+	parsed, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parsed.Validate(map[string]any{"brightness": 150.0}); err == nil || !strings.Contains(err.Error(), "/brightness") {
+		t.Errorf("brightness 150 against the written schema: %v, want an error naming /brightness", err)
+	}
+	if err := WriteFile[int](filepath.Join(t.TempDir(), "x.json"), Options{}); !errors.Is(err, ErrNotStruct) {
+		t.Errorf("WriteFile[int]: %v, want ErrNotStruct", err)
+	}
+	if err := WriteFile[light](filepath.Join(t.TempDir(), "missing", "dir", "x.json"), Options{}); err == nil || !strings.Contains(err.Error(), "light") {
+		t.Errorf("WriteFile into a missing directory: %v, want an error naming the type", err)
 	}
 }

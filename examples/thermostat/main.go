@@ -106,11 +106,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if *schemaFile != "" {
-		s, err := schemas.For[Thermostat](schemas.Options{})
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(*schemaFile, s.JSON(), 0o644)
+		return schemas.WriteFile[Thermostat](*schemaFile, schemas.Options{})
 	}
 	out := exampleflags.NewPrinter(stdout)
 	tgt, err := exampleflags.Open(ctx, conn, exampleflags.Options{Listener: exampleflags.Plain})
