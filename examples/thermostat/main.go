@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	dev := &device{temp: map[string]float64{}, step: 0.5, every: *every, out: out, done: make(chan string, 1)}
-	if _, err := reconciler.Register(mgr, reconciler.ControllerOptions{Things: []string{conn.Thing}}, reconciler.Reconciler[Thermostat](dev)); err != nil {
+	if _, err := reconciler.Register(mgr, reconciler.ControllerOptions{Things: []string{conn.Thing}}, dev); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
