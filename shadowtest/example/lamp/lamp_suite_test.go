@@ -33,8 +33,7 @@ var _ = BeforeSuite(func() {
 	mgr, err := reconciler.NewManager(env.AppConfig(), reconciler.Options{Logger: log})
 	Expect(err).NotTo(HaveOccurred())
 	device := &lamp.Device{Step: 20, Every: 10 * time.Millisecond}
-	_, err = reconciler.Register(mgr, reconciler.ControllerOptions{Things: things, StatusField: "status"},
-		reconciler.Reconciler[lamp.Lamp](device))
+	_, err = reconciler.Register(mgr, reconciler.ControllerOptions{Things: things, StatusField: "status"}, device)
 	Expect(err).NotTo(HaveOccurred())
 	shadowtest.StartManager(GinkgoT(), mgr)
 
