@@ -92,9 +92,6 @@ func (w *batchWriter) flush() {
 			_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		}
 		_, err := w.conn.Write(out)
-		if err != nil {
-			_ = w.conn.Close() // a stalled or broken socket: end the connection now
-		}
 		w.mu.Lock()
 		if cap(out) <= keptBuffer {
 			w.spare = out[:0] // reused; a burst's large buffer is left to the GC
@@ -103,11 +100,23 @@ func (w *batchWriter) flush() {
 		}
 		w.cond.Broadcast() // room in buf for waiting writers
 		if err != nil {
+			// A stalled or broken socket: end the connection now, once the reader can
+			// learn why (writeErr).
 			w.err = err
 			w.buf = nil
+			w.mu.Unlock()
+			_ = w.conn.Close()
+			w.mu.Lock()
 			return
 		}
 	}
+}
+
+// writeErr returns the error of the write that failed, or nil.
+func (w *batchWriter) writeErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 // Close writes out what is buffered, within closeFlushWait, then closes conn.

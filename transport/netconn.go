@@ -87,6 +87,18 @@ func (c *idleConn) readSocket(p []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Read(p)
+	if err != nil && errors.Is(err, net.ErrClosed) {
+		if werr := c.out.writeErr(); werr != nil && !errors.Is(werr, net.ErrClosed) {
+			// The flusher closed the socket because a write failed. paho ignores a read
+			// error saying the connection was closed here (it takes it for its own
+			// Disconnect) and would wait for the keep-alive to notice: report the write's
+			// failure instead.
+			if errors.Is(werr, syscall.EPIPE) || errors.Is(werr, syscall.ECONNRESET) {
+				return n, fmt.Errorf("%w (writing: %v): the server may have restarted", ErrClosedByServer, werr)
+			}
+			return n, fmt.Errorf("transport: writing to the connection failed: %w", werr)
+		}
+	}
 	if err != nil && armed {
 		var ne net.Error
 		switch {
