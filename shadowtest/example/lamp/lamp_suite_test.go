@@ -39,3 +39,17 @@ var _ = BeforeSuite(func() {
 
 	SetDefaultEventuallyTimeout(10 * time.Second)
 })
+
+// newLamp returns what makes a device program for one lamp of its own, for specs that
+// switch a device off and on with shadowtest.StartDevice.
+func newLamp(thing string) func() (*reconciler.Manager, error) {
+	device := &lamp.Device{Step: 20, Every: 10 * time.Millisecond}
+	return func() (*reconciler.Manager, error) {
+		mgr, err := reconciler.NewManager(env.AppConfig(), reconciler.Options{})
+		if err != nil {
+			return nil, err
+		}
+		_, err = reconciler.Register(mgr, reconciler.ControllerOptions{Things: []string{thing}, StatusField: "status"}, device)
+		return mgr, err
+	}
+}

@@ -37,7 +37,7 @@ var _ = Describe("A lamp", func() {
 			Should(shadowtest.HaveReported("brightness", 40))
 	})
 
-	It("picks up a change made while the broker was down", func(ctx SpecContext) {
+	It("picks up a change made as soon as the broker is back", func(ctx SpecContext) {
 		Expect(env.SetDesired(ctx, "lamp-restart", map[string]any{"on": true, "brightness": 20})).To(Succeed())
 		Eventually(env.Shadow).WithArguments("lamp-restart").Should(shadowtest.BeInSync())
 
@@ -45,6 +45,23 @@ var _ = Describe("A lamp", func() {
 		Expect(env.SetDesired(ctx, "lamp-restart", map[string]any{"brightness": 60})).To(Succeed())
 
 		Eventually(env.Shadow).WithArguments("lamp-restart").Should(And(
+			shadowtest.BeInSync(),
+			shadowtest.HaveReported("brightness", 60),
+		))
+	})
+
+	It("catches up with a change made while it was switched off", func(ctx SpecContext) {
+		dev := shadowtest.StartDevice(GinkgoT(), newLamp("lamp-off"))
+		Expect(env.SetDesired(ctx, "lamp-off", map[string]any{"on": true, "brightness": 20})).To(Succeed())
+		Eventually(env.Shadow).WithArguments("lamp-off").Should(shadowtest.BeInSync())
+
+		Expect(dev.Stop()).To(Succeed())
+		Expect(env.SetDesired(ctx, "lamp-off", map[string]any{"brightness": 60})).To(Succeed())
+		Consistently(env.Shadow).WithArguments("lamp-off").WithTimeout(200 * time.Millisecond).
+			Should(shadowtest.HaveReported("brightness", 20)) // nobody is there to act on it
+		Expect(dev.Start()).To(Succeed())
+
+		Eventually(env.Shadow).WithArguments("lamp-off").Should(And(
 			shadowtest.BeInSync(),
 			shadowtest.HaveReported("brightness", 60),
 		))
