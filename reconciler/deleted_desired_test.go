@@ -19,7 +19,7 @@ type staleDev struct {
 // A desired key deleted by an update must never reach Reconcile's raw desired state
 // at that update's version (the cache must not claim version V while holding desired
 // from V-1). (Request.Desired does hold it: the device last reported it.)
-func TestRegressionDeltaMergedIntoStaleCache(t *testing.T) {
+func TestReconcileNeverSeesADesiredKeyDeletedAtItsVersion(t *testing.T) {
 	srv := startLocalIoT(t)
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {

@@ -96,7 +96,7 @@ func convergeTo(t *testing.T, h *shadowstate.Handle, target int) {
 // A server that lost its state (localiot in memory, killed and started again: every
 // shadow back at version 1) must be reconciled against: after the reconnect, the
 // re-read is the truth whatever its version, and later desired updates count.
-func TestRegressionServerLostItsState(t *testing.T) {
+func TestServerThatLostItsStateIsReconciledAgainst(t *testing.T) {
 	_, stop := serveAt(t, "")
 	// The first server's address, for the second one.
 	srv1, stop1 := serveAt(t, "")
@@ -140,7 +140,7 @@ func TestRegressionServerLostItsState(t *testing.T) {
 // mosquitto and is restarted from an older copy of its store (a backup restored) while
 // the device stays connected to the broker — so that versions go backwards through
 // deltas and documents messages alone, with no reconnect and no re-created shadow.
-func TestRegressionShadowServiceRestoredFromBackup(t *testing.T) {
+func TestShadowServiceRestoredFromBackupIsReconciledAgainst(t *testing.T) {
 	broker := "mqtt://" + mosquitto.Start(t)
 	startService := func(store localiot.Store) func() {
 		svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: broker, Store: store, Logger: testLogger(t)})

@@ -13,7 +13,7 @@ import (
 
 // A shadow deleted and recreated more than 48 h later starts again from version 1
 // (PROTOCOL.md 3.4). The controller must reconcile the new shadow.
-func TestRegressionRecreatedShadowIgnored(t *testing.T) {
+func TestShadowRecreatedAtVersionOneIsReconciled(t *testing.T) {
 	store := &localiot.MemoryStore{}
 	srv, err := localiot.New(localiot.Options{Store: store})
 	if err != nil {

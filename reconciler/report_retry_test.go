@@ -19,7 +19,7 @@ type bigDev struct {
 }
 
 // One rejected report must cost one backoff step, not two.
-func TestRegressionReportFailureCountsTwice(t *testing.T) {
+func TestRejectedReportCostsOneBackoffStep(t *testing.T) {
 	srv := startLocalIoT(t)
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 5 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}
@@ -61,7 +61,7 @@ func TestRegressionReportFailureCountsTwice(t *testing.T) {
 }
 
 // A 409 must lead to one more reconcile, not one now and another after a backoff.
-func TestRegressionConflictReconcilesThrice(t *testing.T) {
+func TestConflictingReportReconcilesOnceMore(t *testing.T) {
 	srv := startLocalIoT(t)
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}

@@ -19,7 +19,7 @@ type nDev struct {
 
 // When the re-read after a reconnect fails, the retry must re-read the shadow, not
 // reconcile the stale cache: otherwise the delta missed while offline is lost.
-func TestRegressionFailedReReadLosesOfflineDelta(t *testing.T) {
+func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 	if os.Getenv("SHADOWSYNC_SOAK") == "" {
 		t.Skip("set SHADOWSYNC_SOAK=1 to run: it throttles the broker to 2 publishes/s and takes about 30 s (.ci/run does)")
 	}

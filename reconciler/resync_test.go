@@ -15,7 +15,7 @@ import (
 // Re-reads asked for while one is running collapse into a single pending re-read:
 // with a resync period shorter than a slow re-read, they must not pile up (each
 // would hold a goroutine and then re-read every shadow again).
-func TestRegressionResyncsDoNotPileUp(t *testing.T) {
+func TestResyncsDoNotPileUp(t *testing.T) {
 	srv := startLocalIoT(t)
 	const things = 3
 	var gets atomic.Int32

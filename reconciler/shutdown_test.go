@@ -36,7 +36,7 @@ func (l *lockedBuffer) String() string {
 // A reconcile that finishes during the shutdown drain and asks to run again (a
 // requeue, or a retry after an error) cannot be run any more; that must be said in
 // the log and counted, not silently ignored.
-func TestRegressionShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
+func TestShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		end  func() (reconciler.Result, error)
