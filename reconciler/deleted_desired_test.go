@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -20,7 +22,7 @@ type staleDev struct {
 // at that update's version (the cache must not claim version V while holding desired
 // from V-1). (Request.Desired does hold it: the device last reported it.)
 func TestReconcileNeverSeesADesiredKeyDeletedAtItsVersion(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

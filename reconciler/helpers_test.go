@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -20,31 +19,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const wait = 15 * time.Second
-
-func startLocalIoT(t *testing.T) *localiot.Server {
-	t.Helper()
-	srv, err := localiot.New(localiot.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("localiot did not stop within 15s of its ctx ending")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
-	return srv
-}
 
 // fastConfig is a transport configuration for tests: no publish rate cap, quick
 // reconnects.
@@ -56,22 +30,10 @@ func fastConfig(endpoint string) transport.Config {
 	}
 }
 
-// run starts m and stops it when the test ends, checking that Start returns nil.
 // testLogger logs to the test's output when SHADOWSYNC_TEST_LOG is set.
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("SHADOWSYNC_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t *testing.T) *slog.Logger { return testserver.Logger(t) }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
+// run starts m and stops it when the test ends, checking that Start returns nil.
 func run(t *testing.T, m *reconciler.Manager) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

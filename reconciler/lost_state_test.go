@@ -8,44 +8,11 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
-
-// serveAt starts an in-memory localiot with its plain listener on addr ("" for an
-// ephemeral port) and returns it with a function that stops it.
-func serveAt(t *testing.T, addr string) (*localiot.Server, func()) {
-	t.Helper()
-	srv, err := localiot.New(localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("localiot did not stop within 15s of its ctx ending")
-		}
-	}
-	t.Cleanup(stop)
-	return srv, stop
-}
 
 // targetDevice registers a device that applies desired target and reports it.
 func targetDevice(t *testing.T, m *reconciler.Manager, thing string) {
@@ -97,10 +64,10 @@ func convergeTo(t *testing.T, h *shadowstate.Handle, target int) {
 // shadow back at version 1) must be reconciled against: after the reconnect, the
 // re-read is the truth whatever its version, and later desired updates count.
 func TestServerThatLostItsStateIsReconciledAgainst(t *testing.T) {
-	_, stop := serveAt(t, "")
+	srv0 := testserver.Start(t, localiot.Options{})
 	// The first server's address, for the second one.
-	srv1, stop1 := serveAt(t, "")
-	stop()
+	srv1 := testserver.Start(t, localiot.Options{})
+	testserver.Stop(t, srv0)
 	addr := strings.TrimPrefix(srv1.Endpoints().Plain, "mqtt://")
 
 	m, err := reconciler.NewManager(fastConfig(srv1.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
@@ -114,14 +81,14 @@ func TestServerThatLostItsStateIsReconciledAgainst(t *testing.T) {
 		convergeTo(t, h, 100+i)
 	}
 
-	stop1()
+	testserver.Stop(t, srv1)
 	eventually(t, wait, func() error {
 		if m.Conn().IsOnline() {
 			return fmt.Errorf("the device has not noticed the server stopped")
 		}
 		return nil
 	})
-	srv2, _ := serveAt(t, addr)
+	srv2 := testserver.Start(t, localiot.Options{Plain: &localiot.PlainListener{Addr: addr}})
 	if srv2.Endpoints().Plain != srv1.Endpoints().Plain {
 		t.Fatalf("second server on %s, want %s", srv2.Endpoints().Plain, srv1.Endpoints().Plain)
 	}
@@ -142,38 +109,11 @@ func TestServerThatLostItsStateIsReconciledAgainst(t *testing.T) {
 // deltas and documents messages alone, with no reconnect and no re-created shadow.
 func TestShadowServiceRestoredFromBackupIsReconciledAgainst(t *testing.T) {
 	broker := "mqtt://" + mosquitto.Start(t)
-	startService := func(store localiot.Store) func() {
-		svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: broker, Store: store, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- svc.Start(ctx) }()
-		select {
-		case <-svc.Ready():
-		case err := <-done:
-			cancel()
-			t.Fatal(err)
-		}
-		stopped := false
-		stop := func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(wait):
-				t.Error("the shadow service did not stop within 15s of its ctx ending")
-			}
-		}
-		t.Cleanup(stop)
-		return stop
+	startService := func(store localiot.Store) *localiot.BrokerShadowService {
+		return testserver.StartShadowService(t, localiot.BrokerShadowOptions{Broker: broker, Store: store})
 	}
 	store := &localiot.MemoryStore{}
-	stop := startService(store)
+	svc := startService(store)
 
 	m, err := reconciler.NewManager(fastConfig(broker), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
@@ -199,7 +139,7 @@ func TestShadowServiceRestoredFromBackupIsReconciledAgainst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop()
+	testserver.Stop(t, svc)
 	startService(backup)
 	acc, err := h.UpdateDesired(t.Context(), map[string]any{"target": 7})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -20,7 +22,7 @@ type bigDev struct {
 
 // One rejected report must cost one backoff step, not two.
 func TestRejectedReportCostsOneBackoffStep(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 5 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
@@ -62,7 +64,7 @@ func TestRejectedReportCostsOneBackoffStep(t *testing.T) {
 
 // A 409 must lead to one more reconcile, not one now and another after a backoff.
 func TestConflictingReportReconcilesOnceMore(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})

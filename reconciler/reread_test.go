@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -23,15 +24,7 @@ func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 	if os.Getenv("SHADOWSYNC_SOAK") == "" {
 		t.Skip("set SHADOWSYNC_SOAK=1 to run: it throttles the broker to 2 publishes/s and takes about 30 s (.ci/run does)")
 	}
-	srv, err := localiot.New(localiot.Options{Limits: localiot.Limits{PublishesPerSecond: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithCancel(context.Background())
-	sdone := make(chan error, 1)
-	go func() { sdone <- srv.Start(sctx) }()
-	t.Cleanup(func() { scancel(); <-sdone })
-	<-srv.Ready()
+	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{PublishesPerSecond: 2}})
 	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -16,7 +18,7 @@ import (
 // with a resync period shorter than a slow re-read, they must not pile up (each
 // would hold a goroutine and then re-read every shadow again).
 func TestResyncsDoNotPileUp(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	const things = 3
 	var gets atomic.Int32
 	hold := make(chan struct{})

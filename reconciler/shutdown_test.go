@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 )
 
@@ -46,7 +48,7 @@ func TestShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
 		{"retry", func() (reconciler.Result, error) { return reconciler.Result{}, errors.New("motor stalled") }, "shutdown: retry not run"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startLocalIoT(t)
+			srv := testserver.Start(t, localiot.Options{})
 			var logs lockedBuffer
 			reg := prometheus.NewRegistry()
 			m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{

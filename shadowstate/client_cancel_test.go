@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -15,7 +16,7 @@ import (
 // The caller's own deadline is reported as the caller's: context.DeadlineExceeded,
 // not ErrRequestTimeout, which says the client's Timeout ran out.
 func TestClientCallerDeadlineIsNotRequestTimeout(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Timeout: time.Minute})
 	h := mustShadow(t, c, "Deadline-1", "")
 	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
@@ -40,7 +41,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 			// The broker holds the SUBACK of the first SUBSCRIBE until released.
 			held, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
-			srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+			srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 				if e.Kind == localiot.EventSubscribe {
 					once.Do(func() { close(held); <-release })
 				}
@@ -107,7 +108,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 // unsubscribed, and no watch can start on a closed client.
 func TestClientCloseStopsFleetWatches(t *testing.T) {
 	unsubscribed := make(chan []string, 16)
-	srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 		if e.Kind == localiot.EventUnsubscribe {
 			unsubscribed <- e.Filters
 		}

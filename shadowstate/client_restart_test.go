@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -22,22 +23,10 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	store := &localiot.MemoryStore{}
-	start := func() (stop func()) {
-		srv, err := localiot.New(localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Store: store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Start(ctx) }()
-		select {
-		case <-srv.Ready():
-		case err := <-done:
-			t.Fatalf("localiot on %s: %v", addr, err)
-		}
-		return func() { cancel(); <-done }
+	start := func() *localiot.Server {
+		return testserver.Start(t, localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Store: store})
 	}
-	stop := start()
+	srv := start()
 
 	online, offline := make(chan struct{}, 4), make(chan struct{}, 4)
 	conn := dial(t, "mqtt://"+addr, func(cfg *transport.Config) {
@@ -56,7 +45,7 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop()
+	testserver.Stop(t, srv)
 	select {
 	case <-offline:
 	case <-time.After(wait):
@@ -66,8 +55,7 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 		t.Fatalf("get while the broker is down: %v", err)
 	}
 
-	stop = start()
-	defer stop()
+	start()
 	select {
 	case <-online:
 	case <-time.After(wait):

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -21,7 +22,7 @@ func TestRegressionPerRequestSubscribeUnsubscribeRace(t *testing.T) {
 func TestRegressionPersistentControl(t *testing.T) { reviewRace(t, shadowstate.Persistent) }
 func reviewRace(t *testing.T, subsMode shadowstate.Subscriptions) {
 	workers := 2
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
 	c := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: subsMode, Timeout: time.Second})
 	h, _ := c.Shadow("pr-1", "")
@@ -57,7 +58,7 @@ func reviewRace(t *testing.T, subsMode shadowstate.Subscriptions) {
 func TestClientSubscriptionTraffic(t *testing.T) {
 	var mu sync.Mutex
 	traffic := map[string][]string{}
-	srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 		if e.Kind != localiot.EventSubscribe && e.Kind != localiot.EventUnsubscribe {
 			return
 		}

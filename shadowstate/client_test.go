@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -22,32 +23,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // wait bounds each step of these tests.
 const wait = 10 * time.Second
-
-// startLocalIoT runs an embedded localiot for the test and returns it.
-func startLocalIoT(t *testing.T, opts localiot.Options) *localiot.Server {
-	t.Helper()
-	srv, err := localiot.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("localiot: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("localiot: %v", err)
-	case <-time.After(wait):
-		t.Fatal("localiot not ready")
-	}
-	return srv
-}
 
 // dial opens a transport connection for the test.
 func dial(t *testing.T, endpoint string, tune func(*transport.Config)) *transport.Conn {
@@ -96,7 +71,7 @@ func mustShadow(t *testing.T, c *shadowstate.Client, thing, name string) *shadow
 }
 
 func TestClientGetUpdateDelete(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	ctx := t.Context()
 
@@ -155,7 +130,7 @@ func TestClientGetUpdateDelete(t *testing.T) {
 }
 
 func TestClientManyRequestsInFlight(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Busy-1", "")
 	// Another client works on the same shadow at the same time; its replies carry its
@@ -207,7 +182,7 @@ func TestClientManyRequestsInFlight(t *testing.T) {
 }
 
 func TestClientDeltaAndDocuments(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	device := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	ctx := t.Context()
@@ -277,7 +252,7 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 	// The seed SDK drops a delta whose version equals one it has seen in an accepted
 	// reply. When a client updates desired itself, the accepted reply and the delta
 	// carry the same version, and the delta must still arrive.
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Self-1", "")
 	got := make(chan int64, 4)
@@ -299,7 +274,7 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 }
 
 func TestClientThousandShadowsOnOneConnection(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
 	c := newClient(t, conn, shadowstate.ClientOptions{})
 	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
@@ -365,7 +340,7 @@ func TestClientThousandShadowsOnOneConnection(t *testing.T) {
 }
 
 func TestClientPerRequestSubscriptions(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
 	persistent := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: shadowstate.Persistent, Wildcards: shadowstate.WildcardsNever})
 	perRequest := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Subscriptions: shadowstate.PerRequest, Wildcards: shadowstate.WildcardsNever})
@@ -391,14 +366,7 @@ func TestClientPerRequestSubscriptions(t *testing.T) {
 }
 
 func TestClientOfflineFailsAtOnce(t *testing.T) {
-	srv, err := localiot.New(localiot.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	<-srv.Ready()
+	srv := testserver.Start(t, localiot.Options{})
 	offline := make(chan struct{}, 1)
 	conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) {
 		cfg.OnOffline = func(error) { offline <- struct{}{} }
@@ -408,14 +376,13 @@ func TestClientOfflineFailsAtOnce(t *testing.T) {
 	if _, err := h.UpdateReported(t.Context(), map[string]any{"a": 1}); err != nil {
 		t.Fatal(err)
 	}
-	stop()
-	<-done
+	testserver.Stop(t, srv)
 	select {
 	case <-offline:
 	case <-time.After(wait):
 		t.Fatal("connection never went offline")
 	}
-	_, err = h.UpdateReported(t.Context(), map[string]any{"a": 2})
+	_, err := h.UpdateReported(t.Context(), map[string]any{"a": 2})
 	if !errors.Is(err, shadowstate.ErrOffline) || !strings.Contains(err.Error(), "update Away-1") {
 		t.Fatalf("update while offline: %v", err)
 	}
@@ -443,7 +410,7 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 }
 
 func TestClientDeltaOnlyForDifferingKeys(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Diff-1", "")
 	ctx := t.Context()
@@ -483,7 +450,7 @@ func TestClientDeltaOnlyForDifferingKeys(t *testing.T) {
 }
 
 func TestClientHundredShadowsConcurrently(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
@@ -509,7 +476,7 @@ func TestClientHundredShadowsConcurrently(t *testing.T) {
 }
 
 func TestClientForgetKeepsHandlesWithCallbacks(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	idle := mustShadow(t, c, "Idle-1", "")
 	c.Forget("Idle-1", "")
