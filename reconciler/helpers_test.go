@@ -96,8 +96,49 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not true after %v: %v", timeout, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the polling interval of a bounded wait
 	}
+}
+
+// consistently checks, every 20 ms for d, that check keeps returning nil, and fails
+// the test at the first error. It is for "nothing more happens" checks, after the
+// test has shown that the thing which must not recur did happen once.
+func consistently(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; {
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the polling interval of a bounded wait
+	}
+}
+
+// reconciles returns how many reconciles of m ended with result (the "result" label
+// of shadowsync_reconciles_total: success, conflict, report_failed, ...). A reconcile
+// is counted once its outcome (retry, requeue, forget) has been acted on.
+func reconciles(t *testing.T, m *reconciler.Manager, result string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "shadowsync_reconciles_total" {
+			continue
+		}
+		for _, c := range mf.GetMetric() {
+			for _, l := range c.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					n += c.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
 
 // reportedOf reads the shadow's reported state as the service holds it.
