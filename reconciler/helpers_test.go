@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
@@ -121,21 +122,34 @@ func consistently(t *testing.T, d time.Duration, check func() error) {
 // is counted once its outcome (retry, requeue, forget) has been acted on.
 func reconciles(t *testing.T, m *reconciler.Manager, result string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
+	return counterWith(t, m.Registry(), "shadowsync_reconciles_total", map[string]string{"result": result})
+}
+
+// counterWith returns the sum of counter name's series in reg whose labels include
+// every one of labels (0 when there is none yet).
+func counterWith(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n float64
 	for _, mf := range mfs {
-		if mf.GetName() != "shadowsync_reconciles_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, c := range mf.GetMetric() {
+			have := map[string]string{}
 			for _, l := range c.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					n += c.GetCounter().GetValue()
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
 				}
 			}
+			n += c.GetCounter().GetValue()
 		}
 	}
 	return n
