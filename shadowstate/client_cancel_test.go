@@ -3,6 +3,7 @@ package shadowstate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -91,14 +92,14 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 				}
 			}
 			if mode == shadowstate.PerRequest {
-				// Every request is over, so no reply filter is left behind.
-				deadline := time.Now().Add(wait)
-				for len(c.HeldFilters()) > 0 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				if got := c.HeldFilters(); len(got) != 0 {
-					t.Errorf("per-request client still holds %v", got)
-				}
+				// Every request is over, so no reply filter is left behind (the cancelled
+				// request's UNSUBSCRIBE may still be under way).
+				eventually(t, wait, func() error {
+					if got := c.HeldFilters(); len(got) != 0 {
+						return fmt.Errorf("per-request client still holds %v", got)
+					}
+					return nil
+				})
 			}
 		})
 	}

@@ -34,7 +34,11 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 		cfg.OnOnline = func() { online <- struct{}{} }
 		cfg.OnOffline = func(error) { offline <- struct{}{} }
 	})
-	<-online
+	select {
+	case <-online:
+	case <-time.After(wait):
+		t.Fatal("never online")
+	}
 	device := newClient(t, conn, shadowstate.ClientOptions{})
 	h := mustShadow(t, device, "Restart-1", "")
 	deltas := make(chan int64, 8)

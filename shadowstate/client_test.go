@@ -24,6 +24,23 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // wait bounds each step of these tests.
 const wait = 10 * time.Second
 
+// eventually polls check until it returns nil, failing the test with its last error
+// after timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond) // the polling interval of a bounded wait
+	}
+}
+
 // dial opens a transport connection for the test.
 func dial(t *testing.T, endpoint string, tune func(*transport.Config)) *transport.Conn {
 	t.Helper()
