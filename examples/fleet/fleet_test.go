@@ -146,7 +146,7 @@ func runFleet(t *testing.T, endpoint, mirror string, reported func(thing string)
 			if time.Now().After(deadline) {
 				t.Fatalf("round %d: %d of %d things not converged after %v", round, behind, things, within)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the polling interval of a wait bounded by within
 		}
 	}
 
