@@ -236,7 +236,7 @@ func TestReportGivesUpWhenItsContextEndsWhileReconcileRuns(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
 		t.Fatal(err)
 	}
-	<-started
+	recv(t, started, "no reconcile started")
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

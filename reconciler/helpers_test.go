@@ -84,6 +84,20 @@ func shadow(t *testing.T, c *shadowstate.Client, thing string) *shadowstate.Hand
 	return h
 }
 
+// recv waits for a value on ch and returns it, failing the test as what did not
+// happen after wait.
+func recv[V any](t *testing.T, ch <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wait):
+		t.Fatalf("%s within %v", what, wait)
+	}
+	var zero V
+	return zero
+}
+
 // eventually polls check until it returns nil, failing the test with its last error
 // after timeout.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {

@@ -156,7 +156,7 @@ func TestTerminalErrorIsNotRetried(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 7}); err != nil {
 		t.Fatal(err)
 	}
-	<-calls
+	recv(t, calls, "no reconcile for the first desired state")
 	// A later change is the next thing Reconcile sees: no retry came in between.
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 8}); err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestRacingWritersEndConsistent(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 18}); err != nil {
 		t.Fatal(err)
 	}
-	<-entered
+	recv(t, entered, "no reconcile started")
 	if _, err := h.UpdateReported(t.Context(), map[string]any{"firmware": "2.1"}); err != nil {
 		t.Fatal(err)
 	}

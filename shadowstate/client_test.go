@@ -41,6 +41,20 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	}
 }
 
+// recv waits for a value on ch and returns it, failing the test as what did not
+// happen after wait.
+func recv[V any](t *testing.T, ch <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wait):
+		t.Fatalf("%s within %v", what, wait)
+	}
+	var zero V
+	return zero
+}
+
 // dial opens a transport connection for the test.
 func dial(t *testing.T, endpoint string, tune func(*transport.Config)) *transport.Conn {
 	t.Helper()
