@@ -3,7 +3,6 @@ package localiot
 import (
 	"errors"
 	"testing"
-	"time"
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
 	mqttp "github.com/eclipse/paho.mqtt.golang/packets"
@@ -17,16 +16,10 @@ func withPersistentSession() clientOption {
 // waitQueued waits until the kept session of client ID id holds a message for it.
 func waitQueued(t *testing.T, s *Server, id string) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		if cl, ok := s.broker.Clients.Get(id); ok && cl.State.Inflight.Len() > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no message queued for the session of %s within %v", id, wait)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, wait, "a message queued for the session of "+id, func() bool {
+		cl, ok := s.broker.Clients.Get(id)
+		return ok && cl.State.Inflight.Len() > 0
+	})
 }
 
 // A thing's certificate connects only with the thing's name as client ID, or the

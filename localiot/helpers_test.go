@@ -58,6 +58,21 @@ func runServer(t *testing.T, s *Server) {
 	}
 }
 
+// poll calls done every 5 ms until it returns true, for at most within, and reports
+// whether it did: the package's one bounded wait on a condition that has no channel
+// to wait on. waitFor fails the test when it times out.
+func poll(within time.Duration, done func() bool) bool {
+	for deadline := time.Now().Add(within); ; {
+		if done() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond) // the polling interval of a bounded wait
+	}
+}
+
 // client is a paho client that records what it receives and when it loses its
 // connection.
 type client struct {

@@ -75,12 +75,8 @@ func (h *logRecorder) with(msg string) []loggedRecord {
 // waitFor polls until done holds, failing the test with what after within.
 func waitFor(t *testing.T, within time.Duration, what string, done func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll(within, done) {
+		t.Fatalf("%s: not within %v", what, within)
 	}
 }
 

@@ -125,18 +125,14 @@ func TestBrokerShadowServiceBoundsItsBacklog(t *testing.T) {
 		c.publish(t, topic, req(n))
 	}
 	// Requests 1-3 fit the byte bound, 4 and 5 are kept to be refused, 6 is dropped.
-	deadline := time.Now().Add(wait)
-	for {
+	var queued, dropped int
+	if !poll(wait, func() bool {
 		svc.mu.Lock()
-		queued, dropped := len(svc.pending), svc.dropped
+		queued, dropped = len(svc.pending), svc.dropped
 		svc.mu.Unlock()
-		if queued == 5 && dropped == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backlog holds %d requests with %d dropped, want 5 and 1", queued, dropped)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return queued == 5 && dropped == 1
+	}) {
+		t.Fatalf("backlog holds %d requests with %d dropped, want 5 and 1", queued, dropped)
 	}
 	close(store.release)
 

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
@@ -30,21 +29,20 @@ func (b *syncBuffer) String() string {
 // waitLog waits until the log holds a line containing every one of parts.
 func waitLog(t *testing.T, log *syncBuffer, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
+	logged := func() bool {
 		for _, line := range strings.Split(log.String(), "\n") {
 			ok := true
 			for _, p := range parts {
 				ok = ok && strings.Contains(line, p)
 			}
 			if ok {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q within %v; log:\n%s", parts, wait, log.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+		return false
+	}
+	if !poll(wait, logged) {
+		t.Fatalf("no log line with %q within %v; log:\n%s", parts, wait, log.String())
 	}
 }
 

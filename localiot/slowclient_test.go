@@ -259,22 +259,23 @@ func fill(t *testing.T, s *Server, pub *stuckClient, thing string, max int, bloc
 			}
 			sent++
 		}
-		// Wait until the service has applied every update sent, or has applied none for
-		// a while.
+		// Pace the fill: wait until the service has applied every update sent, or has
+		// applied none for 300 ms (it is blocked on the stuck client, which is the
+		// point), for at most wait; either way the fill goes on.
 		last, since := int64(-1), time.Now()
-		for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		poll(wait, func() bool {
 			sh, err := s.Shadow(id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if sh.Version >= int64(sent) || time.Since(since) > 300*time.Millisecond {
-				break
+				return true
 			}
 			if sh.Version != last {
 				last, since = sh.Version, time.Now()
 			}
-			time.Sleep(5 * time.Millisecond) // polling the store; each wait is bounded above
-		}
+			return false
+		})
 		switch {
 		case extra > 0:
 			extra -= 50

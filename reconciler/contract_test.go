@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -78,7 +80,7 @@ func convergedReported(t *testing.T, h *shadowstate.Handle) shadowstate.Object {
 }
 
 func TestZeroValuesDesiredOnANewShadowAreReported(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	startLights(t, srv.Endpoints().Plain, reconciler.ControllerOptions{Things: []string{"zero-1", "zero-2"}})
 	c := app(t, srv.Endpoints().Plain)
 	for thing, desired := range map[string]string{
@@ -99,7 +101,7 @@ func TestZeroValuesDesiredOnANewShadowAreReported(t *testing.T) {
 }
 
 func TestPartialDesiredKeepsTheFieldsNobodyDesired(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	hw, lights := startLights(t, srv.Endpoints().Plain, reconciler.ControllerOptions{Things: []string{"lamp-1"}})
 	// The device says what it is on start: on, at 30, red.
 	if err := lights.Report(t.Context(), "lamp-1", func(l *contractLight) { *l = contractLight{On: true, Brightness: 30, Color: "red"} }); err != nil {
@@ -124,7 +126,7 @@ func TestPartialDesiredKeepsTheFieldsNobodyDesired(t *testing.T) {
 }
 
 func TestStatusFollowsADesiredChangeThatLeavesNoDelta(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	startLights(t, srv.Endpoints().Plain, reconciler.ControllerOptions{Things: []string{"lamp-s"}, StatusField: "status"})
 	h := shadow(t, app(t, srv.Endpoints().Plain), "lamp-s")
 	status := func(v int64) shadowstate.Object {
@@ -160,7 +162,7 @@ func TestStatusFollowsADesiredChangeThatLeavesNoDelta(t *testing.T) {
 }
 
 func TestReportFromInsideReconcileNeverHangs(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +213,7 @@ func TestReportFromInsideReconcileNeverHangs(t *testing.T) {
 }
 
 func TestReportGivesUpWhenItsContextEndsWhileReconcileRuns(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +236,7 @@ func TestReportGivesUpWhenItsContextEndsWhileReconcileRuns(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
 		t.Fatal(err)
 	}
-	<-started
+	recv(t, started, "no reconcile started")
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 )
 
 func TestReportPublishesDeviceChanges(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	ctrl, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"sensor-1"}},
 		reconciler.ReconcilerFunc[Thermostat](func(_ context.Context, req reconciler.Request[Thermostat]) (reconciler.Result, error) {
@@ -52,7 +54,7 @@ func TestReportPublishesDeviceChanges(t *testing.T) {
 }
 
 func TestPeriodicResyncRetriesWhatIsStillDifferent(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Resync: 50 * time.Millisecond, Logger: testLogger(t)})
 	var calls atomic.Int32
 	_, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"drift-1"}},
@@ -82,7 +84,7 @@ func TestPeriodicResyncRetriesWhatIsStillDifferent(t *testing.T) {
 }
 
 func TestMetricsAreServed(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{MetricsAddr: "127.0.0.1:0", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

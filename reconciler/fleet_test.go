@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -16,7 +18,7 @@ import (
 // every thing with a prefix, discovered from events; each delta is handled by one of
 // them, things outside the prefix are left alone, and every thing converges.
 func TestFleetSharedByTwoManagers(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	const n = 200
 	var handled [2]atomic.Int64
 	for i := range handled {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -20,31 +20,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const wait = 15 * time.Second
-
-func startLocalIoT(t *testing.T) *localiot.Server {
-	t.Helper()
-	srv, err := localiot.New(localiot.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("localiot did not stop within 15s of its ctx ending")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
-	return srv
-}
 
 // fastConfig is a transport configuration for tests: no publish rate cap, quick
 // reconnects.
@@ -56,22 +31,10 @@ func fastConfig(endpoint string) transport.Config {
 	}
 }
 
-// run starts m and stops it when the test ends, checking that Start returns nil.
 // testLogger logs to the test's output when SHADOWSYNC_TEST_LOG is set.
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("SHADOWSYNC_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t *testing.T) *slog.Logger { return testserver.Logger(t) }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
+// run starts m and stops it when the test ends, checking that Start returns nil.
 func run(t *testing.T, m *reconciler.Manager) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -121,6 +84,20 @@ func shadow(t *testing.T, c *shadowstate.Client, thing string) *shadowstate.Hand
 	return h
 }
 
+// recv waits for a value on ch and returns it, failing the test as what did not
+// happen after wait.
+func recv[V any](t *testing.T, ch <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wait):
+		t.Fatalf("%s within %v", what, wait)
+	}
+	var zero V
+	return zero
+}
+
 // eventually polls check until it returns nil, failing the test with its last error
 // after timeout.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
@@ -134,25 +111,62 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not true after %v: %v", timeout, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the polling interval of a bounded wait
 	}
 }
 
-// consistently checks that check keeps returning nil for d, failing the test at the
-// first error. Use it after a positive control has shown that what must not happen
-// would have had the time to.
+// consistently checks, every 20 ms for d, that check keeps returning nil, and fails
+// the test at the first error. It is for "nothing more happens" checks, after the
+// test has shown that the thing which must not recur did happen once.
 func consistently(t *testing.T, d time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	for deadline := time.Now().Add(d); ; {
 		if err := check(); err != nil {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the polling interval of a bounded wait
 	}
+}
+
+// reconciles returns how many reconciles of m ended with result (the "result" label
+// of shadowsync_reconciles_total: success, conflict, report_failed, ...). A reconcile
+// is counted once its outcome (retry, requeue, forget) has been acted on.
+func reconciles(t *testing.T, m *reconciler.Manager, result string) float64 {
+	t.Helper()
+	return counterWith(t, m.Registry(), "shadowsync_reconciles_total", map[string]string{"result": result})
+}
+
+// counterWith returns the sum of counter name's series in reg whose labels include
+// every one of labels (0 when there is none yet).
+func counterWith(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, c := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range c.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
+				}
+			}
+			n += c.GetCounter().GetValue()
+		}
+	}
+	return n
 }
 
 // reportedOf reads the shadow's reported state as the service holds it.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -50,7 +52,7 @@ func TestModelConvergence(t *testing.T) {
 		seed = v
 	}
 	t.Logf("seed %d (SHADOWSYNC_MODEL_SEED=%d repeats these sequences)", seed, seed)
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	for ti, dt := range deviceTypes {
 		for _, shadowName := range []string{"", "cfg"} {
 			label := dt.name + "/classic"

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -42,7 +44,7 @@ func thermostat(_ context.Context, req reconciler.Request[Thermostat]) (reconcil
 }
 
 func TestThermostatConverges(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ func (r *recordingLimiter) When(id shadowstate.ID) time.Duration {
 }
 
 func TestReconcileErrorIsRetriedWithBackoff(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	base, err := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 5 * time.Millisecond, MaxDelay: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func TestReconcileErrorIsRetriedWithBackoff(t *testing.T) {
 }
 
 func TestTerminalErrorIsNotRetried(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	calls := make(chan int, 8)
 	var n atomic.Int32
@@ -154,7 +156,7 @@ func TestTerminalErrorIsNotRetried(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 7}); err != nil {
 		t.Fatal(err)
 	}
-	<-calls
+	recv(t, calls, "no reconcile for the first desired state")
 	// A later change is the next thing Reconcile sees: no retry came in between.
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 8}); err != nil {
 		t.Fatal(err)
@@ -180,7 +182,7 @@ func TestTerminalErrorIsNotRetried(t *testing.T) {
 }
 
 func TestInvalidDesiredNeverReachesReconcile(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	var seen sync.Map
 	_, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"strict-1"}, StatusField: "status"},
@@ -259,7 +261,7 @@ func containsAll(s string, words ...string) bool {
 }
 
 func TestPanickingReconcileDoesNotStopOthers(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	_, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"bad-1", "good-1"}, MaxConcurrentReconciles: 2},
 		reconciler.ReconcilerFunc[Thermostat](func(_ context.Context, req reconciler.Request[Thermostat]) (reconciler.Result, error) {
@@ -289,7 +291,7 @@ func TestPanickingReconcileDoesNotStopOthers(t *testing.T) {
 }
 
 func TestDesiredChangedWhileOfflineIsReconciledAfterReconnect(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +337,7 @@ func TestDesiredChangedWhileOfflineIsReconciledAfterReconnect(t *testing.T) {
 }
 
 func TestRacingWritersEndConsistent(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	entered, release := make(chan struct{}, 4), make(chan struct{})
 	var calls atomic.Int32
@@ -356,7 +358,7 @@ func TestRacingWritersEndConsistent(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 18}); err != nil {
 		t.Fatal(err)
 	}
-	<-entered
+	recv(t, entered, "no reconcile started")
 	if _, err := h.UpdateReported(t.Context(), map[string]any{"firmware": "2.1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +376,7 @@ func TestRacingWritersEndConsistent(t *testing.T) {
 }
 
 func TestThousandThingsOnOneConnection(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	const n = 1000
 	things := make([]string, n)
 	for i := range things {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 )
 
@@ -15,7 +17,7 @@ import (
 // read, reconciled and followed; a removed thing is left alone, once a reconcile of it
 // that was running has finished.
 func TestControllerAddAndRemoveThings(t *testing.T) {
-	srv := startLocalIoT(t)
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

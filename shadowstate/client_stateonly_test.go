@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -14,7 +15,7 @@ import (
 // metadata or the previous state; once a callback wants everything, every callback
 // gets everything.
 func TestClientDocumentsStateOnly(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Lite-1", "")
 	lite := make(chan *shadowstate.DocumentsMessage, 4)
@@ -63,7 +64,7 @@ func TestClientDocumentsStateOnly(t *testing.T) {
 // included, and everything still works.
 func TestClientQoS0Subscriptions(t *testing.T) {
 	granted := make(chan localiot.Event, 16)
-	srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 		if e.Kind == localiot.EventSubscribe && e.ClientID == "qos0" {
 			granted <- e
 		}

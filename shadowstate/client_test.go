@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -23,30 +24,35 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // wait bounds each step of these tests.
 const wait = 10 * time.Second
 
-// startLocalIoT runs an embedded localiot for the test and returns it.
-func startLocalIoT(t *testing.T, opts localiot.Options) *localiot.Server {
+// eventually polls check until it returns nil, failing the test with its last error
+// after timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	srv, err := localiot.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("localiot: %v", err)
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
 		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("localiot: %v", err)
-	case <-time.After(wait):
-		t.Fatal("localiot not ready")
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond) // the polling interval of a bounded wait
 	}
-	return srv
+}
+
+// recv waits for a value on ch and returns it, failing the test as what did not
+// happen after wait.
+func recv[V any](t *testing.T, ch <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wait):
+		t.Fatalf("%s within %v", what, wait)
+	}
+	var zero V
+	return zero
 }
 
 // dial opens a transport connection for the test.
@@ -96,7 +102,7 @@ func mustShadow(t *testing.T, c *shadowstate.Client, thing, name string) *shadow
 }
 
 func TestClientGetUpdateDelete(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	ctx := t.Context()
 
@@ -155,7 +161,7 @@ func TestClientGetUpdateDelete(t *testing.T) {
 }
 
 func TestClientManyRequestsInFlight(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Busy-1", "")
 	// Another client works on the same shadow at the same time; its replies carry its
@@ -207,7 +213,7 @@ func TestClientManyRequestsInFlight(t *testing.T) {
 }
 
 func TestClientDeltaAndDocuments(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	device := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	ctx := t.Context()
@@ -277,7 +283,7 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 	// The AWS IoT Device SDK for Python v1 drops a delta whose version equals one it
 	// has seen in an accepted reply. When a client updates desired itself, the accepted
 	// reply and the delta carry the same version, and the delta must still arrive.
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
 	h := mustShadow(t, c, "Self-1", "")
 	got := make(chan int64, 4)
@@ -299,7 +305,7 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 }
 
 func TestClientThousandShadowsOnOneConnection(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
 	c := newClient(t, conn, shadowstate.ClientOptions{})
 	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
@@ -365,7 +371,7 @@ func TestClientThousandShadowsOnOneConnection(t *testing.T) {
 }
 
 func TestClientPerRequestSubscriptions(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
 	persistent := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: shadowstate.Persistent, Wildcards: shadowstate.WildcardsNever})
 	perRequest := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Subscriptions: shadowstate.PerRequest, Wildcards: shadowstate.WildcardsNever})
@@ -391,14 +397,7 @@ func TestClientPerRequestSubscriptions(t *testing.T) {
 }
 
 func TestClientOfflineFailsAtOnce(t *testing.T) {
-	srv, err := localiot.New(localiot.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	<-srv.Ready()
+	srv := testserver.Start(t, localiot.Options{})
 	offline := make(chan struct{}, 1)
 	conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) {
 		cfg.OnOffline = func(error) { offline <- struct{}{} }
@@ -408,14 +407,13 @@ func TestClientOfflineFailsAtOnce(t *testing.T) {
 	if _, err := h.UpdateReported(t.Context(), map[string]any{"a": 1}); err != nil {
 		t.Fatal(err)
 	}
-	stop()
-	<-done
+	testserver.Stop(t, srv)
 	select {
 	case <-offline:
 	case <-time.After(wait):
 		t.Fatal("connection never went offline")
 	}
-	_, err = h.UpdateReported(t.Context(), map[string]any{"a": 2})
+	_, err := h.UpdateReported(t.Context(), map[string]any{"a": 2})
 	if !errors.Is(err, shadowstate.ErrOffline) || !strings.Contains(err.Error(), "update Away-1") {
 		t.Fatalf("update while offline: %v", err)
 	}
@@ -440,4 +438,88 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 		t.Error("NewClient accepted a nil connection")
 	}
 	_ = conn.Close(t.Context())
+}
+
+func TestClientDeltaOnlyForDifferingKeys(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	h := mustShadow(t, c, "Diff-1", "")
+	ctx := t.Context()
+	deltas := make(chan *shadowstate.DeltaMessage, 8)
+	if _, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { deltas <- d }); err != nil {
+		t.Fatal(err)
+	}
+	next := func() *shadowstate.DeltaMessage {
+		t.Helper()
+		select {
+		case d := <-deltas:
+			return d
+		case <-time.After(wait):
+			t.Fatal("no delta")
+		}
+		return nil
+	}
+	if _, err := h.UpdateReported(ctx, map[string]any{"a": 1, "b": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.UpdateDesired(ctx, map[string]any{"a": 1, "b": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(); fmt.Sprint(d.State) != "map[b:2]" || d.Version != 2 {
+		t.Fatalf("delta %v at version %d, want only b at version 2", d.State, d.Version)
+	}
+	if _, err := h.UpdateReported(ctx, map[string]any{"b": 2}); err != nil { // caught up: no delta
+		t.Fatal(err)
+	}
+	acc, err := h.UpdateDesired(ctx, map[string]any{"c": 3}) // the next delta must be this one
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := next(); fmt.Sprint(d.State) != "map[c:3]" || d.Version != acc.Version {
+		t.Fatalf("after catching up, delta %v at version %d, want only c at %d", d.State, d.Version, acc.Version)
+	}
+}
+
+func TestClientHundredShadowsConcurrently(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Go(func() {
+			thing := fmt.Sprintf("Par-%03d", i)
+			h, _ := c.Shadow(thing, "")
+			acc, err := h.UpdateReported(t.Context(), map[string]any{"thing": thing})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got := acc.State.(map[string]any)["reported"].(map[string]any)["thing"]; got != thing || acc.Version != 1 {
+				errs <- fmt.Errorf("%s got the reply %v version %d", thing, got, acc.Version)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestClientForgetKeepsHandlesWithCallbacks(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	idle := mustShadow(t, c, "Idle-1", "")
+	c.Forget("Idle-1", "")
+	if again := mustShadow(t, c, "Idle-1", ""); again == idle {
+		t.Error("Forget kept a handle without callbacks")
+	}
+	watched := mustShadow(t, c, "Watched-1", "")
+	if _, err := watched.OnDelta(t.Context(), func(context.Context, *shadowstate.DeltaMessage) {}); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget("Watched-1", "")
+	if again := mustShadow(t, c, "Watched-1", ""); again != watched {
+		t.Error("Forget dropped a handle whose callbacks still need it")
+	}
 }

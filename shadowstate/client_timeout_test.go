@@ -46,7 +46,7 @@ func TestClientLateReplyAfterTimeout(t *testing.T) {
 	if !errors.Is(err, shadowstate.ErrRequestTimeout) || !strings.Contains(err.Error(), "get Slow-1") {
 		t.Fatalf("unanswered get: %v", err)
 	}
-	first := <-requests
+	first := recv(t, requests, "the service got no get request")
 	answer(first, 1) // too late
 
 	done := make(chan struct{})
@@ -55,12 +55,12 @@ func TestClientLateReplyAfterTimeout(t *testing.T) {
 		defer close(done)
 		doc, err = h.Get(t.Context())
 	}()
-	second := <-requests
+	second := recv(t, requests, "the service got no second get request")
 	if second == first {
 		t.Fatal("two requests carried the same clientToken")
 	}
 	answer(second, 2)
-	<-done
+	recv(t, done, "the second get did not return")
 	if err != nil || doc.Version != 2 {
 		t.Fatalf("the get after a late reply: %+v, %v", doc, err)
 	}

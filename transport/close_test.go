@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -46,7 +48,7 @@ func (h *stuckHandler) unblock() { h.releaseOnce.Do(func() { close(h.release) })
 // released and the Conn closed when the test ends.
 func startStuck(t *testing.T, filter string) (*transport.Conn, *stuckHandler, <-chan error) {
 	t.Helper()
-	c, err := transport.New(transport.Config{Endpoint: startPlain(t)})
+	c, err := transport.New(transport.Config{Endpoint: testserver.Start(t, localiot.Options{}).Endpoints().Plain})
 	if err != nil {
 		t.Fatal(err)
 	}

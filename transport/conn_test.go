@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -17,7 +18,7 @@ import (
 // connection; and a handler may call blocking Conn methods (in the AWS IoT Device SDK
 // for Python v1 that deadlocks).
 func TestHandlersIsolated(t *testing.T) {
-	endpoint := startPlain(t)
+	endpoint := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	ev := newEvents()
 	cfg := transport.Config{Endpoint: endpoint}
 	ev.hook(&cfg)
@@ -98,7 +99,7 @@ func TestHandlersIsolated(t *testing.T) {
 // TestSubscribeRules: QoS 2 refused with a clear error, the subscription cap, the
 // server's refusal surfaced as ErrSubscribeRefused, and Unsubscribe stopping delivery.
 func TestSubscribeRules(t *testing.T) {
-	eps := startLocal(t, localiot.Options{Plain: &localiot.PlainListener{ThingFromClientID: true}})
+	eps := testserver.Start(t, localiot.Options{Plain: &localiot.PlainListener{ThingFromClientID: true}}).Endpoints()
 	c := dialConn(t, transport.Config{Endpoint: eps.Plain, ClientID: "thing1", MaxSubscriptions: 2})
 	ctx := t.Context()
 	h := newCollector()
@@ -141,7 +142,7 @@ func TestSubscribeRules(t *testing.T) {
 // TestResubscribeBatches: 20 filters registered while offline are all made on
 // connect, although localiot (like AWS) refuses more than 8 filters per SUBSCRIBE.
 func TestResubscribeBatches(t *testing.T) {
-	endpoint := startPlain(t)
+	endpoint := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	c, err := transport.New(transport.Config{Endpoint: endpoint})
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +183,7 @@ func TestResubscribeBatches(t *testing.T) {
 // TestSharedSubscription: $share/<group>/ filters deliver each message to one member
 // of the group.
 func TestSharedSubscription(t *testing.T) {
-	endpoint := startPlain(t)
+	endpoint := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	a := dialConn(t, transport.Config{Endpoint: endpoint})
 	b := dialConn(t, transport.Config{Endpoint: endpoint})
 	ctx := t.Context()
@@ -208,7 +209,7 @@ func TestSharedSubscription(t *testing.T) {
 // by the server and the loss is reported as ErrClosedByServer naming the client ID.
 // Generated IDs never collide.
 func TestDuplicateClientID(t *testing.T) {
-	endpoint := startPlain(t)
+	endpoint := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	ev := newEvents()
 	cfg := transport.Config{Endpoint: endpoint, ClientID: "same-id", Backoff: transport.ExponentialBackoff(time.Hour, time.Hour, 0)}
 	ev.hook(&cfg)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -30,11 +31,11 @@ func TestEndpointKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	wsCert := certs.Server
-	eps := startLocal(t, localiot.Options{
+	eps := testserver.Start(t, localiot.Options{
 		Plain:     &localiot.PlainListener{},
 		TLS:       certs.TLSListener(""),
 		WebSocket: &localiot.WebSocketListener{Certificate: &wsCert, Credentials: []localiot.Credential{wsOperator}},
-	})
+	}).Endpoints()
 	opTLS, err := certs.ClientTLS(localiot.OperatorCertName)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ func TestTLSRefused(t *testing.T) {
 	ca := newTestCA(t)
 	now := time.Now()
 	server := ca.issue(t, "server", true, now.Add(-time.Hour), now.Add(time.Hour))
-	eps := startLocal(t, localiot.Options{TLS: &localiot.TLSListener{Certificate: server, ClientCAs: ca.pool}})
+	eps := testserver.Start(t, localiot.Options{TLS: &localiot.TLSListener{Certificate: server, ClientCAs: ca.pool}}).Endpoints()
 	good := ca.issue(t, "thing1", false, now.Add(-time.Hour), now.Add(time.Hour))
 	expired := ca.issue(t, "thing1", false, now.Add(-2*time.Hour), now.Add(-time.Hour))
 	other := newTestCA(t)
@@ -122,8 +123,8 @@ func TestTLSRefused(t *testing.T) {
 // file under a temporary HOME; wrong and missing credentials fail clearly.
 func TestWebSocketCredentials(t *testing.T) {
 	temp := localiot.Credential{AccessKeyID: "ASIATEMPORARY", SecretAccessKey: "temp-secret", SessionToken: "FwoGZXIvYXdz+token/with=odd&chars"}
-	eps := startLocal(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
-		Region: "eu-west-1", Credentials: []localiot.Credential{wsOperator, temp}}})
+	eps := testserver.Start(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
+		Region: "eu-west-1", Credentials: []localiot.Credential{wsOperator, temp}}}).Endpoints()
 	// An AWS-like host name gives the region; the dialer really goes to localiot.
 	u, _ := url.Parse(eps.WebSocket)
 	base := transport.Config{Endpoint: eps.WebSocket, Region: "eu-west-1"}
@@ -193,7 +194,7 @@ func removeAll(home string) error { return os.RemoveAll(filepath.Join(home, ".aw
 // TestCredentialExpiryReconnect: credentials that expire make a WebSocket
 // connection reconnect before they do, asking the provider again for fresh ones.
 func TestCredentialExpiryReconnect(t *testing.T) {
-	eps := startLocal(t, localiot.Options{WebSocket: &localiot.WebSocketListener{Credentials: []localiot.Credential{wsOperator}}})
+	eps := testserver.Start(t, localiot.Options{WebSocket: &localiot.WebSocketListener{Credentials: []localiot.Credential{wsOperator}}}).Endpoints()
 	var asked atomic.Int32
 	provider := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 		asked.Add(1)

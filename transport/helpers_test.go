@@ -18,47 +18,10 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/shadowsync/shadowsync/localiot"
 )
 
 // wait bounds every blocking step of a test.
 const wait = 10 * time.Second
-
-// startLocal runs a localiot server for the test.
-func startLocal(t *testing.T, opts localiot.Options) localiot.Endpoints {
-	t.Helper()
-	s, err := localiot.New(opts)
-	if err != nil {
-		t.Fatalf("localiot.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Errorf("localiot did not stop")
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("localiot.Start: %v", err)
-	case <-time.After(wait):
-		t.Fatal("localiot not ready")
-	}
-	return s.Endpoints()
-}
-
-// startPlain runs a localiot server with a plain listener and no limits on
-// keep-alive, returning its address.
-func startPlain(t *testing.T) string {
-	t.Helper()
-	return startLocal(t, localiot.Options{}).Plain
-}
 
 // events records a Conn's OnOnline/OnOffline calls.
 type events struct {

@@ -134,15 +134,8 @@ func TestIdleConnBatchesWritesWithoutLosingBytes(t *testing.T) {
 	client, server = net.Pipe()
 	c = transport.NewIdleConn(client, wait, wait)
 	server.Close()
-	var err error
-	for range 1000 {
-		if _, err = c.Write([]byte("x")); err != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err == nil {
-		t.Error("writes to a closed peer kept succeeding")
+	if err := writeFails(c); err == nil {
+		t.Errorf("writes to a closed peer kept succeeding for %v", wait)
 	}
 	c.Close()
 }
@@ -180,14 +173,20 @@ func TestIdleConnStalledPeerFailsWithinWriteTimeout(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the reader was not woken when the write timed out")
 	}
-	var err error
-	for range 100 {
-		if _, err = c.Write([]byte("x")); err != nil {
-			break
+	if err := writeFails(c); err == nil {
+		t.Errorf("writes kept succeeding for %v after the write timed out", wait)
+	}
+}
+
+// writeFails writes a byte to c every 5 ms until a write fails, for at most wait, and
+// returns that error (nil when every write succeeded). Writes only buffer, so a
+// failure of the connection shows in a later write, once the flusher has met it.
+func writeFails(c net.Conn) error {
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // the polling interval of a bounded wait
 	}
-	if err == nil {
-		t.Error("writes kept succeeding after the write timed out")
-	}
+	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 )
 
@@ -19,7 +21,7 @@ import (
 // connected directly, and returns the proxy's endpoint.
 func proxied(t *testing.T) (p *faultproxy.Proxy, endpoint string, observer *transport.Conn) {
 	t.Helper()
-	direct := startPlain(t)
+	direct := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	addr := strings.TrimPrefix(direct, "mqtt://")
 	p, err := faultproxy.Start(addr)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -95,7 +96,7 @@ func TestParseProcessCounts(t *testing.T) {
 // TestFleetMemberStopsOnSIGTERM: a member prints its ready line once subscribed, and
 // on SIGTERM its stats line, and exits 0.
 func TestFleetMemberStopsOnSIGTERM(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	p := start(t, nil, "bench", fleetMemberCommand, "--endpoint", ep, "--group", "g", "--prefix", "x-", "--client-id", "member-test")
 	if l := p.nextLine(t); !strings.HasPrefix(l, readyPrefix) {
 		t.Fatalf("first line %q, want the ready line", l)

@@ -12,32 +12,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
-
-// localShadows starts an in-process localiot serving plain MQTT on an ephemeral port
-// for the test's duration and returns its endpoint.
-func localShadows(t *testing.T, opts localiot.Options) localiot.Endpoints {
-	t.Helper()
-	srv, err := localiot.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("localiot not ready in 10s")
-	}
-	return srv.Endpoints()
-}
 
 // cli runs shadowsync with args and stdin, bounded by 20 s, and returns its exit code,
 // stdout and stderr.
@@ -114,7 +93,7 @@ func asJSON(t *testing.T, v any) string {
 }
 
 func TestShadowCommandUsageErrors(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -189,7 +168,7 @@ func TestShadowCommandsOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := localShadows(t, localiot.Options{TLS: certs.TLSListener("")}).TLS
+	ep := testserver.Start(t, localiot.Options{TLS: certs.TLSListener("")}).Endpoints().TLS
 	creds := []string{"--endpoint", ep, "--ca", filepath.Join(dir, "ca.pem"),
 		"--cert", filepath.Join(dir, "Dev-1.pem"), "--key", filepath.Join(dir, "Dev-1.key"), "--client-id", "Dev-1", "--keepalive", "30s"}
 

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
 func TestDelete(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	for i := range 3 {
 		mustCLI(t, "", "update", "--endpoint", ep, "--thing", "Old-1", "--reported", "--set", "n="+strings.Repeat("1", i+1))
 	}

@@ -4,11 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
 func TestGetOfAMissingShadow(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -25,7 +26,7 @@ func TestGetOfAMissingShadow(t *testing.T) {
 }
 
 func TestGetPrintsTheDocument(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	app := appShadow(t, ep, "Lamp-1", "")
 	if _, err := app.UpdateDesired(t.Context(), map[string]any{"on": true, "color": "red"}); err != nil {
 		t.Fatal(err)

@@ -333,6 +333,8 @@ func TestServeMetricsCountRefusals(t *testing.T) {
 		conn.Close()
 	}
 	const want = `shadowsync_localiot_connections_refused_total{listener="tls",reason="client_certificate"} 1`
+	// The refusal is counted as the handshake fails, which the client may see first:
+	// scrape every 20 ms (the polling interval of a wait bounded at 10 s) until it is.
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, want); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
 func TestUpdateWithSetPaths(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	out := mustCLI(t, "", "update", "--endpoint", ep, "--thing", "Pump-7", "--desired",
 		"--set", "motor.speed=1200", "--set", "motor.mode=eco", "--set", "valves.in.open=true", "--set", "label=\"007\"")
 	if out != "updated desired state of shadow \"Pump-7\": version 1\n" {
@@ -33,7 +34,7 @@ func TestUpdateWithSetPaths(t *testing.T) {
 // The state comes from a JSON argument (between flags too), a file, or stdin, into
 // the section asked for, of a classic or a named shadow.
 func TestUpdateFromArgumentFileAndStdin(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	file := filepath.Join(t.TempDir(), "state.json")
 	if err := os.WriteFile(file, []byte("{\"temp\": 21.5}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestUpdateFromArgumentFileAndStdin(t *testing.T) {
 }
 
 func TestUpdateWithVersion(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	args := func(version, value string) []string {
 		return []string{"update", "--endpoint", ep, "--thing", "Bot", "--desired", "--set", "v=" + value, "--version", version}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -26,7 +27,7 @@ func (p *proc) nextLine(t *testing.T) string {
 }
 
 func TestWatchStreamsUntilInterrupted(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	p := start(t, nil, "watch", "--endpoint", ep, "--thing", "Heater-1")
 	if l := p.nextLine(t); l != `watching shadow "Heater-1" on `+ep+" (Ctrl-C to stop)" {
 		t.Fatalf("first line %q", l)
@@ -65,7 +66,7 @@ func TestWatchStreamsUntilInterrupted(t *testing.T) {
 }
 
 func TestWatchJSON(t *testing.T) {
-	ep := localShadows(t, localiot.Options{}).Plain
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	p := start(t, nil, "watch", "--endpoint", ep, "--thing", "Heater-2", "--shadow", "schedule", "--json")
 	decode := func() map[string]any {
 		l := p.nextLine(t)

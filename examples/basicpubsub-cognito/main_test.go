@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -136,22 +137,10 @@ func TestCognitoCredentialsAgainstAWSSEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iot, err := localiot.New(localiot.Options{WebSocket: &localiot.WebSocketListener{
+	iot := testserver.Start(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
 		Certificate: &certs.Server, Region: "eu-west-1",
 		Credentials: []localiot.Credential{{AccessKeyID: fakeKeyID, SecretAccessKey: fakeSecret, SessionToken: fakeToken}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- iot.Start(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-iot.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
 
 	ep := iot.Endpoints().WebSocket
 	out, err := runExample(t, "--endpoint", ep, "--ca", filepath.Join(dir, "ca.pem"), "--region", "eu-west-1",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -78,21 +79,9 @@ func TestListenerAndUpdaterAgainstAnEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iot, err := localiot.New(localiot.Options{TLS: certs.TLSListener("")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iot := testserver.Start(t, localiot.Options{TLS: certs.TLSListener("")})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- iot.Start(srvCtx) }()
-	defer func() { stopSrv(); <-done }()
-	select {
-	case <-iot.Ready():
-	case err := <-done:
-		t.Fatal(err)
-	}
 	common := []string{"--endpoint", iot.Endpoints().TLS, "--thing", "Lamp-1", "--ca", filepath.Join(dir, "ca.pem"),
 		"--cert", filepath.Join(dir, "Lamp-1.pem"), "--key", filepath.Join(dir, "Lamp-1.key"), "--keepalive", "30s", "--count", "1"}
 	// Each role connects with a client ID of the thing's own, as the usual AWS IoT

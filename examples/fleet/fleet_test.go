@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -145,7 +146,7 @@ func runFleet(t *testing.T, endpoint, mirror string, reported func(thing string)
 			if time.Now().After(deadline) {
 				t.Fatalf("round %d: %d of %d things not converged after %v", round, behind, things, within)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the polling interval of a wait bounded by within
 		}
 	}
 
@@ -171,15 +172,7 @@ func TestFleetOfThreeProcessesOnLocalIoT(t *testing.T) {
 	if os.Getenv("SHADOWSYNC_SOAK") == "" {
 		t.Skip("set SHADOWSYNC_SOAK=1 to run: three processes drive 2,000 things for about a minute (.ci/run does)")
 	}
-	srv, err := localiot.New(localiot.Options{Limits: localiot.Limits{MaxSubscriptions: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-srv.Ready()
+	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{MaxSubscriptions: -1}})
 	runFleet(t, srv.Endpoints().Plain, "", func(thing string) (shadowstate.Object, error) {
 		s, err := srv.Shadow(shadowstate.ID{Thing: thing})
 		return s.Reported, err
@@ -193,15 +186,7 @@ func TestFleetOfThreeProcessesOnMosquitto(t *testing.T) {
 	addr := mosquitto.Start(t)
 	store := &localiot.MemoryStore{}
 	const mirror = "shadowsync/events"
-	svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: "mqtt://" + addr, Store: store, EventMirror: mirror})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-svc.Ready()
+	testserver.StartShadowService(t, localiot.BrokerShadowOptions{Broker: "mqtt://" + addr, Store: store, EventMirror: mirror})
 	// mosquitto 2.0 never delivers topics beginning with '$' to shared
 	// subscriptions, so the shadow service mirrors its events under a plain prefix and
 	// the group watches the mirror.

@@ -3,11 +3,13 @@ package shadowstate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -15,7 +17,7 @@ import (
 // The caller's own deadline is reported as the caller's: context.DeadlineExceeded,
 // not ErrRequestTimeout, which says the client's Timeout ran out.
 func TestClientCallerDeadlineIsNotRequestTimeout(t *testing.T) {
-	srv := startLocalIoT(t, localiot.Options{})
+	srv := testserver.Start(t, localiot.Options{})
 	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Timeout: time.Minute})
 	h := mustShadow(t, c, "Deadline-1", "")
 	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
@@ -40,7 +42,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 			// The broker holds the SUBACK of the first SUBSCRIBE until released.
 			held, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
-			srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+			srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 				if e.Kind == localiot.EventSubscribe {
 					once.Do(func() { close(held); <-release })
 				}
@@ -90,14 +92,14 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 				}
 			}
 			if mode == shadowstate.PerRequest {
-				// Every request is over, so no reply filter is left behind.
-				deadline := time.Now().Add(wait)
-				for len(c.HeldFilters()) > 0 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				if got := c.HeldFilters(); len(got) != 0 {
-					t.Errorf("per-request client still holds %v", got)
-				}
+				// Every request is over, so no reply filter is left behind (the cancelled
+				// request's UNSUBSCRIBE may still be under way).
+				eventually(t, wait, func() error {
+					if got := c.HeldFilters(); len(got) != 0 {
+						return fmt.Errorf("per-request client still holds %v", got)
+					}
+					return nil
+				})
 			}
 		})
 	}
@@ -107,7 +109,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 // unsubscribed, and no watch can start on a closed client.
 func TestClientCloseStopsFleetWatches(t *testing.T) {
 	unsubscribed := make(chan []string, 16)
-	srv := startLocalIoT(t, localiot.Options{Observe: func(e localiot.Event) {
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
 		if e.Kind == localiot.EventUnsubscribe {
 			unsubscribed <- e.Filters
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func TestRegressionNewManagerFailureLeavesMetricsRegistered(t *testing.T) {
+func TestFailedNewManagerUnregistersItsMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	_, err := reconciler.NewManager(transport.Config{Endpoint: "mqtt://127.0.0.1:1883"}, reconciler.Options{Registry: reg, Shadow: shadowstate.ClientOptions{Subscriptions: 7}})
 	if err == nil {

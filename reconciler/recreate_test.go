@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -13,20 +14,12 @@ import (
 
 // A shadow deleted and recreated more than 48 h later starts again from version 1
 // (docs/protocol.md#versions). The controller must reconcile the new shadow.
-func TestRegressionRecreatedShadowIgnored(t *testing.T) {
+func TestShadowRecreatedAtVersionOneIsReconciled(t *testing.T) {
 	store := &localiot.MemoryStore{}
-	srv, err := localiot.New(localiot.Options{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithCancel(context.Background())
-	sdone := make(chan error, 1)
-	go func() { sdone <- srv.Start(sctx) }()
-	t.Cleanup(func() { scancel(); <-sdone })
-	<-srv.Ready()
+	srv := testserver.Start(t, localiot.Options{Store: store})
 
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
-	_, err = reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"re-1"}},
+	_, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"re-1"}},
 		reconciler.ReconcilerFunc[bigDev](func(_ context.Context, req reconciler.Request[bigDev]) (reconciler.Result, error) {
 			req.Reported.Target = req.Desired.Target
 			return reconciler.Result{}, nil

@@ -3,11 +3,14 @@ package reconciler_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -18,9 +21,10 @@ type bigDev struct {
 	Blob   string `json:"blob,omitempty"`
 }
 
-// One rejected report must cost one backoff step, not two.
-func TestRegressionReportFailureCountsTwice(t *testing.T) {
-	srv := startLocalIoT(t)
+// A report the shadow service rejects (413: too large) costs one backoff step, not
+// two: exactly one layer retries a failed report.
+func TestRejectedReportCostsOneBackoffStep(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 5 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
@@ -44,14 +48,21 @@ func TestRegressionReportFailureCountsTwice(t *testing.T) {
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"target": 20}); err != nil {
 		t.Fatal(err)
 	}
+	// A reconcile is counted once its outcome has been acted on, so when the retry has
+	// succeeded, every backoff the failed report asked for has been asked of the
+	// limiter.
 	eventually(t, wait, func() error {
-		r, err := reportedOf(srv, "big-1")
-		if err != nil || fmt.Sprint(r["target"]) != "20" {
-			return fmt.Errorf("reported %v %v", r, err)
+		if reconciles(t, m, "success") < 1 {
+			return fmt.Errorf("no reconcile has succeeded (%v with a failed report)", reconciles(t, m, "report_failed"))
 		}
 		return nil
 	})
-	time.Sleep(200 * time.Millisecond)
+	if n := reconciles(t, m, "report_failed"); n != 1 {
+		t.Fatalf("%v reconciles had their report rejected, want 1: the test needs the first report to be refused", n)
+	}
+	if r, err := reportedOf(srv, "big-1"); err != nil || fmt.Sprint(r["target"]) != "20" {
+		t.Fatalf("after the retry succeeded, reported %v (%v), want target 20", r, err)
+	}
 	limiter.mu.Lock()
 	defer limiter.mu.Unlock()
 	t.Logf("calls=%d delays=%v", calls.Load(), limiter.delays)
@@ -60,9 +71,10 @@ func TestRegressionReportFailureCountsTwice(t *testing.T) {
 	}
 }
 
-// A 409 must lead to one more reconcile, not one now and another after a backoff.
-func TestRegressionConflictReconcilesThrice(t *testing.T) {
-	srv := startLocalIoT(t)
+// A report that conflicts (409) with another writer's update costs exactly one more
+// reconcile, at once: not one now and another after a backoff.
+func TestConflictingReportReconcilesOnceMore(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
 	base, _ := queue.NewRateLimiter[shadowstate.ID](queue.RateLimitOptions{BaseDelay: 20 * time.Millisecond, MaxDelay: time.Second})
 	limiter := &recordingLimiter{RateLimiter: base}
 	m, _ := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
@@ -89,16 +101,32 @@ func TestRegressionConflictReconcilesThrice(t *testing.T) {
 	if _, err := other.UpdateDesired(t.Context(), map[string]any{"target": 20}); err != nil {
 		t.Fatal(err)
 	}
+	// When the reconcile after the conflict has been counted, the conflicted one's
+	// outcome has been acted on too: whatever it queued or retried has been asked for.
 	eventually(t, wait, func() error {
-		r, err := reportedOf(srv, "conf-1")
-		if err != nil || fmt.Sprint(r["target"]) != "20" {
-			return fmt.Errorf("reported %v %v", r, err)
+		if reconciles(t, m, "success") < 1 {
+			return fmt.Errorf("no reconcile has succeeded (%v conflicted)", reconciles(t, m, "conflict"))
 		}
 		return nil
 	})
-	time.Sleep(300 * time.Millisecond)
-	t.Logf("calls=%d delays=%v", calls.Load(), limiter.delays)
-	if calls.Load() != 2 {
-		t.Errorf("Reconcile ran %d times for one conflict, want 2", calls.Load())
+	if n := reconciles(t, m, "conflict"); n != 1 {
+		t.Fatalf("%v reconciles conflicted, want 1: the test needs the first report to conflict", n)
 	}
+	if r, err := reportedOf(srv, "conf-1"); err != nil || fmt.Sprint(r["target"]) != "20" {
+		t.Fatalf("after the reconcile that followed the conflict, reported %v (%v), want target 20", r, err)
+	}
+	limiter.mu.Lock()
+	delays := slices.Clone(limiter.delays)
+	limiter.mu.Unlock()
+	t.Logf("calls=%d delays=%v", calls.Load(), delays)
+	if len(delays) != 0 {
+		t.Errorf("the conflict was also retried with backoff: the limiter was asked for %v", delays)
+	}
+	// And no other reconcile follows: a retry would run within a backoff step (20 ms).
+	consistently(t, 300*time.Millisecond, func() error {
+		if n := calls.Load(); n != 2 {
+			return fmt.Errorf("Reconcile ran %d times for one conflict, want 2", n)
+		}
+		return nil
+	})
 }

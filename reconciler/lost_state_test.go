@@ -8,44 +8,11 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
-
-// serveAt starts an in-memory localiot with its plain listener on addr ("" for an
-// ephemeral port) and returns it with a function that stops it.
-func serveAt(t *testing.T, addr string) (*localiot.Server, func()) {
-	t.Helper()
-	srv, err := localiot.New(localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Error("localiot did not stop within 15s of its ctx ending")
-		}
-	}
-	t.Cleanup(stop)
-	return srv, stop
-}
 
 // targetDevice registers a device that applies desired target and reports it.
 func targetDevice(t *testing.T, m *reconciler.Manager, thing string) {
@@ -96,11 +63,8 @@ func convergeTo(t *testing.T, h *shadowstate.Handle, target int) {
 // A server that lost its state (localiot in memory, killed and started again: every
 // shadow back at version 1) must be reconciled against: after the reconnect, the
 // re-read is the truth whatever its version, and later desired updates count.
-func TestRegressionServerLostItsState(t *testing.T) {
-	_, stop := serveAt(t, "")
-	// The first server's address, for the second one.
-	srv1, stop1 := serveAt(t, "")
-	stop()
+func TestServerThatLostItsStateIsReconciledAgainst(t *testing.T) {
+	srv1 := testserver.Start(t, localiot.Options{})
 	addr := strings.TrimPrefix(srv1.Endpoints().Plain, "mqtt://")
 
 	m, err := reconciler.NewManager(fastConfig(srv1.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
@@ -114,20 +78,34 @@ func TestRegressionServerLostItsState(t *testing.T) {
 		convergeTo(t, h, 100+i)
 	}
 
-	stop1()
+	testserver.Stop(t, srv1)
 	eventually(t, wait, func() error {
 		if m.Conn().IsOnline() {
 			return fmt.Errorf("the device has not noticed the server stopped")
 		}
 		return nil
 	})
-	srv2, _ := serveAt(t, addr)
+	// The new server's shadow already exists, at version 1 with a new desired state,
+	// when the device comes back: an app set it elsewhere before the server took this
+	// address (so the device's re-read surely finds it).
+	store := &localiot.MemoryStore{}
+	pre := testserver.Start(t, localiot.Options{Store: store})
+	if _, err := shadow(t, app(t, pre.Endpoints().Plain), "lost-1").UpdateDesired(t.Context(), map[string]any{"target": 7}); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Stop(t, pre)
+	srv2 := testserver.Start(t, localiot.Options{Plain: &localiot.PlainListener{Addr: addr}, Store: store})
 	if srv2.Endpoints().Plain != srv1.Endpoints().Plain {
 		t.Fatalf("second server on %s, want %s", srv2.Endpoints().Plain, srv1.Endpoints().Plain)
 	}
-	// Desired is set on the new server, at version 1, while the device reconnects.
 	h2 := shadow(t, app(t, srv2.Endpoints().Plain), "lost-1")
-	convergeTo(t, h2, 7)
+	eventually(t, wait, func() error {
+		r, err := reportedOf(srv2, "lost-1")
+		if err != nil || fmt.Sprint(r["target"]) != "7" {
+			return fmt.Errorf("the device did not reconcile the new server's shadow: reported %v (%v)", r, err)
+		}
+		return nil
+	})
 	for i := range 10 {
 		convergeTo(t, h2, 200+i)
 	}
@@ -140,40 +118,13 @@ func TestRegressionServerLostItsState(t *testing.T) {
 // mosquitto and is restarted from an older copy of its store (a backup restored) while
 // the device stays connected to the broker — so that versions go backwards through
 // deltas and documents messages alone, with no reconnect and no re-created shadow.
-func TestRegressionShadowServiceRestoredFromBackup(t *testing.T) {
+func TestShadowServiceRestoredFromBackupIsReconciledAgainst(t *testing.T) {
 	broker := "mqtt://" + mosquitto.Start(t)
-	startService := func(store localiot.Store) func() {
-		svc, err := localiot.NewBrokerShadowService(localiot.BrokerShadowOptions{Broker: broker, Store: store, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- svc.Start(ctx) }()
-		select {
-		case <-svc.Ready():
-		case err := <-done:
-			cancel()
-			t.Fatal(err)
-		}
-		stopped := false
-		stop := func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(wait):
-				t.Error("the shadow service did not stop within 15s of its ctx ending")
-			}
-		}
-		t.Cleanup(stop)
-		return stop
+	startService := func(store localiot.Store) *localiot.BrokerShadowService {
+		return testserver.StartShadowService(t, localiot.BrokerShadowOptions{Broker: broker, Store: store})
 	}
 	store := &localiot.MemoryStore{}
-	stop := startService(store)
+	svc := startService(store)
 
 	m, err := reconciler.NewManager(fastConfig(broker), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
@@ -199,7 +150,7 @@ func TestRegressionShadowServiceRestoredFromBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop()
+	testserver.Stop(t, svc)
 	startService(backup)
 	acc, err := h.UpdateDesired(t.Context(), map[string]any{"target": 7})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 )
 
@@ -36,7 +38,7 @@ func (l *lockedBuffer) String() string {
 // A reconcile that finishes during the shutdown drain and asks to run again (a
 // requeue, or a retry after an error) cannot be run any more; that must be said in
 // the log and counted, not silently ignored.
-func TestRegressionShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
+func TestShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		end  func() (reconciler.Result, error)
@@ -46,7 +48,7 @@ func TestRegressionShutdownCountsWorkAskedForDuringDrain(t *testing.T) {
 		{"retry", func() (reconciler.Result, error) { return reconciler.Result{}, errors.New("motor stalled") }, "shutdown: retry not run"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startLocalIoT(t)
+			srv := testserver.Start(t, localiot.Options{})
 			var logs lockedBuffer
 			reg := prometheus.NewRegistry()
 			m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -19,8 +21,8 @@ type staleDev struct {
 // A desired key deleted by an update must never reach Reconcile's raw desired state
 // at that update's version (the cache must not claim version V while holding desired
 // from V-1). (Request.Desired does hold it: the device last reported it.)
-func TestRegressionDeltaMergedIntoStaleCache(t *testing.T) {
-	srv := startLocalIoT(t)
+func TestReconcileNeverSeesADesiredKeyDeletedAtItsVersion(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,135 @@
+package shadowstate_test
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
+)
+
+// Concurrent requests on one shadow are all answered, in both subscription modes. In
+// PerRequest mode the request that ends last unsubscribes from the reply topics
+// while the next may be subscribing to them again: its UNSUBSCRIBE must reach the
+// broker before that SUBSCRIBE, or the broker drops the subscription the client
+// counts on and the next request's reply never comes (it times out). Persistent
+// mode, which subscribes once, is the control.
+func TestClientConcurrentRequestsOnOneShadowAreAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode shadowstate.Subscriptions
+	}{{"per-request", shadowstate.PerRequest}, {"persistent", shadowstate.Persistent}} {
+		t.Run(tc.name, func(t *testing.T) { concurrentGets(t, tc.mode) })
+	}
+}
+
+// concurrentGets runs two goroutines that Get one shadow in a loop for a few seconds
+// and checks that every request was answered, and, in PerRequest mode, that the
+// reply topics were unsubscribed and subscribed again many times meanwhile.
+func concurrentGets(t *testing.T, mode shadowstate.Subscriptions) {
+	const (
+		workers = 2
+		reply   = "$aws/things/pr-1/shadow/get/accepted"
+	)
+	var resubscribes atomic.Int32 // SUBSCRIBEs of reply that followed its UNSUBSCRIBE
+	var unsubscribed atomic.Bool
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
+		if !slices.Contains(e.Filters, reply) {
+			return
+		}
+		switch e.Kind {
+		case localiot.EventUnsubscribe:
+			unsubscribed.Store(true)
+		case localiot.EventSubscribe:
+			if unsubscribed.Swap(false) {
+				resubscribes.Add(1)
+			}
+		}
+	}})
+	conn := dial(t, srv.Endpoints().Plain, nil)
+	c := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: mode, Wildcards: shadowstate.WildcardsNever, Timeout: time.Second})
+	h := mustShadow(t, c, "pr-1", "")
+	if _, err := h.UpdateDesired(t.Context(), map[string]any{"x": 1}); err != nil {
+		t.Fatal(err)
+	}
+	var answered, timedOut atomic.Int32
+	var wg sync.WaitGroup
+	end := time.Now().Add(6 * time.Second) // a stress run of fixed length, not a wait
+	for range workers {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				_, err := h.Get(t.Context())
+				switch {
+				case err == nil:
+					answered.Add(1)
+				case errors.Is(err, shadowstate.ErrRequestTimeout):
+					timedOut.Add(1)
+				default:
+					t.Errorf("Get failed, and not for want of a reply: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("answered=%d timed out=%d resubscribes=%d", answered.Load(), timedOut.Load(), resubscribes.Load())
+	if n := timedOut.Load(); n > 0 {
+		t.Errorf("%d of %d requests got no reply within the client's Timeout", n, n+answered.Load())
+	}
+	if answered.Load() == 0 {
+		t.Error("no request was answered")
+	}
+	if mode == shadowstate.PerRequest && resubscribes.Load() < 10 {
+		t.Errorf("the reply topic was subscribed again after an UNSUBSCRIBE only %d times: the test did not exercise the race", resubscribes.Load())
+	}
+}
+
+// TestClientSubscriptionTraffic asserts what the broker sees: a persistent client
+// subscribes to an operation's replies once, a per-request client around each request.
+func TestClientSubscriptionTraffic(t *testing.T) {
+	var mu sync.Mutex
+	traffic := map[string][]string{}
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
+		if e.Kind != localiot.EventSubscribe && e.Kind != localiot.EventUnsubscribe {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range e.Filters {
+			traffic[e.ClientID] = append(traffic[e.ClientID], string(e.Kind)+" "+f)
+		}
+	}})
+	run := func(id string, mode shadowstate.Subscriptions) []string {
+		conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = id })
+		c := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: mode})
+		h := mustShadow(t, c, "Traffic-1", "")
+		for i := range 3 {
+			if _, err := h.UpdateReported(t.Context(), map[string]any{"n": i}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got := slices.Clone(traffic[id])
+		slices.Sort(got)
+		return got
+	}
+	acc, rej := "$aws/things/Traffic-1/shadow/update/accepted", "$aws/things/Traffic-1/shadow/update/rejected"
+	if got, want := run("persistent-client", shadowstate.Persistent), []string{"subscribe " + acc, "subscribe " + rej}; !slices.Equal(got, want) {
+		t.Errorf("persistent client traffic %v, want %v", got, want)
+	}
+	var want []string
+	for range 3 {
+		want = append(want, "subscribe "+acc, "subscribe "+rej, "unsubscribe "+acc, "unsubscribe "+rej)
+	}
+	slices.Sort(want)
+	if got := run("per-request-client", shadowstate.PerRequest); !slices.Equal(got, want) {
+		t.Errorf("per-request client traffic %v, want %v", got, want)
+	}
+}
