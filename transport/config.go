@@ -182,6 +182,15 @@ type Config struct {
 	OnOnline  func()
 	OnOffline func(err error)
 
+	// Unhandled, when set, receives every message that no subscription's filter
+	// matches: the Python SDK v1's onMessage. The server sends such messages when it
+	// holds subscriptions this Conn does not (made by an earlier run of the program
+	// on a session the server kept), and a message can arrive just after its filter
+	// was unsubscribed. It runs on a goroutine of its own, one message at a time,
+	// with HandlerBuffer messages waiting at most (further ones are dropped and
+	// logged). Nil means such messages are dropped, with a Debug log line.
+	Unhandled Handler
+
 	// Logger receives transport's logs. Nil discards them.
 	Logger *slog.Logger
 }

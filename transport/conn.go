@@ -93,8 +93,21 @@ func New(cfg Config) (*Conn, error) {
 	}
 	c.dialer = &dialer{s: s, creds: &credentialSource{explicit: s.Credentials, profile: s.Profile}, now: func() time.Time { return c.clock.Now() }}
 	c.life, c.cancelLife = context.WithCancel(context.Background())
+	if s.Unhandled != nil {
+		sub := &Subscription{
+			conn: c, filter: unhandledFilter, h: s.Unhandled,
+			box:  newMailbox(s.HandlerBuffer),
+			quit: make(chan struct{}),
+			done: make(chan struct{}),
+		}
+		c.router.unhandled = sub
+		c.startHandler(sub)
+	}
 	return c, nil
 }
+
+// unhandledFilter names Config.Unhandled's handler in logs; it is no topic filter.
+const unhandledFilter = "(unhandled)"
 
 // Dial creates a Conn, starts it, and waits until it is online. It fails at once on
 // errors that retrying cannot fix (untrusted server certificate, refused client

@@ -108,6 +108,9 @@ type route struct {
 // safe for concurrent use.
 type router struct {
 	log *slog.Logger
+	// unhandled receives the messages no route matches (Config.Unhandled); nil drops
+	// them. Set before the Conn is used, never changed.
+	unhandled *Subscription
 
 	mu      sync.RWMutex
 	routes  map[string]*route // by filter
@@ -238,7 +241,13 @@ func (r *router) dispatch(m Message) {
 		}
 	}
 	if !matched {
-		r.log.Debug("message matches no subscription", "topic", m.Topic)
+		if r.unhandled == nil {
+			r.log.Debug("message matches no subscription", "topic", m.Topic)
+			return
+		}
+		if !r.unhandled.box.put(m) {
+			r.log.Warn("unhandled-message handler too slow, message dropped", "topic", m.Topic, "buffer", r.unhandled.box.limit)
+		}
 	}
 }
 
