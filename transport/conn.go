@@ -40,6 +40,12 @@ type Conn struct {
 	offline *queue.Offline[*outgoing]
 	router  router
 	limit   *limiter
+	// Lock order, where one is taken while another is held: wireMu, then mu, then
+	// router.mu or handlersMu; router.mu, then a mailbox's mu. No other lock of the
+	// Conn's is held while taking one (the limiter's, the notifier's, the offline
+	// queue's and the batch writer's are taken alone), and none is held while a
+	// handler or an OnOnline/OnOffline callback runs.
+	//
 	// wireMu keeps SUBSCRIBE and UNSUBSCRIBE packets in the order the router changed:
 	// it is held from a subscription change until its packet is acknowledged, so an
 	// UNSUBSCRIBE can never overtake the SUBSCRIBE of the same filter that follows it.
@@ -56,6 +62,10 @@ type Conn struct {
 	// and halt it without waiting), so that Close can wait for each of them.
 	handlersMu sync.Mutex
 	handlers   map[*Subscription]struct{}
+
+	// background counts the goroutines a call leaves running (a late drain, the wait
+	// for a withdrawn subscription's UNSUBACK); Close waits for them.
+	background tracker
 
 	mu       sync.Mutex
 	state    connState
@@ -100,11 +110,16 @@ func New(cfg Config) (*Conn, error) {
 			quit: make(chan struct{}),
 			done: make(chan struct{}),
 		}
-		c.router.unhandled = sub
-		c.startHandler(sub)
+		c.router.unhandled = sub // its goroutine starts with the Conn (Start)
 	}
 	return c, nil
 }
+
+// Dropped returns how many incoming messages were dropped because a handler's buffer
+// was full, over the Conn's life, for every subscription and Config.Unhandled
+// together (Subscription.Dropped counts one). A growing count means a handler cannot
+// keep up with what arrives; each drop is also logged.
+func (c *Conn) Dropped() uint64 { return c.router.dropped.Load() }
 
 // unhandledFilter names Config.Unhandled's handler in logs; it is no topic filter.
 const unhandledFilter = "(unhandled)"
@@ -239,6 +254,9 @@ func (c *Conn) Start(ctx context.Context) error {
 	wg.Go(func() { c.events.run() })
 	defer wg.Wait()
 	defer c.events.close()
+	if u := c.router.unhandled; u != nil {
+		c.startHandler(u)
+	}
 
 	c.run(runCtx)
 	c.finish()
@@ -246,8 +264,9 @@ func (c *Conn) Start(ctx context.Context) error {
 }
 
 // Close disconnects (sending DISCONNECT, bounded by Config.ConnectTimeout and ctx),
-// stops every handler goroutine and waits for them, within ctx: a handler still
-// running when ctx ends is named in the error. Publishes still queued are dropped and
+// stops every handler goroutine and every other goroutine the Conn started, and
+// waits for them, within ctx: a handler still running when ctx ends is named in the
+// error. Publishes still queued are dropped and
 // logged. Close is idempotent and safe to call concurrently; each call waits as
 // above. After it every other call returns ErrClosed.
 func (c *Conn) Close(ctx context.Context) error {
@@ -268,7 +287,54 @@ func (c *Conn) Close(ctx context.Context) error {
 			return fmt.Errorf("close: handler for %q still running: %w", s.filter, ctx.Err())
 		}
 	}
+	if !awaitDone(ctx, c.background.idle()) {
+		return fmt.Errorf("close: background work still running: %w", ctx.Err())
+	}
 	return nil
+}
+
+// tracker counts goroutines so that one can wait for all of them; unlike a
+// sync.WaitGroup, a goroutine may be added while another caller waits.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to zero; nil while nobody waits
+}
+
+// Go runs f on a goroutine of its own, counted until it returns.
+func (t *tracker) Go(f func()) {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+	go func() {
+		defer t.done()
+		f()
+	}()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n--
+	if t.n == 0 && t.zero != nil {
+		close(t.zero)
+		t.zero = nil
+	}
+}
+
+// idle returns a channel closed once no counted goroutine runs.
+func (t *tracker) idle() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if t.zero == nil {
+		t.zero = make(chan struct{})
+	}
+	return t.zero
 }
 
 // startHandler runs s's goroutine and keeps s among the running handlers until it

@@ -28,14 +28,16 @@ func TestHandlersIsolated(t *testing.T) {
 
 	release := make(chan struct{})
 	panicked := make(chan struct{}, 64)
-	subscribe := func(filter string, h transport.HandlerFunc) {
+	subscribe := func(filter string, h transport.HandlerFunc) *transport.Subscription {
 		t.Helper()
-		if _, err := c.Subscribe(ctx, filter, h, transport.QoS(1), transport.Buffer(4)); err != nil {
+		sub, err := c.Subscribe(ctx, filter, h, transport.QoS(1), transport.Buffer(4))
+		if err != nil {
 			t.Fatal(err)
 		}
+		return sub
 	}
-	subscribe("iso/+", func(context.Context, transport.Message) { panicked <- struct{}{}; panic("handler bug") })
-	subscribe("iso/+", func(ctx context.Context, _ transport.Message) {
+	panicking := subscribe("iso/+", func(context.Context, transport.Message) { panicked <- struct{}{}; panic("handler bug") })
+	blocked := subscribe("iso/+", func(ctx context.Context, _ transport.Message) {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -70,6 +72,14 @@ func TestHandlersIsolated(t *testing.T) {
 		if m := healthy.next(t); m.Topic != fmt.Sprintf("iso/%d", i) {
 			t.Fatalf("healthy handler got %s, want iso/%d (in order)", m.Topic, i)
 		}
+	}
+	// The blocked handler holds one message and buffers 4: the rest were dropped, and
+	// counted.
+	if d := blocked.Dropped(); d < n-5 || d > n-4 {
+		t.Errorf("blocked handler: Dropped() = %d, want %d (or %d if it had not taken the first yet)", d, n-5, n-4)
+	}
+	if got, want := c.Dropped(), blocked.Dropped()+panicking.Dropped(); got != want {
+		t.Errorf("Conn.Dropped() = %d, want the handlers' %d", got, want)
 	}
 	if err := c.Publish(ctx, "ask/1", []byte("q"), transport.QoS(1)); err != nil {
 		t.Fatal(err)

@@ -136,7 +136,7 @@ func (c *Conn) enqueueLocked(p *outgoing) error {
 	if c.state == stOnline {
 		// Only reachable from enqueue: hand the message to a drain pass.
 		c.setStateLocked(stDraining)
-		go c.drainLate()
+		c.background.Go(c.drainLate)
 	}
 	return nil
 }

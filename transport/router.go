@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Message is a PUBLISH received from the server. Payload is shared by every handler
@@ -42,14 +43,20 @@ type Subscription struct {
 	qos    byte
 	h      Handler
 
-	box  *mailbox      // messages waiting for the handler
-	quit chan struct{} // closed to stop the goroutine
-	done chan struct{} // closed when the goroutine has returned
-	stop sync.Once
+	box     *mailbox      // messages waiting for the handler
+	dropped atomic.Uint64 // messages dropped because box was full
+	quit    chan struct{} // closed to stop the goroutine
+	done    chan struct{} // closed when the goroutine has returned
+	stop    sync.Once
 }
 
 // Filter returns the topic filter the subscription was made with.
 func (s *Subscription) Filter() string { return s.filter }
+
+// Dropped returns how many messages for this handler were dropped because its buffer
+// (Config.HandlerBuffer, or the Buffer option) was full: the handler is too slow for
+// what arrives. Each drop is also logged.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 // Unsubscribe removes this handler. When it was the filter's last handler, the filter
 // is unsubscribed from the server (at once when online, else simply not restored).
@@ -111,6 +118,9 @@ type router struct {
 	// unhandled receives the messages no route matches (Config.Unhandled); nil drops
 	// them. Set before the Conn is used, never changed.
 	unhandled *Subscription
+	// dropped counts the messages dropped for a full handler buffer, over the Conn's
+	// life (Conn.Dropped).
+	dropped atomic.Uint64
 
 	mu      sync.RWMutex
 	routes  map[string]*route // by filter
@@ -246,6 +256,8 @@ func (r *router) dispatch(m Message) {
 			return
 		}
 		if !r.unhandled.box.put(m) {
+			r.unhandled.dropped.Add(1)
+			r.dropped.Add(1)
 			r.log.Warn("unhandled-message handler too slow, message dropped", "topic", m.Topic, "buffer", r.unhandled.box.limit)
 		}
 	}
@@ -256,6 +268,8 @@ func (r *router) dispatch(m Message) {
 func (r *router) deliver(rt *route, m Message) {
 	for _, s := range rt.subs {
 		if !s.box.put(m) {
+			s.dropped.Add(1)
+			r.dropped.Add(1)
 			r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", s.box.limit)
 		}
 	}

@@ -83,7 +83,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 // the same filter and the server handles them in that order.
 func (c *Conn) withdraw(sess *session, filter string) {
 	tok := sess.cli.Unsubscribe(filter)
-	go func() {
+	c.background.Go(func() {
 		select {
 		case <-tok.Done():
 			if err := tok.Error(); err != nil {
@@ -92,8 +92,9 @@ func (c *Conn) withdraw(sess *session, filter string) {
 		case <-sess.lost:
 		case <-time.After(c.s.OperationTimeout):
 			c.log.Debug("withdrawing an unanswered subscription got no UNSUBACK", "filter", filter)
+		case <-c.life.Done():
 		}
-	}()
+	})
 }
 
 // routeQoS returns the QoS held for filter.
