@@ -203,11 +203,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	defer cancelWork()
 
 	if m.opts.MetricsAddr != "" {
-		srv, addr, err := serveMetrics(m.opts.MetricsAddr, m.registry)
+		stop, addr, err := serveMetrics(m.opts.MetricsAddr, m.registry, m.log)
 		if err != nil {
 			return fmt.Errorf("reconciler: serve metrics on %s: %w", m.opts.MetricsAddr, err)
 		}
-		defer srv.Close()
+		defer stop()
 		m.mu.Lock()
 		m.metricsAt = addr
 		m.mu.Unlock()

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -128,7 +129,7 @@ func (m *metrics) observeRequest(op shadowstate.Op, outcome string, took time.Du
 }
 
 // serveMetrics serves the registry's metrics at /metrics on addr until closed.
-func serveMetrics(addr string, g prometheus.Gatherer) (*http.Server, net.Addr, error) {
+func serveMetrics(addr string, g prometheus.Gatherer, log *slog.Logger) (stop func(), _ net.Addr, _ error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, err
@@ -136,10 +137,16 @@ func serveMetrics(addr string, g prometheus.Gatherer) (*http.Server, net.Addr, e
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err // the listener failed; the manager keeps running without /metrics
+			log.Error("metrics server stopped; the manager goes on without /metrics", "addr", ln.Addr().String(), "error", err)
 		}
 	}()
-	return srv, ln.Addr(), nil
+	stop = func() {
+		_ = srv.Close()
+		<-done
+	}
+	return stop, ln.Addr(), nil
 }
