@@ -31,6 +31,10 @@ type entry struct {
 	// want is the newest version a delta announced; while version is older, the cache
 	// is behind and a reconcile reads the shadow first.
 	want int64
+	// gen counts the changes made to the cache by events and by this controller's own
+	// reports: a read during which it did not move saw the shadow's latest state
+	// (mark, setDocument).
+	gen uint64
 	// seen is the newest version an event has announced as needing a reconcile: an
 	// event for a version already announced (the delta and the documents message of
 	// one update, a duplicate) does not trigger another one.
@@ -165,26 +169,27 @@ func (e *entry) needsReconcile(all bool) bool {
 	return all || (fresh && !e.isOwn(e.version))
 }
 
-// mark returns what the cache has heard of, to be given back to setDocument and
-// setMissing: a read must not overwrite what events told the cache while the read was
-// in flight.
-func (e *entry) mark() int64 {
+// mark returns the cache's change count, to be given back to setDocument and
+// setMissing: a read must not overwrite what events, or this controller's own
+// reports, told the cache while the read was in flight.
+func (e *entry) mark() uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.seen
+	return e.gen
 }
 
-// setDocument stores the result of a get. With no event since the read began (mark)
+// setDocument stores the result of a get. With no change since the read began (mark)
 // it is the shadow's latest state and replaces the cache whatever its version — a
 // shadow deleted and created again more than 48 hours later starts again at version 1,
 // and a shadow service that lost or restored its state serves older versions — and it
 // then reports whether the version went backwards: everything the cache knew of later
 // versions is forgotten, and the state read counts as a desired change not yet
 // reconciled. Otherwise it is kept only if it is not older than the cache.
-func (e *entry) setDocument(doc *shadowstate.Document, mark int64) (backwards bool) {
+func (e *entry) setDocument(doc *shadowstate.Document, mark uint64) (backwards bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	authoritative := e.seen == mark
+	authoritative := e.gen == mark
+	e.gen++
 	if !authoritative && e.loaded && doc.Version < e.version {
 		return false // a newer snapshot got here first
 	}
@@ -213,15 +218,16 @@ func (e *entry) forgetVersionsLocked() {
 	e.desiredAt, e.observedAt = 0, 0
 }
 
-// setMissing records that a read found no shadow, unless an event announced a version
-// since the read began (mark): the shadow was created meanwhile, and the next
-// reconcile reads it again.
-func (e *entry) setMissing(mark int64) {
+// setMissing records that a read found no shadow, unless the cache changed since the
+// read began (mark): the shadow was created meanwhile, and the next reconcile reads it
+// again.
+func (e *entry) setMissing(mark uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.seen != mark {
+	if e.gen != mark {
 		return
 	}
+	e.gen++
 	e.loaded, e.exists = true, false
 	e.desired, e.reported = nil, nil
 	e.want = 0
@@ -235,6 +241,7 @@ func (e *entry) setMissing(mark int64) {
 func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.gen++
 	if d.Version == e.seen {
 		return false // the same update's documents message or a duplicate came first
 	}
@@ -255,6 +262,7 @@ func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.gen++
 	v := d.Current.Version
 	if d.Previous == nil && e.loaded && v < e.version {
 		// Created again after its deletion was forgotten (48 hours): versions start over.
@@ -315,6 +323,7 @@ func (e *entry) expectOwn(v int64) {
 func (e *entry) reportAccepted(patch shadowstate.Object, version int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.gen++
 	e.written = version
 	if version < e.version {
 		return // a newer snapshot already arrived and includes the report
