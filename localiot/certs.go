@@ -127,6 +127,13 @@ func (c *CertSet) TLSListener(addr string) *TLSListener {
 	return &TLSListener{Addr: addr, Certificate: c.Server, ClientCAs: c.Pool, Operators: []*x509.Certificate{c.Operator.Leaf}}
 }
 
+// ClientCertAuth returns the client certificate checks for WebSocketListener's
+// MQTTOverALPN: certificates signed by the set's CA, the operator certificate with
+// operator rights.
+func (c *CertSet) ClientCertAuth() *ClientCertAuth {
+	return &ClientCertAuth{ClientCAs: c.Pool, Operators: []*x509.Certificate{c.Operator.Leaf}}
+}
+
 // authority is a CA able to issue certificates.
 type authority struct {
 	cert *x509.Certificate
