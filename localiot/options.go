@@ -17,7 +17,7 @@ import (
 )
 
 // ErrInvalidOptions is returned (wrapped, saying which field) by New for Options it
-// cannot run with.
+// cannot run with, and by EnsureCertsWith for CertOptions it cannot issue.
 var ErrInvalidOptions = errors.New("localiot: invalid options")
 
 // Options configures a Server. The zero value serves plain MQTT on an ephemeral
