@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -45,7 +47,8 @@ const (
 var ErrCerts = errors.New("localiot: unusable certificates")
 
 // CertSet is a throwaway public-key infrastructure for a local AWS IoT: a CA, a server
-// certificate for localhost, 127.0.0.1 and ::1, an operator client certificate, and
+// certificate (for localhost, 127.0.0.1 and ::1 unless CertOptions.ServerNames says
+// otherwise), an operator client certificate, and
 // one client certificate per thing whose subject CN is the thing's name. All keys are
 // ECDSA P-256. A CertSet is read-only after EnsureCerts and safe for concurrent use.
 type CertSet struct {
@@ -66,6 +69,25 @@ type CertSet struct {
 	ca *authority
 }
 
+// CertOptions says what EnsureCertsWith generates besides the CA and the operator
+// certificate.
+type CertOptions struct {
+	// Things are the things to issue client certificates for (subject CN = thing).
+	Things []string
+	// ServerNames are the DNS names and IP addresses the server certificate is valid
+	// for, and only those: for instance an AWS IoT endpoint name such as
+	// "abcdefghijklmn-ats.iot.us-east-1.amazonaws.com" that clients resolve to
+	// 127.0.0.1, for clients that accept only such endpoints or that check, as AWS's
+	// certificate ensures, that connecting to the bare IP address fails. Nil means
+	// localhost, 127.0.0.1 and ::1. A server certificate in the directory for other
+	// names is re-issued.
+	ServerNames []string
+}
+
+// defaultServerNames are the server certificate's names unless CertOptions says
+// otherwise.
+var defaultServerNames = []string{"localhost", "127.0.0.1", "::1"}
+
 // EnsureCerts returns the certificates in dir for the given things, generating
 // whatever is missing and reusing every file pair already present: a CA (ca.pem,
 // ca.key), a server certificate (server.pem, server.key), an operator certificate
@@ -74,6 +96,20 @@ type CertSet struct {
 // certificate that no longer verifies against the CA or has expired is re-issued.
 // With dir "" everything is generated in memory and nothing is written.
 func EnsureCerts(dir string, things ...string) (*CertSet, error) {
+	return EnsureCertsWith(dir, CertOptions{Things: things})
+}
+
+// EnsureCertsWith is EnsureCerts with a choice of the server certificate's names.
+func EnsureCertsWith(dir string, opts CertOptions) (*CertSet, error) {
+	things := opts.Things
+	names := opts.ServerNames
+	if names == nil {
+		names = defaultServerNames
+	}
+	san, err := parseServerNames(names)
+	if err != nil {
+		return nil, err
+	}
 	for _, thing := range things {
 		if err := (shadowstate.ID{Thing: thing}).Validate(); err != nil {
 			return nil, fmt.Errorf("certs: %w", err)
@@ -93,14 +129,14 @@ func EnsureCerts(dir string, things ...string) (*CertSet, error) {
 	}
 	set := &CertSet{Dir: dir, CA: ca.cert, Pool: x509.NewCertPool(), Things: make(map[string]tls.Certificate, len(things)), ca: ca}
 	set.Pool.AddCert(ca.cert)
-	if set.Server, err = ensureLeaf(dir, ServerCertName, ca, true); err != nil {
+	if set.Server, err = ensureLeaf(dir, ServerCertName, ca, &san); err != nil {
 		return nil, err
 	}
-	if set.Operator, err = ensureLeaf(dir, OperatorCertName, ca, false); err != nil {
+	if set.Operator, err = ensureLeaf(dir, OperatorCertName, ca, nil); err != nil {
 		return nil, err
 	}
 	for _, thing := range things {
-		if set.Things[thing], err = ensureLeaf(dir, thing, ca, false); err != nil {
+		if set.Things[thing], err = ensureLeaf(dir, thing, ca, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -125,6 +161,13 @@ func (c *CertSet) ClientTLS(name string) (*tls.Config, error) {
 // the operator certificate operator rights.
 func (c *CertSet) TLSListener(addr string) *TLSListener {
 	return &TLSListener{Addr: addr, Certificate: c.Server, ClientCAs: c.Pool, Operators: []*x509.Certificate{c.Operator.Leaf}}
+}
+
+// ClientCertAuth returns the client certificate checks for WebSocketListener's
+// MQTTOverALPN: certificates signed by the set's CA, the operator certificate with
+// operator rights.
+func (c *CertSet) ClientCertAuth() *ClientCertAuth {
+	return &ClientCertAuth{ClientCAs: c.Pool, Operators: []*x509.Certificate{c.Operator.Leaf}}
 }
 
 // authority is a CA able to issue certificates.
@@ -158,9 +201,92 @@ func newAuthority(cn string, notBefore, notAfter time.Time) (*authority, error) 
 	return &authority{cert: cert, key: key}, nil
 }
 
+// serverNames are a server certificate's subject alternative names.
+type serverNames struct {
+	dns []string
+	ips []net.IP
+}
+
+// parseServerNames sorts names into IP addresses and DNS names, refusing what is
+// neither.
+func parseServerNames(names []string) (serverNames, error) {
+	var san serverNames
+	if len(names) == 0 {
+		return san, fmt.Errorf("certs: %w: no server names", ErrInvalidOptions)
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			san.ips = append(san.ips, ip)
+			continue
+		}
+		if !validDNSName(n) {
+			return san, fmt.Errorf("certs: %w: server name %q is neither a DNS name nor an IP address", ErrInvalidOptions, n)
+		}
+		san.dns = append(san.dns, n)
+	}
+	return san, nil
+}
+
+// validDNSName reports whether n is a DNS name a certificate may carry: dot-separated
+// labels of letters, digits and hyphens, the first label possibly "*".
+func validDNSName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for i, label := range strings.Split(n, ".") {
+		if label == "*" && i == 0 {
+			continue
+		}
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// matches reports whether leaf carries exactly these names.
+func (san serverNames) matches(leaf *x509.Certificate) bool {
+	ips := func(l []net.IP) []string {
+		out := make([]string, len(l))
+		for i, ip := range l {
+			out[i] = ip.String()
+		}
+		slices.Sort(out)
+		return out
+	}
+	dns := func(l []string) []string {
+		out := make([]string, len(l))
+		for i, n := range l {
+			out[i] = strings.ToLower(n)
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(dns(san.dns), dns(leaf.DNSNames)) && slices.Equal(ips(san.ips), ips(leaf.IPAddresses))
+}
+
 // issue signs a new leaf for cn: a server certificate for the loopback names when
 // server is true, else a client certificate.
 func (a *authority) issue(cn string, server bool, notBefore, notAfter time.Time) (tls.Certificate, error) {
+	var san *serverNames
+	if server {
+		names, err := parseServerNames(defaultServerNames)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		san = &names
+	}
+	return a.issueFor(cn, san, notBefore, notAfter)
+}
+
+// issueFor signs a new leaf for cn: a server certificate for san's names, or a
+// client certificate when san is nil.
+func (a *authority) issueFor(cn string, san *serverNames, notBefore, notAfter time.Time) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -171,10 +297,10 @@ func (a *authority) issue(cn string, server bool, notBefore, notAfter time.Time)
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if server {
+	if san != nil {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		tmpl.DNSNames = san.dns
+		tmpl.IPAddresses = san.ips
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
 	if err != nil {
@@ -239,18 +365,20 @@ func ensureCA(dir string) (*authority, error) {
 	return ca, nil
 }
 
-// ensureLeaf loads <name>.pem/<name>.key from dir if they verify against ca, else
-// issues a fresh pair and writes it.
-func ensureLeaf(dir, name string, ca *authority, server bool) (tls.Certificate, error) {
+// ensureLeaf loads <name>.pem/<name>.key from dir if they verify against ca (and, for
+// a server certificate, carry exactly san's names), else issues a fresh pair and
+// writes it. san is nil for a client certificate.
+func ensureLeaf(dir, name string, ca *authority, san *serverNames) (tls.Certificate, error) {
 	cert, found, err := loadPair(dir, name)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if found && ca.verifies(cert.Leaf, server) && (server || cert.Leaf.Subject.CommonName == name) {
+	server := san != nil
+	if found && ca.verifies(cert.Leaf, server) && (server && san.matches(cert.Leaf) || !server && cert.Leaf.Subject.CommonName == name) {
 		return cert, nil
 	}
 	now := time.Now()
-	cert, err = ca.issue(name, server, now.Add(-backdate), now.Add(leafValidity))
+	cert, err = ca.issueFor(name, san, now.Add(-backdate), now.Add(leafValidity))
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("certs: issue %s: %w", name, err)
 	}

@@ -122,3 +122,56 @@ func ipStrings(ips []net.IP) []string {
 	}
 	return s
 }
+
+// A server certificate for an AWS-shaped name only is valid for that name and not for
+// the loopback address it resolves to, like AWS's own; changing the names re-issues
+// it, keeping them reuses it.
+func TestEnsureCertsServerNames(t *testing.T) {
+	const aws = "abcdefghijklmn-ats.iot.us-east-1.amazonaws.com"
+	dir := filepath.Join(t.TempDir(), "certs")
+	first, err := EnsureCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := EnsureCertsWith(dir, CertOptions{ServerNames: []string{aws}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := named.Server.Leaf
+	if srv.Equal(first.Server.Leaf) {
+		t.Fatal("server certificate not re-issued for new names")
+	}
+	if _, err := srv.Verify(x509.VerifyOptions{Roots: named.Pool, DNSName: aws, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("not valid for %s: %v", aws, err)
+	}
+	for _, other := range []string{"127.0.0.1", "localhost", "other-ats.iot.us-east-1.amazonaws.com"} {
+		if err := srv.VerifyHostname(other); err == nil {
+			t.Errorf("valid for %s too", other)
+		}
+	}
+	if !named.CA.Equal(first.CA) || !named.Operator.Leaf.Equal(first.Operator.Leaf) {
+		t.Error("CA or operator certificate changed with the server names")
+	}
+	again, err := EnsureCertsWith(dir, CertOptions{ServerNames: []string{aws}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Server.Leaf.Equal(srv) {
+		t.Error("server certificate re-issued for the same names")
+	}
+	mixed, err := EnsureCertsWith("", CertOptions{ServerNames: []string{"*.iot.us-east-1.amazonaws.com", "10.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mixed.Server.Leaf.VerifyHostname(aws); err != nil {
+		t.Errorf("wildcard name: %v", err)
+	}
+	if err := mixed.Server.Leaf.VerifyHostname("10.0.0.1"); err != nil {
+		t.Errorf("IP name: %v", err)
+	}
+	for _, bad := range [][]string{{}, {""}, {"no spaces.example"}, {"under_score.example"}, {"-dash.example"}} {
+		if _, err := EnsureCertsWith("", CertOptions{ServerNames: bad}); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("server names %q: err %v, want ErrInvalidOptions", bad, err)
+		}
+	}
+}

@@ -19,7 +19,7 @@ import (
 )
 
 // ErrInvalidOptions is returned (wrapped, saying which field) by New for Options it
-// cannot run with.
+// cannot run with, and by EnsureCertsWith for CertOptions it cannot issue.
 var ErrInvalidOptions = errors.New("localiot: invalid options")
 
 // Options configures a Server. The zero value serves plain MQTT on an ephemeral
@@ -102,8 +102,9 @@ type TLSListener struct {
 	Certificate tls.Certificate
 	// ClientCAs verifies client certificates. Required.
 	ClientCAs *x509.CertPool
-	// Operators are the client certificates with operator rights, matched exactly.
-	// Nil means every client is a thing.
+	// Operators are the client certificates with operator rights, matched exactly;
+	// they are operators on WebSocketListener.MQTTOverALPN's port too. Nil means
+	// every client is a thing.
 	Operators []*x509.Certificate
 }
 
@@ -133,6 +134,25 @@ type WebSocketListener struct {
 	// response. A connection that has not finished by then is closed. Zero means 10
 	// seconds.
 	UpgradeTimeout time.Duration
+	// MQTTOverALPN, if set, also serves MQTT over TLS on this port, as AWS IoT does on
+	// port 443: the protocol the client offers in the TLS handshake's ALPN extension
+	// picks the handler. A client offering "x-amzn-mqtt-ca" speaks MQTT and must
+	// present a certificate that MQTTOverALPN.ClientCAs verifies; it acts as it would
+	// on the mutual-TLS listener (operator, or the thing named by its certificate's
+	// subject CN). Any other client (ALPN "http/1.1", or no ALPN) gets the WebSocket
+	// upgrade and is asked for no certificate. Requires Certificate. Nil serves
+	// WebSocket only.
+	MQTTOverALPN *ClientCertAuth
+}
+
+// ClientCertAuth is how a listener verifies client certificates and which of them have
+// operator rights. The operators of every listener are operators on all of them.
+type ClientCertAuth struct {
+	// ClientCAs verifies client certificates. Required.
+	ClientCAs *x509.CertPool
+	// Operators are the client certificates with operator rights, matched exactly.
+	// Nil means every client is a thing.
+	Operators []*x509.Certificate
 }
 
 // Credential is an AWS access key accepted by the WebSocket listener. Its LogValue
@@ -262,6 +282,14 @@ func (o Options) validate() (Options, error) {
 		}
 		if ws.UpgradeTimeout < 0 {
 			return o, fmt.Errorf("%w: WebSocket.UpgradeTimeout is negative", ErrInvalidOptions)
+		}
+		if ws.MQTTOverALPN != nil {
+			if ws.Certificate == nil {
+				return o, fmt.Errorf("%w: WebSocket.MQTTOverALPN needs WebSocket.Certificate (ALPN is part of TLS)", ErrInvalidOptions)
+			}
+			if ws.MQTTOverALPN.ClientCAs == nil {
+				return o, fmt.Errorf("%w: WebSocket.MQTTOverALPN.ClientCAs is required", ErrInvalidOptions)
+			}
 		}
 		seen := make(map[string]bool, len(ws.Credentials))
 		for i, c := range ws.Credentials {

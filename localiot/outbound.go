@@ -135,6 +135,22 @@ func (o *outboundConns) remove(oc *outboundConn) {
 	o.writers.Done()
 }
 
+// relabel files oc under the listener ID whose clients it serves, when that is decided
+// after the connection was accepted: on a port that serves MQTT and WebSocket, by the
+// protocol the TLS handshake negotiated. It must be called before the broker learns of
+// the connection.
+func (o *outboundConns) relabel(oc *outboundConn, listener string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.conns[oc.key] == oc {
+		delete(o.conns, oc.key)
+		oc.key.listener = listener
+		o.conns[oc.key] = oc
+		return
+	}
+	oc.key.listener = listener
+}
+
 // closeAll ends every connection and waits for their writers: the last step of
 // shutdown, once the broker has closed. Connections still flushing get
 // shutdownFlushTime to finish, then are cut.

@@ -3,6 +3,7 @@ package localiot
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,9 @@ type Endpoints struct {
 	Plain     string
 	TLS       string
 	WebSocket string
+	// ALPN is mqtts://host:port of the WebSocket listener when it also serves MQTT to
+	// clients offering ALPN x-amzn-mqtt-ca (WebSocketListener.MQTTOverALPN).
+	ALPN string
 }
 
 // New validates opts and prepares a server. It binds no socket and starts no
@@ -77,11 +81,16 @@ func New(opts Options) (*Server, error) {
 	if opts.Plain != nil {
 		gate.plain = *opts.Plain
 	}
+	var operators []*x509.Certificate
 	if opts.TLS != nil {
-		for _, op := range opts.TLS.Operators {
-			if op != nil {
-				gate.ops = append(gate.ops, op.Raw)
-			}
+		operators = append(operators, opts.TLS.Operators...)
+	}
+	if opts.WebSocket != nil && opts.WebSocket.MQTTOverALPN != nil {
+		operators = append(operators, opts.WebSocket.MQTTOverALPN.Operators...)
+	}
+	for _, op := range operators {
+		if op != nil {
+			gate.ops = append(gate.ops, op.Raw)
 		}
 	}
 	if err := broker.AddHook(gate, nil); err != nil {
@@ -117,6 +126,9 @@ func New(opts Options) (*Server, error) {
 		refusals.expect(listenerWS, refusedTimeout, refusedSigV4, refusedBadRequest)
 		if opts.WebSocket.Certificate != nil {
 			refusals.expect(listenerWS, refusedTLSHandshake)
+		}
+		if opts.WebSocket.MQTTOverALPN != nil {
+			refusals.expect(listenerWS, refusedClientCertificate)
 		}
 	}
 	s := &Server{
@@ -199,6 +211,9 @@ func (s *Server) Start(ctx context.Context) error {
 			scheme = "wss://"
 		}
 		eps.WebSocket = scheme + ln.Addr().String() + websocketPath
+		if w.MQTTOverALPN != nil {
+			eps.ALPN = "mqtts://" + ln.Addr().String()
+		}
 	}
 	for _, l := range ls {
 		if err := s.broker.AddListener(l); err != nil {
@@ -220,7 +235,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.eps = eps
 	s.mu.Unlock()
 	close(s.ready)
-	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN)
 
 	<-ctx.Done()
 	// Closes the listeners (each returns once its connections' goroutines have

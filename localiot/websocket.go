@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type wsListener struct {
 	id             string
 	ln             net.Listener // bound before the broker starts
 	tlsConfig      *tls.Config  // nil for ws://
+	alpnMQTT       bool         // clients negotiating ALPN x-amzn-mqtt-ca speak MQTT, not WebSocket
 	verifier       *sigV4Verifier
 	upgradeTimeout time.Duration
 	log            *slog.Logger
@@ -60,7 +62,30 @@ func newWSListener(id string, ln net.Listener, opts *WebSocketListener, refusals
 		l.upgradeTimeout = defaultUpgradeTimeout
 	}
 	if opts.Certificate != nil {
-		l.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*opts.Certificate}, NextProtos: []string{"http/1.1"}}
+		wsConfig := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*opts.Certificate}, NextProtos: []string{"http/1.1"}}
+		l.tlsConfig = wsConfig
+		if auth := opts.MQTTOverALPN; auth != nil {
+			// crypto/tls fails a handshake when the client offers ALPN protocols and
+			// none is in NextProtos, and a certificate is asked for of every client or
+			// of none: so the configuration is chosen per client, from what it offers.
+			mqttConfig := &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{*opts.Certificate},
+				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientCAs:    auth.ClientCAs,
+				NextProtos:   []string{alpnAmazonMQTT},
+			}
+			l.alpnMQTT = true
+			l.tlsConfig = &tls.Config{
+				MinVersion: tls.VersionTLS12,
+				GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+					if slices.Contains(hello.SupportedProtos, alpnAmazonMQTT) {
+						return mqttConfig, nil
+					}
+					return wsConfig, nil
+				},
+			}
+		}
 	}
 	return l
 }
@@ -109,7 +134,9 @@ func badRequest(status int, format string, args ...any) *upgradeError {
 }
 
 // serveConn runs one connection: TLS handshake, upgrade request and response within
-// upgradeTimeout of its acceptance, then MQTT until either side ends it.
+// upgradeTimeout of its acceptance, then MQTT until either side ends it. A client
+// that negotiated ALPN x-amzn-mqtt-ca (alpnMQTT only) goes straight to MQTT, as a
+// client of the mutual-TLS listener.
 func (l *wsListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	defer l.conns.done(raw)
 	defer raw.Close()
@@ -119,6 +146,19 @@ func (l *wsListener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		tc := tls.Server(raw, l.tlsConfig)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			l.refusals.refused(l.id, tlsRefusalReason(err), raw.RemoteAddr().String(), err)
+			return
+		}
+		if l.alpnMQTT && tc.ConnectionState().NegotiatedProtocol == alpnAmazonMQTT {
+			// The broker identifies a client by the ID of the listener it came through;
+			// this one authenticated as the mutual-TLS listener's clients do.
+			if oc, ok := raw.(*outboundConn); ok {
+				oc.owner.relabel(oc, listenerTLS)
+			}
+			// The broker replaces this deadline with the keep-alive once CONNECT is read.
+			_ = raw.SetDeadline(time.Now().Add(connectTimeout))
+			if err := establish(listenerTLS, tc); err != nil {
+				l.log.Debug("client ended", "remote", raw.RemoteAddr().String(), "alpn", alpnAmazonMQTT, "error", err)
+			}
 			return
 		}
 		conn = tc

@@ -71,6 +71,33 @@ func TestEndpointKinds(t *testing.T) {
 	}
 }
 
+// TestOnePortMQTTAndWebSocket: localiot's WebSocket listener with MQTTOverALPN serves
+// both of what AWS IoT serves on port 443 — mqtts:// with ALPN x-amzn-mqtt-ca and a
+// client certificate, wss:// with SigV4 and none — on the one port, and the two talk
+// to each other.
+func TestOnePortMQTTAndWebSocket(t *testing.T) {
+	certs, err := localiot.EnsureCerts("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsCert := certs.Server
+	eps := startLocal(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
+		Certificate: &wsCert, Credentials: []localiot.Credential{wsOperator}, MQTTOverALPN: certs.ClientCertAuth(),
+	}})
+	opTLS, err := certs.ClientTLS(localiot.OperatorCertName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqtts := dialConn(t, transport.Config{Endpoint: eps.ALPN, TLS: opTLS, ALPN: []string{"x-amzn-mqtt-ca"}})
+	wss := dialConn(t, transport.Config{Endpoint: eps.WebSocket, Region: "us-east-1", TLS: &tls.Config{RootCAs: certs.Pool},
+		Credentials: credentials.NewStaticCredentialsProvider(wsOperator.AccessKeyID, wsOperator.SecretAccessKey, "")})
+	if got, err := transport.NegotiatedALPN(t.Context(), mqtts); err != nil || got != "x-amzn-mqtt-ca" {
+		t.Errorf("mqtts negotiated ALPN %q (%v), want x-amzn-mqtt-ca", got, err)
+	}
+	roundTrip(t, mqtts, wss, "one-port/from-wss")
+	roundTrip(t, wss, mqtts, "one-port/from-mqtts")
+}
+
 // TestTLSRefused: a wrong CA, a wrong host name, an expired client certificate and a
 // client certificate the server does not trust each fail Dial at once with an error
 // that says which.

@@ -212,15 +212,65 @@ func TestServeWithCertificatesAndData(t *testing.T) {
 	}
 }
 
+// --ws serves what AWS IoT serves on port 443: WebSocket, and MQTT with a client
+// certificate to clients offering ALPN x-amzn-mqtt-ca, on the one port.
 func TestServeWebSocketBanner(t *testing.T) {
+	dir := t.TempDir()
 	p := start(t, []string{"AWS_ACCESS_KEY_ID=AKIDLOCAL", "AWS_SECRET_ACCESS_KEY=local-secret"},
-		"serve", "--ws", "127.0.0.1:0", "--certs", t.TempDir())
+		"serve", "--ws", "127.0.0.1:0", "--certs", dir)
 	eps := p.banner(t)
 	if !strings.HasPrefix(eps["ws"], "wss://127.0.0.1:") || !strings.HasSuffix(eps["ws"], "/mqtt") {
 		t.Fatalf("banner %v", eps)
 	}
+	if eps["alpn"] != "mqtts://"+strings.TrimSuffix(strings.TrimPrefix(eps["ws"], "wss://"), "/mqtt") {
+		t.Fatalf("banner %v: want alpn on the ws port", eps)
+	}
 	if _, ok := eps["mqtt"]; ok {
 		t.Errorf("--ws alone also served plain MQTT: %v", eps)
+	}
+	set, err := localiot.EnsureCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := set.ClientTLS(localiot.OperatorCertName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NextProtos = []string{"x-amzn-mqtt-ca"}
+	c := mqttClient(t, eps["alpn"], "alpn-operator", cfg)
+	reply := roundTrip(t, c, "$aws/things/Dev-9/shadow/get/rejected", "$aws/things/Dev-9/shadow/get", ``)
+	if !strings.Contains(reply, `"code":404`) {
+		t.Errorf("get of a missing shadow over ALPN MQTT: %s", reply)
+	}
+	p.stop(t, syscall.SIGINT)
+}
+
+// --server-name issues the server certificate for the names given, and only those.
+func TestServeServerName(t *testing.T) {
+	const name = "abcdefghijklmn-ats.iot.us-east-1.amazonaws.com"
+	dir := t.TempDir()
+	p := start(t, nil, "serve", "--mqtts", "127.0.0.1:0", "--certs", dir, "--server-name", name)
+	eps := p.banner(t)
+	set, err := localiot.EnsureCertsWith(dir, localiot.CertOptions{ServerNames: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(eps["mqtts"], "mqtts://")
+	for serverName, wantOK := range map[string]bool{name: true, "127.0.0.1": false} {
+		cfg, err := set.ClientTLS(localiot.OperatorCertName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ServerName = serverName
+		d := tls.Dialer{Config: cfg}
+		d.NetDialer = &net.Dialer{Timeout: 10 * time.Second}
+		conn, err := d.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		if (err == nil) != wantOK {
+			t.Errorf("TLS to %s as %s: %v, want success %v", addr, serverName, err, wantOK)
+		}
 	}
 	p.stop(t, syscall.SIGINT)
 }
@@ -235,7 +285,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"serve", "--log-level", "loud"}, 2, `--log-level "loud"`},
 		{[]string{"serve", "--ws", "127.0.0.1:0"}, 2, "--ws needs --access-key-id"},
-		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--thing", "x"}, 2, "--thing and --certs need"},
+		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--thing", "x"}, 2, "--thing, --server-name and --certs need"},
+		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--server-name", "x.example"}, 2, "--thing, --server-name and --certs need"},
+		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--server-name", "bad name"}, 1, `server name "bad name"`},
+		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--operator-cert", "x.pem"}, 2, "--operator-cert needs --mqtts or --ws"},
 		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--thing", "bad name"}, 1, `thing name "bad name"`},
 		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},

@@ -33,17 +33,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plainAddr  = fs.String("mqtt", "", "serve plain MQTT on `ADDR`, a loopback address (local development only; clients get operator rights)")
 		plainAny   = fs.Bool("mqtt-insecure-any-address", false, "allow --mqtt on an address that is not loopback: anyone who can reach it gets operator rights, with no authentication")
 		tlsAddr    = fs.String("mqtts", "", "serve MQTT over TLS with client certificates on `ADDR`")
-		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt")
+		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt and, as AWS IoT does on port 443, MQTT over TLS with client certificates to clients offering ALPN x-amzn-mqtt-ca on the same port")
 		certDir    = fs.String("certs", "", "generate or reuse the CA, server, operator and thing certificates in `DIR` (default: a shadowsync directory in the user's cache directory)")
 		dataDir    = fs.String("data", "", "keep shadows in `DIR` so that they survive restarts (default: in memory)")
 		keyID      = fs.String("access-key-id", os.Getenv("AWS_ACCESS_KEY_ID"), "access key `ID` WebSocket clients sign with (default: $AWS_ACCESS_KEY_ID)")
 		secret     = fs.String("secret-access-key", "", "secret access `KEY` for --access-key-id (default: $AWS_SECRET_ACCESS_KEY)")
-		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights")
+		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights (on --mqtts and --ws)")
 		logLevel   = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 		metrics    = fs.String("metrics", "", "serve Prometheus metrics (connections refused) at http://`ADDR`/metrics")
 		things     listFlag
+		names      listFlag
 	)
 	fs.Var(&things, "thing", "generate or reuse a client certificate for thing `NAME` (repeatable)")
+	fs.Var(&names, "server-name", "issue the server certificate for `NAME`, a DNS name or IP address, instead of localhost, 127.0.0.1 and ::1 (repeatable; a certificate for other names is re-issued)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,32 +86,38 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			dir = filepath.Join(cache, "shadowsync", "certs")
 		}
 		var err error
-		if certs, err = localiot.EnsureCerts(dir, things...); err != nil {
+		if certs, err = localiot.EnsureCertsWith(dir, localiot.CertOptions{Things: things, ServerNames: names}); err != nil {
 			return err
 		}
-	} else if len(things) > 0 || *certDir != "" {
-		return fmt.Errorf("%w: --thing and --certs need a TLS or WebSocket listener (--mqtts or --ws)", errUsage)
+	} else if len(things) > 0 || len(names) > 0 || *certDir != "" {
+		return fmt.Errorf("%w: --thing, --server-name and --certs need a TLS or WebSocket listener (--mqtts or --ws)", errUsage)
+	}
+	var operators []*x509.Certificate
+	if *operatorPE != "" {
+		if *tlsAddr == "" && *wsAddr == "" {
+			return fmt.Errorf("%w: --operator-cert needs --mqtts or --ws", errUsage)
+		}
+		cert, err := readCertificate(*operatorPE)
+		if err != nil {
+			return err
+		}
+		operators = append(operators, cert)
 	}
 	if *tlsAddr != "" {
 		opts.TLS = certs.TLSListener(*tlsAddr)
-		if *operatorPE != "" {
-			cert, err := readCertificate(*operatorPE)
-			if err != nil {
-				return err
-			}
-			opts.TLS.Operators = append(opts.TLS.Operators, cert)
-		}
-	} else if *operatorPE != "" {
-		return fmt.Errorf("%w: --operator-cert needs --mqtts", errUsage)
+		opts.TLS.Operators = append(opts.TLS.Operators, operators...)
 	}
 	if *wsAddr != "" {
 		if *keyID == "" || *secret == "" {
 			return fmt.Errorf("%w: --ws needs --access-key-id and --secret-access-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", errUsage)
 		}
+		alpn := certs.ClientCertAuth()
+		alpn.Operators = append(alpn.Operators, operators...)
 		opts.WebSocket = &localiot.WebSocketListener{
-			Addr:        *wsAddr,
-			Certificate: &certs.Server,
-			Credentials: []localiot.Credential{{AccessKeyID: *keyID, SecretAccessKey: *secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}},
+			Addr:         *wsAddr,
+			Certificate:  &certs.Server,
+			Credentials:  []localiot.Credential{{AccessKeyID: *keyID, SecretAccessKey: *secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}},
+			MQTTOverALPN: alpn,
 		}
 	}
 	if *dataDir != "" {
@@ -152,6 +160,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if eps.WebSocket != "" {
 		fmt.Fprintf(stdout, "ws     %s  (SigV4 presigned URL, access key %s)\n", eps.WebSocket, *keyID)
+	}
+	if eps.ALPN != "" {
+		fmt.Fprintf(stdout, "alpn   %s  (the ws port: TLS with ALPN x-amzn-mqtt-ca, client certificate required)\n", eps.ALPN)
 	}
 	if metricsLn != nil {
 		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", metricsLn.Addr())
