@@ -81,9 +81,9 @@ func TestOnePortMQTTAndWebSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	wsCert := certs.Server
-	eps := startLocal(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
+	eps := testserver.Start(t, localiot.Options{WebSocket: &localiot.WebSocketListener{
 		Certificate: &wsCert, Credentials: []localiot.Credential{wsOperator}, MQTTOverALPN: certs.ClientCertAuth(),
-	}})
+	}}).Endpoints()
 	opTLS, err := certs.ClientTLS(localiot.OperatorCertName)
 	if err != nil {
 		t.Fatal(err)
