@@ -352,15 +352,10 @@ func (c *outboundConn) CloseWrite() error {
 	return nil
 }
 
-// SetDeadline sets the socket's deadlines while the connection is open; once it is
-// closing, the flush deadline stands.
+// SetDeadline sets the socket's read deadline while the connection is open (see
+// SetWriteDeadline for writes); once it is closing, the flush deadline stands.
 func (c *outboundConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil || c.closing {
-		return nil
-	}
-	return c.Conn.SetDeadline(t)
+	return c.SetReadDeadline(t)
 }
 
 // SetReadDeadline sets the socket's read deadline while the connection is open.
@@ -373,16 +368,13 @@ func (c *outboundConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// SetWriteDeadline sets the deadline of the writer's writes to the socket while the
-// connection is open.
-func (c *outboundConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil || c.closing {
-		return nil
-	}
-	return c.Conn.SetWriteDeadline(t)
-}
+// SetWriteDeadline does nothing: a Write here never waits for the socket, so there is
+// nothing for a caller's deadline to bound, and passing it on would cut the writer's
+// flush of what was already queued (crypto/tls sets the write deadline to now right
+// after queuing its close_notify alert, which dropped a refused client's CONNACK).
+// A client that does not read is bounded by the queue's limits instead, and Close by
+// closeFlushTime.
+func (c *outboundConn) SetWriteDeadline(time.Time) error { return nil }
 
 // queued returns how many bytes wait for the socket.
 func (c *outboundConn) queued() int {
