@@ -79,6 +79,7 @@ type Controller[T any] struct {
 	resyncMu      sync.Mutex
 	resyncRunning bool
 	resyncNext    *resyncReq
+	rereads       sync.WaitGroup // the re-read goroutine; the manager waits for it
 }
 
 // resyncReq is a pending re-read of every shadow.
@@ -389,7 +390,7 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 		return
 	}
 	c.resyncRunning = true
-	go func() {
+	c.rereads.Go(func() {
 		req := &resyncReq{why: why, all: all}
 		for req != nil {
 			c.reread(ctx, req.why, req.all)
@@ -400,7 +401,19 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 			}
 			c.resyncMu.Unlock()
 		}
-	}()
+	})
+}
+
+// awaitRereads waits, within ctx, for a re-read in progress to end; the manager
+// calls it after ending the work ctx, which stops the re-read's requests.
+func (c *Controller[T]) awaitRereads(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { c.rereads.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.log.Warn("shutdown: a re-read of the shadows was still running when the shutdown timeout passed")
+	}
 }
 
 // reread is one re-read of every shadow, at most ReadConcurrency at a time.

@@ -47,6 +47,7 @@ type runnable interface {
 	start(ctx context.Context) error
 	resync(ctx context.Context, why string, all bool)
 	shutdown(ctx context.Context)
+	awaitRereads(ctx context.Context)
 }
 
 // Manager owns one transport connection, one shadow client on it, and every
@@ -259,6 +260,9 @@ func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc
 		m.log.Warn("closing the connection", "error", err)
 	}
 	cancelWork()
+	for _, c := range controllers {
+		c.awaitRereads(shutCtx)
+	}
 	if connStarted {
 		<-connDone
 	}

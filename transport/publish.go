@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/shadowsync/shadowsync/queue"
 )
 
@@ -157,7 +159,33 @@ func (c *Conn) send(ctx context.Context, sess *session, p *outgoing) error {
 	if err := c.limit.wait(ctx); err != nil {
 		return err
 	}
-	return c.await(ctx, sess, sess.cli.Publish(p.topic, p.qos, p.retain, p.payload))
+	tok, err := c.handOff(ctx, sess, func() paho.Token { return sess.cli.Publish(p.topic, p.qos, p.retain, p.payload) })
+	if err != nil {
+		return err
+	}
+	return c.await(ctx, sess, tok)
+}
+
+// handOff gives a PUBLISH to paho and returns its token. paho's Publish waits until
+// its writer takes the packet, for up to its write timeout (OperationTimeout) and
+// whatever ctx says: a peer that stopped reading fills the socket, and a connection
+// being torn down has no writer at all. So the call runs on a goroutine of its own,
+// and the caller stops waiting at ctx's end, at the session's loss (errLost) or at
+// Close. A publish given up on that way may still be written once paho's wait ends,
+// as a publish whose acknowledgement was given up on may; Close waits for it.
+func (c *Conn) handOff(ctx context.Context, sess *session, call func() paho.Token) (paho.Token, error) {
+	got := make(chan paho.Token, 1)
+	c.background.Go(func() { got <- call() })
+	select {
+	case tok := <-got:
+		return tok, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-sess.lost:
+		return nil, fmt.Errorf("%w: %w", errLost, sess.lostErr)
+	case <-c.life.Done():
+		return nil, ErrClosed
+	}
 }
 
 // drain sends the offline queue on sess at DrainRate, oldest first, and goes online
