@@ -18,8 +18,8 @@ import (
 // The suite runs each of its tests in MutualAuth, ALPN and Websocket modes against a
 // freshly built `shadowsync serve`; every test must pass or be skipped by the suite
 // itself, except the expected failures run.sh lists with their reasons. It needs the
-// SDK's source tree (SHADOWSYNC_PYTHON_SDK) and python3, and takes about 15 minutes:
-// run it with -timeout 30m or more. PYSDK_WORK keeps the logs; run.sh lists the other
+// SDK's source tree (SHADOWSYNC_PYTHON_SDK) and python3, and takes about 25 minutes:
+// run it with -timeout 60m or more. PYSDK_WORK keeps the logs; run.sh lists the other
 // variables (PYSDK_TESTS, PYSDK_RUNS, PYSDK_RTT_MS, ...).
 func TestPythonSDKIntegrationSuite(t *testing.T) {
 	if os.Getenv("SHADOWSYNC_PYTHON_SDK") == "" {
@@ -55,7 +55,7 @@ func TestPythonSDKIntegrationSuite(t *testing.T) {
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("run.sh did not finish before the test's deadline (run with -timeout 30m or more): %v", err)
+		t.Fatalf("run.sh did not finish before the test's deadline (run with -timeout 60m or more): %v", err)
 	case errors.As(err, &exit) && exit.ExitCode() == 2:
 		t.Fatalf("run.sh refused to run: %v", err)
 	case err != nil:
