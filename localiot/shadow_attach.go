@@ -38,7 +38,7 @@ type BrokerShadowOptions struct {
 	// EventMirror, when set, also publishes every delta and documents message under
 	// this topic prefix without the reserved $aws (shadowstate.MirrorTopic), for fleet
 	// services on brokers that never deliver '$' topics to shared subscriptions
-	// (mosquitto 2.0): they watch the mirror with shadowstate.FleetWatch.Mirror.
+	// (mosquitto 2.0): they watch the mirror with shadowclient.FleetWatch.Mirror.
 	// Empty means no mirror.
 	EventMirror string
 	// Logger receives the service's logs. Defaults to discarding them.

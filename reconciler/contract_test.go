@@ -12,6 +12,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -62,7 +63,7 @@ func startLights(t *testing.T, endpoint string, opts reconciler.ControllerOption
 
 // convergedReported waits until the shadow of thing has desired state and no delta, and returns
 // its reported state.
-func convergedReported(t *testing.T, h *shadowstate.Handle) shadowstate.Object {
+func convergedReported(t *testing.T, h *shadowclient.Handle) shadowstate.Object {
 	t.Helper()
 	var doc *shadowstate.Document
 	eventually(t, wait, func() error {

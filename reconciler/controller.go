@@ -12,6 +12,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/schemas"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -205,7 +206,7 @@ func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 // the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
 	if f := c.opts.Fleet; f != nil {
-		_, err := c.m.client.WatchFleet(ctx, shadowstate.FleetWatch{
+		_, err := c.m.client.WatchFleet(ctx, shadowclient.FleetWatch{
 			Shadow:      c.opts.Shadow,
 			Group:       f.Group,
 			Mirror:      f.Mirror,
@@ -245,7 +246,7 @@ func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) 
 	if err != nil {
 		return err
 	}
-	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowstate.StateOnly())
+	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowclient.StateOnly())
 	if err != nil {
 		offDelta()
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -54,12 +55,12 @@ func startManager(m *reconciler.Manager) (stop func()) {
 // appShadow connects to endpoint as an app would, with a connection and a shadow
 // client of its own, and returns the shadow of thing and a function that
 // disconnects.
-func appShadow(ctx context.Context, endpoint, thing string) (*shadowstate.Handle, func()) {
+func appShadow(ctx context.Context, endpoint, thing string) (*shadowclient.Handle, func()) {
 	conn, err := transport.Dial(ctx, transport.Config{Endpoint: endpoint, ClientID: "app"})
 	if err != nil {
 		panic(err)
 	}
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	client, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		panic(err)
 	}
@@ -76,7 +77,7 @@ func appShadow(ctx context.Context, endpoint, thing string) (*shadowstate.Handle
 
 // waitFor returns the shadow's document once ok holds for it, watching its
 // documents messages; it panics after 10 s.
-func waitFor(ctx context.Context, h *shadowstate.Handle, ok func(*shadowstate.Document) bool) *shadowstate.Document {
+func waitFor(ctx context.Context, h *shadowclient.Handle, ok func(*shadowstate.Document) bool) *shadowstate.Document {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	changed := make(chan struct{}, 1)

@@ -13,6 +13,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -54,7 +55,7 @@ func run(t *testing.T, m *reconciler.Manager) {
 }
 
 // app is a shadow client acting as an application that sets desired state.
-func app(t *testing.T, endpoint string) *shadowstate.Client {
+func app(t *testing.T, endpoint string) *shadowclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -62,7 +63,7 @@ func app(t *testing.T, endpoint string) *shadowstate.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	c, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func app(t *testing.T, endpoint string) *shadowstate.Client {
 	return c
 }
 
-func shadow(t *testing.T, c *shadowstate.Client, thing string) *shadowstate.Handle {
+func shadow(t *testing.T, c *shadowclient.Client, thing string) *shadowclient.Handle {
 	t.Helper()
 	h, err := c.Shadow(thing, "")
 	if err != nil {

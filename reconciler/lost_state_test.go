@@ -11,6 +11,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -29,7 +30,7 @@ func targetDevice(t *testing.T, m *reconciler.Manager, thing string) {
 
 // convergeTo sets desired target on h and waits until reported (read through h)
 // follows.
-func convergeTo(t *testing.T, h *shadowstate.Handle, target int) {
+func convergeTo(t *testing.T, h *shadowclient.Handle, target int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -18,7 +19,7 @@ import (
 // Options configure a Manager. The zero value works.
 type Options struct {
 	// Shadow configures the shadow client every controller shares.
-	Shadow shadowstate.ClientOptions
+	Shadow shadowclient.Options
 	// Resync, when positive, re-reads every managed shadow this often and reconciles
 	// any that drifted (desired and reported differ). Zero means no periodic resync;
 	// shadows are still re-read on start and after every reconnect.
@@ -56,7 +57,7 @@ type runnable interface {
 // with Register, then call Start. Its methods are safe for concurrent use.
 type Manager struct {
 	conn   *transport.Conn
-	client *shadowstate.Client
+	client *shadowclient.Client
 	opts   Options
 	log    *slog.Logger
 
@@ -133,7 +134,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
-	client, err := shadowstate.NewClient(conn, opts.Shadow)
+	client, err := shadowclient.New(conn, opts.Shadow)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
@@ -162,7 +163,7 @@ func (m *Manager) MetricsAddr() net.Addr {
 func (m *Manager) Conn() *transport.Conn { return m.conn }
 
 // Client returns the manager's shadow client, for shadows no controller manages.
-func (m *Manager) Client() *shadowstate.Client { return m.client }
+func (m *Manager) Client() *shadowclient.Client { return m.client }
 
 func (m *Manager) add(r runnable) error {
 	m.mu.Lock()

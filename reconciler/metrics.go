@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -123,7 +124,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // observeRequest is the shadow client's Observe hook.
 func (m *metrics) observeRequest(op shadowstate.Op, outcome string, took time.Duration) {
 	m.shadowRequests.WithLabelValues(string(op), outcome).Inc()
-	if outcome == shadowstate.OutcomeAccepted || outcome == shadowstate.OutcomeRejected {
+	if outcome == shadowclient.OutcomeAccepted || outcome == shadowclient.OutcomeRejected {
 		m.shadowLatency.WithLabelValues(string(op)).Observe(took.Seconds())
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -176,7 +177,7 @@ type lane struct {
 	dev    modelDevice
 	mgr    *reconciler.Manager
 	proxy  *faultproxy.Proxy
-	app    *shadowstate.Client
+	app    *shadowclient.Client
 	shadow string
 	status bool
 	things chan string
@@ -198,7 +199,7 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	cfg.StableAfter = 100 * time.Millisecond // each cut is its own: reconnect at the base backoff
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Shadow: shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways}})
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Shadow: shadowclient.Options{Wildcards: shadowclient.WildcardsAlways}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +248,7 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	}
 	// The app drives the test and is not what it checks: it waits longer for a reply
 	// than a device would, so that a loaded machine does not fail a sequence.
-	if l.app, err = shadowstate.NewClient(conn, shadowstate.ClientOptions{Wildcards: shadowstate.WildcardsAlways, Timeout: 20 * time.Second}); err != nil {
+	if l.app, err = shadowclient.New(conn, shadowclient.Options{Wildcards: shadowclient.WildcardsAlways, Timeout: 20 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	stopManager := l.stop
@@ -545,7 +546,7 @@ func (l *lane) retry(ctx context.Context, f func(context.Context) error) error {
 	}
 }
 
-func (l *lane) step(ctx context.Context, h *shadowstate.Handle, thing string, m *model, o op) error {
+func (l *lane) step(ctx context.Context, h *shadowclient.Handle, thing string, m *model, o op) error {
 	desire := func(raw string) error {
 		acc, err := h.Update(ctx, shadowstate.StateUpdate{Desired: json.RawMessage(raw)})
 		if err != nil {
@@ -623,7 +624,7 @@ func (l *lane) step(ctx context.Context, h *shadowstate.Handle, thing string, m 
 
 // check waits until the shadow and the device satisfy the model, and returns the
 // last violation if they do not within converge.
-func (l *lane) check(ctx context.Context, h *shadowstate.Handle, thing string, m *model, converge time.Duration) error {
+func (l *lane) check(ctx context.Context, h *shadowclient.Handle, thing string, m *model, converge time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, converge)
 	defer cancel()
 	var last error

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 
 	"github.com/shadowsync/shadowsync/schemas"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -266,9 +267,9 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 	if err != nil {
 		return err
 	}
-	var opts []shadowstate.UpdateOption
+	var opts []shadowclient.UpdateOption
 	if exists {
-		opts = append(opts, shadowstate.ExpectVersion(version))
+		opts = append(opts, shadowclient.ExpectVersion(version))
 		e.expectOwn(version + 1)
 	}
 	acc, err := h.Update(ctx, shadowstate.StateUpdate{Reported: raw}, opts...)

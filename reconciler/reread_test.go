@@ -11,7 +11,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
-	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/shadowclient"
 )
 
 type nDev struct {
@@ -33,7 +33,7 @@ func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 	offline := make(chan struct{}, 8)
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.OnOffline = func(error) { offline <- struct{}{} }
-	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Shadow: shadowstate.ClientOptions{Timeout: 300 * time.Millisecond}})
+	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Shadow: shadowclient.Options{Timeout: 300 * time.Millisecond}})
 	var things []string
 	for i := range 8 {
 		things = append(things, fmt.Sprintf("rr-%d", i))
@@ -97,7 +97,7 @@ func getTimeouts(t *testing.T, m *reconciler.Manager) float64 {
 // appSet sets desired n on h as an app would under the broker's 2 publishes/s: it
 // spaces its publishes 600 ms apart (pacing the scenario, not waiting for a
 // condition) and tries again when one is dropped by the throttle.
-func appSet(t *testing.T, h *shadowstate.Handle, n int) {
+func appSet(t *testing.T, h *shadowclient.Handle, n int) {
 	t.Helper()
 	for range 20 {
 		time.Sleep(600 * time.Millisecond) // pacing under the throttle; see above

@@ -11,6 +11,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -28,7 +29,7 @@ func TestResyncsDoNotPileUp(t *testing.T) {
 	blocked := make(chan struct{}, things)
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{
 		Logger: testLogger(t),
-		Shadow: shadowstate.ClientOptions{Observe: func(op shadowstate.Op, _ string, _ time.Duration) {
+		Shadow: shadowclient.Options{Observe: func(op shadowstate.Op, _ string, _ time.Duration) {
 			if op != shadowstate.OpGet {
 				return
 			}

@@ -23,7 +23,7 @@ type Fleet struct {
 	// fleet join. Empty means this process handles every event itself.
 	Group string
 	// Mirror, when set, watches the event copies a shadow service publishes under this
-	// topic prefix (shadowstate.FleetWatch.Mirror), for brokers that never deliver
+	// topic prefix (shadowclient.FleetWatch.Mirror), for brokers that never deliver
 	// '$' topics to shared subscriptions. Empty means the $aws topics.
 	Mirror string
 	// MaxShadows bounds the shadows cached at once; past it the least recently used

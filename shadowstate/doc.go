@@ -3,6 +3,8 @@
 // AWS's limits, and the topics of the shadow protocol.
 //
 // The rules are pure functions with no I/O, so that the local service (localiot) and
-// the client side (computing what to report, keeping a cache) share one implementation
-// that matches the service byte for byte where it matters.
+// the client side (package shadowclient, and the reconciler computing what to report
+// and keeping its cache) share one implementation that matches the service byte for
+// byte where it matters. The client that speaks the protocol over MQTT is package
+// shadowclient.
 package shadowstate

@@ -706,8 +706,10 @@ func stripDocuments(m DocumentsMessage) DocumentsMessage {
 	return m
 }
 
-// decodeDocumentsStateOnly decodes a documents message for StateOnly watchers.
-func decodeDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
+// UnmarshalDocumentsStateOnly decodes a documents message keeping only each snapshot's
+// state and version (its metadata dropped): what a client that watches many shadows
+// needs, for a fraction of Unmarshal's allocations.
+func UnmarshalDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
 	if fastDocumentsStateOnly(data, m) {
 		return nil
 	}
@@ -719,9 +721,9 @@ func decodeDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
 	return nil
 }
 
-// replyToken returns the clientToken of a reply as encoding/json would decode it into
+// ReplyToken returns the clientToken of a reply as encoding/json would decode it into
 // a string field, skipping everything else instead of building it.
-func replyToken(data []byte) (string, error) {
+func ReplyToken(data []byte) (string, error) {
 	p := parser{data: data}
 	var token string
 	ok := p.members([]string{"clientToken"}, func(k string) bool {

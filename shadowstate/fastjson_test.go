@@ -137,7 +137,7 @@ func FuzzFastDecode(f *testing.F) {
 func statesOnlyLikeFull(t *testing.T, data []byte) {
 	t.Helper()
 	var full, lite DocumentsMessage
-	errF, errL := slowUnmarshal(data, &full), decodeDocumentsStateOnly(data, &lite)
+	errF, errL := slowUnmarshal(data, &full), UnmarshalDocumentsStateOnly(data, &lite)
 	if (errF == nil) != (errL == nil) {
 		t.Fatalf("documents from %q: encoding/json error %v, state-only error %v", data, errF, errL)
 	}
@@ -178,7 +178,7 @@ func FuzzDocumentsStateOnly(f *testing.F) {
 	})
 }
 
-// replyToken agrees with encoding/json decoding the clientToken field.
+// ReplyToken agrees with encoding/json decoding the clientToken field.
 func TestReplyTokenMatchesEncodingJSON(t *testing.T) {
 	for _, s := range append(fastJSONSeeds(), `{"clientToken":"a","clientToken":"b"}`, `{"clientToken":"\u0041"}`, `{"CLIENTTOKEN":"x"}`, `{"clientToken":"x","ClientToken":"y"}`) {
 		replyTokenLikeEncodingJSON(t, []byte(s))
@@ -191,7 +191,7 @@ func replyTokenLikeEncodingJSON(t *testing.T, data []byte) {
 		ClientToken string `json:"clientToken"`
 	}
 	errW := slowUnmarshal(data, &want)
-	got, err := replyToken(data)
+	got, err := ReplyToken(data)
 	if (err == nil) != (errW == nil) || err == nil && got != want.ClientToken {
 		t.Fatalf("token of %q: got %q, %v; encoding/json %q, %v", data, got, err, want.ClientToken, errW)
 	}

@@ -121,7 +121,7 @@ func BenchmarkDecodeDocuments(b *testing.B) {
 			fn   func([]byte, *DocumentsMessage) error
 		}{
 			{"", func(p []byte, d *DocumentsMessage) error { return Unmarshal(p, d) }},
-			{"/stateonly", decodeDocumentsStateOnly},
+			{"/stateonly", UnmarshalDocumentsStateOnly},
 			{"/encoding-json", func(p []byte, d *DocumentsMessage) error { return slowUnmarshal(p, d) }},
 		} {
 			b.Run(sz.name+dec.name, func(b *testing.B) {

@@ -122,3 +122,14 @@ func checkName(what, s string, maxLen int, dollar bool) error {
 	}
 	return nil
 }
+
+// MirrorTopic returns where a shadow service that mirrors its events under prefix
+// publishes a copy of a message sent on topic: the $aws/ prefix is replaced by
+// prefix + "/" (so $aws/things/T/shadow/update/delta becomes
+// <prefix>/things/T/shadow/update/delta). An empty prefix returns topic unchanged.
+func MirrorTopic(prefix, topic string) string {
+	if prefix == "" {
+		return topic
+	}
+	return prefix + "/" + strings.TrimPrefix(topic, "$aws/")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -14,7 +15,7 @@ import (
 // client on it, made on first use.
 type appClient struct {
 	conn   *transport.Conn
-	client *shadowstate.Client
+	client *shadowclient.Client
 }
 
 func (a *appClient) close() error {
@@ -26,7 +27,7 @@ func (a *appClient) close() error {
 // App returns the Env's app client, connecting it on first use: a shadow client with
 // operator rights over Options.Listener, as an application or a fleet service uses
 // the Device Shadow service. The Env closes it when it stops.
-func (e *Env) App(ctx context.Context) (*shadowstate.Client, error) {
+func (e *Env) App(ctx context.Context) (*shadowclient.Client, error) {
 	app, err := e.appClient(ctx)
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func (e *Env) appClient(ctx context.Context) (*appClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shadowtest: app: %w", err)
 	}
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{Logger: e.log.With("client", conn.ClientID())})
+	client, err := shadowclient.New(conn, shadowclient.Options{Logger: e.log.With("client", conn.ClientID())})
 	if err != nil {
 		_ = conn.Close(ctx)
 		return nil, fmt.Errorf("shadowtest: app: %w", err)
@@ -91,7 +92,7 @@ func (e *Env) UpdateDesired(ctx context.Context, thing, name string, v any) (*sh
 			return nil, fmt.Errorf("shadowtest: set desired of %s: %w", thing, err)
 		}
 		acc, err := h.UpdateDesired(ctx, v)
-		if errors.Is(err, shadowstate.ErrOffline) && ctx.Err() == nil {
+		if errors.Is(err, shadowclient.ErrOffline) && ctx.Err() == nil {
 			// The connection was lost (a Restart) before the app noticed; it
 			// reconnects by itself, so wait for that and try again.
 			select {

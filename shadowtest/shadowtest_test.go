@@ -10,6 +10,7 @@ import (
 	"github.com/onsi/gomega"
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/shadowtest"
 	"github.com/shadowsync/shadowsync/transport"
@@ -32,7 +33,7 @@ func TestEnvOnEveryListener(t *testing.T) {
 			conn, err := transport.Dial(ctx, env.DeviceConfig(th))
 			g.Expect(err).NotTo(gomega.HaveOccurred())
 			defer conn.Close(context.Background())
-			client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+			client, err := shadowclient.New(conn, shadowclient.Options{})
 			g.Expect(err).NotTo(gomega.HaveOccurred())
 			defer client.Close(context.Background())
 			h, err := client.Shadow("lamp-1", "")

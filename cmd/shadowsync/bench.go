@@ -29,7 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		endpoint     = fs.String("endpoint", "", "plain MQTT `URL` of a running shadow service, mqtt://HOST:PORT (e.g. shadowsync serve --mqtt); default: localiot in this process")
 		workers      = fs.Int("workers", 1, "the framework's reconcile `workers` (MaxConcurrentReconciles); 1 is reconciler.Echo as it ships")
 		window       = fs.Int("window", benchfleet.DefaultWindow, "at most `N` desired changes not yet reported at once")
-		qos0         = fs.Bool("qos0", false, "run the framework with its shadow topics subscribed at QoS 0 (shadowstate.ClientOptions.QoS0)")
+		qos0         = fs.Bool("qos0", false, "run the framework with its shadow topics subscribed at QoS 0 (shadowclient.Options.QoS0)")
 		roundTimeout = fs.Duration("round-timeout", benchfleet.DefaultRoundTimeout, "bound on each round")
 		jsonOnly     = fs.Bool("json", false, "print only the JSON line, for scripts")
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")

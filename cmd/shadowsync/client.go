@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -69,8 +70,8 @@ func (f *connFlags) validate() error {
 // session is one connection and the handle of the shadow a command works on.
 type session struct {
 	conn   *transport.Conn
-	client *shadowstate.Client
-	shadow *shadowstate.Handle
+	client *shadowclient.Client
+	shadow *shadowclient.Handle
 }
 
 // open connects as the flags say, within --timeout. configure, if not nil, may set
@@ -100,9 +101,9 @@ func (f *connFlags) open(ctx context.Context, configure func(*transport.Config))
 		}
 		return nil, err
 	}
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{Timeout: f.timeout})
+	client, err := shadowclient.New(conn, shadowclient.Options{Timeout: f.timeout})
 	if err == nil {
-		var h *shadowstate.Handle
+		var h *shadowclient.Handle
 		if h, err = client.Shadow(f.thing, f.shadow); err == nil {
 			return &session{conn: conn, client: client, shadow: h}, nil
 		}

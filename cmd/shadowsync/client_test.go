@@ -14,6 +14,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -46,7 +47,7 @@ func mustCLI(t *testing.T, stdin string, args ...string) string {
 
 // appShadow returns the shadow of thing (and name) as another client on endpoint
 // sees it: an app changing desired state, or a device reporting.
-func appShadow(t *testing.T, endpoint, thing, name string) *shadowstate.Handle {
+func appShadow(t *testing.T, endpoint, thing, name string) *shadowclient.Handle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -54,7 +55,7 @@ func appShadow(t *testing.T, endpoint, thing, name string) *shadowstate.Handle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	client, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -94,9 +95,9 @@ func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		section.Reported, name = state, "reported"
 	}
-	var opts []shadowstate.UpdateOption
+	var opts []shadowclient.UpdateOption
 	if versionSet {
-		opts = append(opts, shadowstate.ExpectVersion(*version))
+		opts = append(opts, shadowclient.ExpectVersion(*version))
 	}
 	acc, err := s.shadow.Update(ctx, section, opts...)
 	if err != nil {

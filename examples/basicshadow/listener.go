@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
 // listen registers the delta listener, the Python sample's customShadowCallback_Delta:
 // it prints each delta and reports the state it asks for, then sends the reported
 // property on reported. It also handles a delta already pending when it starts.
-func listen(ctx context.Context, out *exampleflags.Printer, h *shadowstate.Handle, reported chan<- string) error {
+func listen(ctx context.Context, out *exampleflags.Printer, h *shadowclient.Handle, reported chan<- string) error {
 	handle := func(ctx context.Context, what string, delta shadowstate.Object, version int64) {
 		state, _ := json.Marshal(delta)
 		out.Printf("listener: %s %s at version %d", what, state, version)

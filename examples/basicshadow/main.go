@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer target.Close()
-	shadow := func(role, clientID string) (*shadowstate.Handle, func(), error) {
+	shadow := func(role, clientID string) (*shadowclient.Handle, func(), error) {
 		cfg := target.Config(clientID)
 		if *mode == "both" && flags.ClientID != "" {
 			cfg.ClientID += "@" + role // two connections: one client ID each, both the thing's on localiot
@@ -72,7 +73,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", role, err)
 		}
-		client, _ := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+		client, _ := shadowclient.New(conn, shadowclient.Options{})
 		h, err := client.Shadow(flags.Thing, "")
 		closeAll := func() { client.Close(context.WithoutCancel(ctx)); conn.Close(context.WithoutCancel(ctx)) }
 		if err != nil {

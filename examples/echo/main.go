@@ -24,6 +24,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -107,7 +108,7 @@ func desireAndWait(ctx context.Context, cfg transport.Config, things []string) e
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	client, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -105,7 +106,7 @@ func runFleet(t *testing.T, endpoint, mirror string, reported func(thing string)
 		t.Fatal(err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	app, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	app, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

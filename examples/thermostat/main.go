@@ -30,7 +30,7 @@ import (
 	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/schemas"
-	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -164,7 +164,7 @@ func desire(ctx context.Context, cfg transport.Config, thing string, target floa
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	client, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	client, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ type Options struct {
 	// Workers is the framework's MaxConcurrentReconciles. Zero or 1 means
 	// reconciler.Echo exactly as it ships (one worker).
 	Workers int
-	// QoS0 runs the framework side with shadowstate.ClientOptions.QoS0: its shadow
+	// QoS0 runs the framework side with shadowclient.Options.QoS0: its shadow
 	// topics subscribed at QoS 0. The floor side is unchanged.
 	QoS0 bool
 	// Window caps how many things may have a desired change not yet reported at

@@ -12,6 +12,7 @@ import (
 	mqttc "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -39,7 +40,7 @@ func (f *frameworkSide) start(ctx context.Context) error {
 	}
 	cfg := transport.Config{Endpoint: f.opts.Endpoint, ClientID: f.clientID, MaxPublishRate: -1}
 	m, err := reconciler.NewManager(cfg, reconciler.Options{
-		Shadow: shadowstate.ClientOptions{Observe: observe, QoS0: f.opts.QoS0},
+		Shadow: shadowclient.Options{Observe: observe, QoS0: f.opts.QoS0},
 		Logger: f.opts.Logger.With("component", "reconciler"),
 	})
 	if err != nil {

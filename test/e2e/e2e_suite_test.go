@@ -24,6 +24,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/shadowtest"
 	"github.com/shadowsync/shadowsync/transport"
@@ -141,9 +142,9 @@ func dial(ctx context.Context, cfg transport.Config) *transport.Conn {
 }
 
 // shadowOf returns a shadow handle on a new shadow client of conn, closed at the end.
-func shadowOf(conn *transport.Conn, thing string) *shadowstate.Handle {
+func shadowOf(conn *transport.Conn, thing string) *shadowclient.Handle {
 	GinkgoHelper()
-	c, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	c, err := shadowclient.New(conn, shadowclient.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx SpecContext) { Expect(c.Close(ctx)).To(Succeed()) }, NodeTimeout(30*time.Second))
 	h, err := c.Shadow(thing, "")

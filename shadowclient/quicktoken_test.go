@@ -1,6 +1,10 @@
-package shadowstate
+package shadowclient
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/shadowsync/shadowsync/shadowstate"
+)
 
 func TestQuickToken(t *testing.T) {
 	for _, tc := range []struct{ payload, want string }{
@@ -26,7 +30,7 @@ func TestMirrorTopic(t *testing.T) {
 		{"fleet/events", "$aws/things/a/shadow/update/delta", "fleet/events/things/a/shadow/update/delta"},
 		{"m", "$aws/things/+/shadow/name/cfg/update/documents", "m/things/+/shadow/name/cfg/update/documents"},
 	} {
-		got := MirrorTopic(tc.prefix, tc.topic)
+		got := shadowstate.MirrorTopic(tc.prefix, tc.topic)
 		if got != tc.want {
 			t.Errorf("MirrorTopic(%q, %q) = %q, want %q", tc.prefix, tc.topic, got, tc.want)
 		}

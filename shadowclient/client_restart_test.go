@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -39,7 +40,7 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("never online")
 	}
-	device := newClient(t, conn, shadowstate.ClientOptions{})
+	device := newClient(t, conn, shadowclient.Options{})
 	h := mustShadow(t, device, "Restart-1", "")
 	deltas := make(chan int64, 8)
 	if _, err := h.OnDelta(t.Context(), func(_ context.Context, d *shadowstate.DeltaMessage) { deltas <- d.Version }); err != nil {
@@ -55,7 +56,7 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("never offline")
 	}
-	if _, err := h.Get(t.Context()); !errors.Is(err, shadowstate.ErrOffline) {
+	if _, err := h.Get(t.Context()); !errors.Is(err, shadowclient.ErrOffline) {
 		t.Fatalf("get while the broker is down: %v", err)
 	}
 
@@ -69,7 +70,7 @@ func TestClientAcrossBrokerRestart(t *testing.T) {
 	if err != nil || doc.Version != 1 {
 		t.Fatalf("get after the restart: %+v, %v", doc, err)
 	}
-	app := newClient(t, dial(t, "mqtt://"+addr, nil), shadowstate.ClientOptions{})
+	app := newClient(t, dial(t, "mqtt://"+addr, nil), shadowclient.Options{})
 	ah := mustShadow(t, app, "Restart-1", "")
 	acc, err := ah.UpdateDesired(t.Context(), map[string]any{"v": 2})
 	if err != nil {

@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -18,12 +19,12 @@ import (
 // not ErrRequestTimeout, which says the client's Timeout ran out.
 func TestClientCallerDeadlineIsNotRequestTimeout(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Timeout: time.Minute})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{Timeout: time.Minute})
 	h := mustShadow(t, c, "Deadline-1", "")
 	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
 	defer cancel()
 	_, err := h.Get(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, shadowstate.ErrRequestTimeout) {
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, shadowclient.ErrRequestTimeout) {
 		t.Errorf("Get with an expired caller deadline = %v, want context.DeadlineExceeded and not ErrRequestTimeout", err)
 	}
 	ctx, cancel = context.WithCancel(t.Context())
@@ -37,7 +38,7 @@ func TestClientCallerDeadlineIsNotRequestTimeout(t *testing.T) {
 // not fail the other requests waiting for the same SUBSCRIBE: each request ends for
 // its own reasons only.
 func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
-	for name, mode := range map[string]shadowstate.Subscriptions{"persistent": shadowstate.Persistent, "per-request": shadowstate.PerRequest} {
+	for name, mode := range map[string]shadowclient.Subscriptions{"persistent": shadowclient.Persistent, "per-request": shadowclient.PerRequest} {
 		t.Run(name, func(t *testing.T) {
 			// The broker holds the SUBACK of the first SUBSCRIBE until released.
 			held, release := make(chan struct{}), make(chan struct{})
@@ -54,7 +55,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 					close(release)
 				}
 			})
-			c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Subscriptions: mode, Wildcards: shadowstate.WildcardsNever})
+			c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{Subscriptions: mode, Wildcards: shadowclient.WildcardsNever})
 			h := mustShadow(t, c, "Share-1", "")
 
 			ctx, cancel := context.WithCancel(t.Context())
@@ -91,7 +92,7 @@ func TestClientOneCallerCancellingDoesNotFailOthers(t *testing.T) {
 					t.Errorf("request %d failed because another caller cancelled: %v", i+1, err)
 				}
 			}
-			if mode == shadowstate.PerRequest {
+			if mode == shadowclient.PerRequest {
 				// Every request is over, so no reply filter is left behind (the cancelled
 				// request's UNSUBSCRIBE may still be under way).
 				eventually(t, wait, func() error {
@@ -115,18 +116,18 @@ func TestClientCloseStopsFleetWatches(t *testing.T) {
 		}
 	}})
 	conn := dial(t, srv.Endpoints().Plain, nil)
-	c, err := shadowstate.NewClient(conn, shadowstate.ClientOptions{})
+	c, err := shadowclient.New(conn, shadowclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deltas := make(chan shadowstate.ID, 4)
-	if _, err := c.WatchFleet(t.Context(), shadowstate.FleetWatch{
+	if _, err := c.WatchFleet(t.Context(), shadowclient.FleetWatch{
 		OnDelta:     func(_ context.Context, id shadowstate.ID, _ *shadowstate.DeltaMessage) { deltas <- id },
 		OnDocuments: func(context.Context, shadowstate.ID, *shadowstate.DocumentsMessage) {},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	operator := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	operator := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	if _, err := mustShadow(t, operator, "Fleet-1", "").UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestClientCloseStopsFleetWatches(t *testing.T) {
 	if !slices.Equal(gone, want) {
 		t.Errorf("Close unsubscribed %v, want %v", gone, want)
 	}
-	if _, err := c.WatchFleet(ctx, shadowstate.FleetWatch{OnDelta: func(context.Context, shadowstate.ID, *shadowstate.DeltaMessage) {}}); !errors.Is(err, shadowstate.ErrClientClosed) {
+	if _, err := c.WatchFleet(ctx, shadowclient.FleetWatch{OnDelta: func(context.Context, shadowstate.ID, *shadowstate.DeltaMessage) {}}); !errors.Is(err, shadowclient.ErrClientClosed) {
 		t.Errorf("WatchFleet on a closed client = %v, want ErrClientClosed", err)
 	}
 }

@@ -1,4 +1,4 @@
-package shadowstate
+package shadowclient
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -17,18 +18,18 @@ import (
 // is an *Error instead, matched with errors.As.
 var (
 	// ErrRequestTimeout is returned when no reply to a request arrives within
-	// ClientOptions.Timeout; the wrapping error names the operation and the shadow.
+	// Options.Timeout; the wrapping error names the operation and the shadow.
 	// When the caller's context ends first, its own error is returned instead.
-	ErrRequestTimeout = errors.New("shadowstate: no reply from the shadow service in time")
+	ErrRequestTimeout = errors.New("shadowclient: no reply from the shadow service in time")
 	// ErrOffline is returned at once for a request made while the connection is down:
 	// shadow requests are time-sensitive, so they never wait in the offline queue.
-	ErrOffline = errors.New("shadowstate: offline; shadow requests are not queued")
+	ErrOffline = errors.New("shadowclient: offline; shadow requests are not queued")
 	// ErrReplyLost is returned by a request whose connection was lost after the
 	// request was sent and before its reply came: the reply will not come, and the
 	// request may or may not have been applied (read the shadow to know).
-	ErrReplyLost = errors.New("shadowstate: connection lost before the reply; the request may have been applied")
+	ErrReplyLost = errors.New("shadowclient: connection lost before the reply; the request may have been applied")
 	// ErrClientClosed is returned by requests after Close.
-	ErrClientClosed = errors.New("shadowstate: client closed")
+	ErrClientClosed = errors.New("shadowclient: client closed")
 )
 
 // Subscriptions says how a Client subscribes to the reply topics of its requests.
@@ -51,7 +52,7 @@ type Wildcards int
 const (
 	// WildcardsAuto starts with filters naming each shadow and moves to wildcard
 	// filters ($aws/things/+/shadow/...) once the named filters would take more than
-	// ClientOptions.FilterBudget of the connection's subscriptions. This serves a
+	// Options.FilterBudget of the connection's subscriptions. This serves a
 	// device with a few shadows and a service with thousands alike.
 	WildcardsAuto Wildcards = iota
 	// WildcardsNever always names each shadow. Devices whose AWS IoT policy allows
@@ -61,8 +62,8 @@ const (
 	WildcardsAlways
 )
 
-// ClientOptions configure a Client. The zero value works.
-type ClientOptions struct {
+// Options configure a Client. The zero value works.
+type Options struct {
 	// Subscriptions is Persistent (the zero value) or PerRequest. Wildcard filters are
 	// always kept, whatever this says.
 	Subscriptions Subscriptions
@@ -87,12 +88,12 @@ type ClientOptions struct {
 	// Observe, when set, is called after every request with its operation, its
 	// outcome (one of the Outcome constants) and how long it took: a hook for
 	// metrics. It runs on the requester's goroutine and must return quickly.
-	Observe func(op Op, outcome string, took time.Duration)
+	Observe func(op shadowstate.Op, outcome string, took time.Duration)
 	// Logger receives the client's logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// The outcomes of a request that ClientOptions.Observe reports.
+// The outcomes of a request that Options.Observe reports.
 const (
 	OutcomeAccepted = "accepted"
 	OutcomeRejected = "rejected"
@@ -101,9 +102,9 @@ const (
 	OutcomeError    = "error"
 )
 
-// outcome classifies a request's result for ClientOptions.Observe.
+// outcome classifies a request's result for Options.Observe.
 func outcome(err error) string {
-	var rej *Error
+	var rej *shadowstate.Error
 	switch {
 	case err == nil:
 		return OutcomeAccepted
@@ -120,14 +121,14 @@ func outcome(err error) string {
 // Client speaks the Device Shadow protocol over one transport connection: get, update
 // and delete for any number of classic and named shadows, correlated by clientToken
 // so that any number of requests can be in flight, and delta and documents callbacks.
-// Create it with NewClient; it is safe for concurrent use.
+// Create it with New; it is safe for concurrent use.
 type Client struct {
 	conn *transport.Conn
-	opts ClientOptions
+	opts Options
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	shadows map[ID]*Handle
+	shadows map[shadowstate.ID]*Handle
 	pending map[string]*pendingRequest // by clientToken
 	subs    subscriptions
 	closed  bool
@@ -136,20 +137,20 @@ type Client struct {
 	subWG   sync.WaitGroup // SUBSCRIBEs in flight (subscribeOwned), which Close waits for
 }
 
-// NewClient returns a shadow client on conn. It subscribes to nothing until the
+// New returns a shadow client on conn. It subscribes to nothing until the
 // first request or callback needs it.
-func NewClient(conn *transport.Conn, opts ClientOptions) (*Client, error) {
+func New(conn *transport.Conn, opts Options) (*Client, error) {
 	if conn == nil {
-		return nil, errors.New("shadowstate: NewClient: nil connection")
+		return nil, errors.New("shadowclient: New: nil connection")
 	}
 	if opts.Subscriptions != Persistent && opts.Subscriptions != PerRequest {
-		return nil, fmt.Errorf("shadowstate: NewClient: unknown Subscriptions %d", opts.Subscriptions)
+		return nil, fmt.Errorf("shadowclient: New: unknown Subscriptions %d", opts.Subscriptions)
 	}
 	if opts.Wildcards < WildcardsAuto || opts.Wildcards > WildcardsAlways {
-		return nil, fmt.Errorf("shadowstate: NewClient: unknown Wildcards %d", opts.Wildcards)
+		return nil, fmt.Errorf("shadowclient: New: unknown Wildcards %d", opts.Wildcards)
 	}
 	if opts.FilterBudget < 0 || opts.Timeout < 0 {
-		return nil, errors.New("shadowstate: NewClient: FilterBudget and Timeout must not be negative")
+		return nil, errors.New("shadowclient: New: FilterBudget and Timeout must not be negative")
 	}
 	if opts.FilterBudget == 0 {
 		opts.FilterBudget = 24
@@ -164,7 +165,7 @@ func NewClient(conn *transport.Conn, opts ClientOptions) (*Client, error) {
 		conn:    conn,
 		opts:    opts,
 		log:     opts.Logger,
-		shadows: make(map[ID]*Handle),
+		shadows: make(map[shadowstate.ID]*Handle),
 		pending: make(map[string]*pendingRequest),
 	}
 	c.subs.init(c)
@@ -175,7 +176,7 @@ func NewClient(conn *transport.Conn, opts ClientOptions) (*Client, error) {
 // "", else its named shadow. It fails for names AWS IoT would refuse. Handles are
 // cheap and shared: the same shadow gets the same handle until Forget drops it.
 func (c *Client) Shadow(thing, name string) (*Handle, error) {
-	id := ID{Thing: thing, Name: name}
+	id := shadowstate.ID{Thing: thing, Name: name}
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
@@ -193,7 +194,7 @@ func (c *Client) Shadow(thing, name string) (*Handle, error) {
 // service touching an unbounded number of shadows (a fleet) keeps memory flat. A
 // later Shadow call makes a new handle.
 func (c *Client) Forget(thing, name string) {
-	id := ID{Thing: thing, Name: name}
+	id := shadowstate.ID{Thing: thing, Name: name}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.shadows[id]
@@ -256,7 +257,7 @@ func newToken() string {
 }
 
 // handle returns the handle of id if one was made.
-func (c *Client) handle(id ID) *Handle {
+func (c *Client) handle(id shadowstate.ID) *Handle {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.shadows[id]

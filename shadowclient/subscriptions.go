@@ -1,4 +1,4 @@
-package shadowstate
+package shadowclient
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -18,13 +19,13 @@ import (
 // documents topic. One SUBSCRIBE of at most 8 such filters serves any number of
 // shadows.
 func wildcardOf(filter string) string {
-	id, _, kind, ok := ParseTopic(filter)
+	id, _, kind, ok := shadowstate.ParseTopic(filter)
 	if !ok {
 		return filter
 	}
 	named := id.Name != ""
 	switch {
-	case kind == Accepted || kind == Rejected:
+	case kind == shadowstate.Accepted || kind == shadowstate.Rejected:
 		if named {
 			return "$aws/things/+/shadow/name/+/+/" + kind
 		}
@@ -64,14 +65,14 @@ func (s *subscriptions) init(c *Client) {
 
 // acquire makes sure the accepted and rejected topics of op on id are subscribed,
 // waiting for the SUBACK, and returns a function to call once the request is over.
-func (s *subscriptions) acquire(ctx context.Context, id ID, op Op) (func(), error) {
-	filters := []string{id.Topic(op, Accepted), id.Topic(op, Rejected)}
+func (s *subscriptions) acquire(ctx context.Context, id shadowstate.ID, op shadowstate.Op) (func(), error) {
+	filters := []string{id.Topic(op, shadowstate.Accepted), id.Topic(op, shadowstate.Rejected)}
 	return s.need(ctx, filters, s.c.opts.Subscriptions == PerRequest)
 }
 
 // watch makes sure the delta or documents topic of id is subscribed, for good.
-func (s *subscriptions) watch(ctx context.Context, id ID, kind string) error {
-	_, err := s.need(ctx, []string{id.Topic(OpUpdate, kind)}, false)
+func (s *subscriptions) watch(ctx context.Context, id shadowstate.ID, kind string) error {
+	_, err := s.need(ctx, []string{id.Topic(shadowstate.OpUpdate, kind)}, false)
 	return err
 }
 
@@ -290,7 +291,7 @@ func (s *subscriptions) useWildcards(ctx context.Context, needed []string) error
 			return ctx.Err()
 		}
 		if st.err != nil {
-			return fmt.Errorf("subscribe to wildcard filter %s (the connection needs a policy that allows it, or ClientOptions.Wildcards = WildcardsNever): %w", st.filter, st.err)
+			return fmt.Errorf("subscribe to wildcard filter %s (the connection needs a policy that allows it, or Options.Wildcards = WildcardsNever): %w", st.filter, st.err)
 		}
 	}
 	c.mu.Lock()
@@ -342,17 +343,17 @@ func (s *subscriptions) closeAll(ctx context.Context) error {
 // replies to the request waiting for their clientToken, deltas and documents to the
 // callbacks of exactly that shadow. Anything malformed is logged and dropped.
 func (c *Client) dispatch(ctx context.Context, m transport.Message) {
-	id, op, kind, ok := ParseTopic(m.Topic)
+	id, op, kind, ok := shadowstate.ParseTopic(m.Topic)
 	if !ok {
 		c.log.Warn("message on a shadow filter with a topic that is not a shadow reply", "topic", m.Topic)
 		return
 	}
 	switch kind {
-	case Accepted, Rejected:
+	case shadowstate.Accepted, shadowstate.Rejected:
 		p, token := c.claim(id, op, quickToken(m.Payload))
 		if p == nil {
 			// The quick look found nothing of ours; decode properly before deciding.
-			full, err := replyToken(m.Payload)
+			full, err := shadowstate.ReplyToken(m.Payload)
 			if err != nil || full == "" || full == token {
 				return // not a reply to one of our requests
 			}
@@ -362,30 +363,30 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 			}
 		}
 		p.finish(reply{kind: kind, payload: m.Payload})
-	case DeltaKind:
+	case shadowstate.DeltaKind:
 		h := c.handle(id)
 		if h == nil {
 			return
 		}
-		var d DeltaMessage
-		if err := Unmarshal(m.Payload, &d); err != nil || d.State == nil {
+		var d shadowstate.DeltaMessage
+		if err := shadowstate.Unmarshal(m.Payload, &d); err != nil || d.State == nil {
 			c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
 			return
 		}
 		h.deliverDelta(ctx, &d)
-	case Documents:
+	case shadowstate.Documents:
 		h := c.handle(id)
 		if h == nil {
 			return
 		}
 		stateOnly := h.stateOnlyDocuments()
 		for {
-			var d DocumentsMessage
+			var d shadowstate.DocumentsMessage
 			var err error
 			if stateOnly {
-				err = decodeDocumentsStateOnly(m.Payload, &d)
+				err = shadowstate.UnmarshalDocumentsStateOnly(m.Payload, &d)
 			} else {
-				err = Unmarshal(m.Payload, &d)
+				err = shadowstate.Unmarshal(m.Payload, &d)
 			}
 			if err != nil {
 				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
@@ -401,7 +402,7 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 
 // claim removes and returns the request waiting for token if it is the one on id for
 // op; nil otherwise.
-func (c *Client) claim(id ID, op Op, token string) (*pendingRequest, string) {
+func (c *Client) claim(id shadowstate.ID, op shadowstate.Op, token string) (*pendingRequest, string) {
 	if token == "" {
 		return nil, token
 	}
@@ -427,7 +428,7 @@ func quickToken(payload []byte) string {
 	}
 	rest := payload[i+len(key):]
 	end := bytes.IndexByte(rest, '"')
-	if end <= 0 || end > MaxClientTokenBytes {
+	if end <= 0 || end > shadowstate.MaxClientTokenBytes {
 		return ""
 	}
 	for _, b := range rest[:end] {

@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -78,9 +79,9 @@ func dial(t *testing.T, endpoint string, tune func(*transport.Config)) *transpor
 	return conn
 }
 
-func newClient(t *testing.T, conn *transport.Conn, opts shadowstate.ClientOptions) *shadowstate.Client {
+func newClient(t *testing.T, conn *transport.Conn, opts shadowclient.Options) *shadowclient.Client {
 	t.Helper()
-	c, err := shadowstate.NewClient(conn, opts)
+	c, err := shadowclient.New(conn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func newClient(t *testing.T, conn *transport.Conn, opts shadowstate.ClientOption
 	return c
 }
 
-func mustShadow(t *testing.T, c *shadowstate.Client, thing, name string) *shadowstate.Handle {
+func mustShadow(t *testing.T, c *shadowclient.Client, thing, name string) *shadowclient.Handle {
 	t.Helper()
 	h, err := c.Shadow(thing, name)
 	if err != nil {
@@ -103,7 +104,7 @@ func mustShadow(t *testing.T, c *shadowstate.Client, thing, name string) *shadow
 
 func TestClientGetUpdateDelete(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	ctx := t.Context()
 
 	for _, name := range []string{"", "motor"} {
@@ -124,11 +125,11 @@ func TestClientGetUpdateDelete(t *testing.T) {
 			}
 			acc, err = h.UpdateReported(ctx, struct {
 				RPM int `json:"rpm"`
-			}{900}, shadowstate.ExpectVersion(1))
+			}{900}, shadowclient.ExpectVersion(1))
 			if err != nil || acc.Version != 2 {
 				t.Fatalf("update reported at version 1: %+v, %v", acc, err)
 			}
-			_, err = h.UpdateReported(ctx, map[string]any{"rpm": 1}, shadowstate.ExpectVersion(1))
+			_, err = h.UpdateReported(ctx, map[string]any{"rpm": 1}, shadowclient.ExpectVersion(1))
 			if !errors.As(err, &rej) || rej.Code != 409 || rej.Message != "Version conflict" {
 				t.Fatalf("stale version: %v", err)
 			}
@@ -162,11 +163,11 @@ func TestClientGetUpdateDelete(t *testing.T) {
 
 func TestClientManyRequestsInFlight(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	h := mustShadow(t, c, "Busy-1", "")
 	// Another client works on the same shadow at the same time; its replies carry its
 	// own tokens and must not be taken for ours.
-	other := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	other := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	oh := mustShadow(t, other, "Busy-1", "")
 
 	const n = 40
@@ -214,8 +215,8 @@ func TestClientManyRequestsInFlight(t *testing.T) {
 
 func TestClientDeltaAndDocuments(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	device := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
-	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	device := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
+	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	ctx := t.Context()
 	dh := mustShadow(t, device, "Lamp-1", "")
 	ah := mustShadow(t, app, "Lamp-1", "")
@@ -284,7 +285,7 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 	// has seen in an accepted reply. When a client updates desired itself, the accepted
 	// reply and the delta carry the same version, and the delta must still arrive.
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	h := mustShadow(t, c, "Self-1", "")
 	got := make(chan int64, 4)
 	if _, err := h.OnDelta(t.Context(), func(_ context.Context, d *shadowstate.DeltaMessage) { got <- d.Version }); err != nil {
@@ -307,8 +308,8 @@ func TestClientDeltaWithVersionOfOwnUpdateIsDelivered(t *testing.T) {
 func TestClientThousandShadowsOnOneConnection(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
-	c := newClient(t, conn, shadowstate.ClientOptions{})
-	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, conn, shadowclient.Options{})
+	app := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	ctx := t.Context()
 
 	const things = 1000
@@ -373,9 +374,9 @@ func TestClientThousandShadowsOnOneConnection(t *testing.T) {
 func TestClientPerRequestSubscriptions(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
 	conn := dial(t, srv.Endpoints().Plain, nil)
-	persistent := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: shadowstate.Persistent, Wildcards: shadowstate.WildcardsNever})
-	perRequest := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{Subscriptions: shadowstate.PerRequest, Wildcards: shadowstate.WildcardsNever})
-	for _, c := range []*shadowstate.Client{persistent, perRequest} {
+	persistent := newClient(t, conn, shadowclient.Options{Subscriptions: shadowclient.Persistent, Wildcards: shadowclient.WildcardsNever})
+	perRequest := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{Subscriptions: shadowclient.PerRequest, Wildcards: shadowclient.WildcardsNever})
+	for _, c := range []*shadowclient.Client{persistent, perRequest} {
 		h := mustShadow(t, c, "Sub-1", "")
 		if _, err := h.UpdateReported(t.Context(), map[string]any{"a": 1}); err != nil {
 			t.Fatal(err)
@@ -402,7 +403,7 @@ func TestClientOfflineFailsAtOnce(t *testing.T) {
 	conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) {
 		cfg.OnOffline = func(error) { offline <- struct{}{} }
 	})
-	c := newClient(t, conn, shadowstate.ClientOptions{})
+	c := newClient(t, conn, shadowclient.Options{})
 	h := mustShadow(t, c, "Away-1", "")
 	if _, err := h.UpdateReported(t.Context(), map[string]any{"a": 1}); err != nil {
 		t.Fatal(err)
@@ -414,7 +415,7 @@ func TestClientOfflineFailsAtOnce(t *testing.T) {
 		t.Fatal("connection never went offline")
 	}
 	_, err := h.UpdateReported(t.Context(), map[string]any{"a": 2})
-	if !errors.Is(err, shadowstate.ErrOffline) || !strings.Contains(err.Error(), "update Away-1") {
+	if !errors.Is(err, shadowclient.ErrOffline) || !strings.Contains(err.Error(), "update Away-1") {
 		t.Fatalf("update while offline: %v", err)
 	}
 	if conn.Queued() != 0 {
@@ -427,14 +428,14 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, opts := range []shadowstate.ClientOptions{
+	for _, opts := range []shadowclient.Options{
 		{Subscriptions: 7}, {Wildcards: 9}, {FilterBudget: -1}, {Timeout: -time.Second},
 	} {
-		if _, err := shadowstate.NewClient(conn, opts); err == nil {
+		if _, err := shadowclient.New(conn, opts); err == nil {
 			t.Errorf("NewClient accepted %+v", opts)
 		}
 	}
-	if _, err := shadowstate.NewClient(nil, shadowstate.ClientOptions{}); err == nil {
+	if _, err := shadowclient.New(nil, shadowclient.Options{}); err == nil {
 		t.Error("NewClient accepted a nil connection")
 	}
 	_ = conn.Close(t.Context())
@@ -442,7 +443,7 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 
 func TestClientDeltaOnlyForDifferingKeys(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	h := mustShadow(t, c, "Diff-1", "")
 	ctx := t.Context()
 	deltas := make(chan *shadowstate.DeltaMessage, 8)
@@ -482,7 +483,7 @@ func TestClientDeltaOnlyForDifferingKeys(t *testing.T) {
 
 func TestClientHundredShadowsConcurrently(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := range 100 {
@@ -508,7 +509,7 @@ func TestClientHundredShadowsConcurrently(t *testing.T) {
 
 func TestClientForgetKeepsHandlesWithCallbacks(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	idle := mustShadow(t, c, "Idle-1", "")
 	c.Forget("Idle-1", "")
 	if again := mustShadow(t, c, "Idle-1", ""); again == idle {

@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
-	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -23,8 +23,8 @@ import (
 func TestClientConcurrentRequestsOnOneShadowAreAnswered(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mode shadowstate.Subscriptions
-	}{{"per-request", shadowstate.PerRequest}, {"persistent", shadowstate.Persistent}} {
+		mode shadowclient.Subscriptions
+	}{{"per-request", shadowclient.PerRequest}, {"persistent", shadowclient.Persistent}} {
 		t.Run(tc.name, func(t *testing.T) { concurrentGets(t, tc.mode) })
 	}
 }
@@ -32,7 +32,7 @@ func TestClientConcurrentRequestsOnOneShadowAreAnswered(t *testing.T) {
 // concurrentGets runs two goroutines that Get one shadow in a loop for a few seconds
 // and checks that every request was answered, and, in PerRequest mode, that the
 // reply topics were unsubscribed and subscribed again many times meanwhile.
-func concurrentGets(t *testing.T, mode shadowstate.Subscriptions) {
+func concurrentGets(t *testing.T, mode shadowclient.Subscriptions) {
 	const (
 		workers = 2
 		reply   = "$aws/things/pr-1/shadow/get/accepted"
@@ -53,7 +53,7 @@ func concurrentGets(t *testing.T, mode shadowstate.Subscriptions) {
 		}
 	}})
 	conn := dial(t, srv.Endpoints().Plain, nil)
-	c := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: mode, Wildcards: shadowstate.WildcardsNever, Timeout: time.Second})
+	c := newClient(t, conn, shadowclient.Options{Subscriptions: mode, Wildcards: shadowclient.WildcardsNever, Timeout: time.Second})
 	h := mustShadow(t, c, "pr-1", "")
 	if _, err := h.UpdateDesired(t.Context(), map[string]any{"x": 1}); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func concurrentGets(t *testing.T, mode shadowstate.Subscriptions) {
 				switch {
 				case err == nil:
 					answered.Add(1)
-				case errors.Is(err, shadowstate.ErrRequestTimeout):
+				case errors.Is(err, shadowclient.ErrRequestTimeout):
 					timedOut.Add(1)
 				default:
 					t.Errorf("Get failed, and not for want of a reply: %v", err)
@@ -85,7 +85,7 @@ func concurrentGets(t *testing.T, mode shadowstate.Subscriptions) {
 	if answered.Load() == 0 {
 		t.Error("no request was answered")
 	}
-	if mode == shadowstate.PerRequest && resubscribes.Load() < 10 {
+	if mode == shadowclient.PerRequest && resubscribes.Load() < 10 {
 		t.Errorf("the reply topic was subscribed again after an UNSUBSCRIBE only %d times: the test did not exercise the race", resubscribes.Load())
 	}
 }
@@ -105,9 +105,9 @@ func TestClientSubscriptionTraffic(t *testing.T) {
 			traffic[e.ClientID] = append(traffic[e.ClientID], string(e.Kind)+" "+f)
 		}
 	}})
-	run := func(id string, mode shadowstate.Subscriptions) []string {
+	run := func(id string, mode shadowclient.Subscriptions) []string {
 		conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = id })
-		c := newClient(t, conn, shadowstate.ClientOptions{Subscriptions: mode})
+		c := newClient(t, conn, shadowclient.Options{Subscriptions: mode})
 		h := mustShadow(t, c, "Traffic-1", "")
 		for i := range 3 {
 			if _, err := h.UpdateReported(t.Context(), map[string]any{"n": i}); err != nil {
@@ -121,7 +121,7 @@ func TestClientSubscriptionTraffic(t *testing.T) {
 		return got
 	}
 	acc, rej := "$aws/things/Traffic-1/shadow/update/accepted", "$aws/things/Traffic-1/shadow/update/rejected"
-	if got, want := run("persistent-client", shadowstate.Persistent), []string{"subscribe " + acc, "subscribe " + rej}; !slices.Equal(got, want) {
+	if got, want := run("persistent-client", shadowclient.Persistent), []string{"subscribe " + acc, "subscribe " + rej}; !slices.Equal(got, want) {
 		t.Errorf("persistent client traffic %v, want %v", got, want)
 	}
 	var want []string
@@ -129,7 +129,7 @@ func TestClientSubscriptionTraffic(t *testing.T) {
 		want = append(want, "subscribe "+acc, "subscribe "+rej, "unsubscribe "+acc, "unsubscribe "+rej)
 	}
 	slices.Sort(want)
-	if got := run("per-request-client", shadowstate.PerRequest); !slices.Equal(got, want) {
+	if got := run("per-request-client", shadowclient.PerRequest); !slices.Equal(got, want) {
 		t.Errorf("per-request client traffic %v, want %v", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package shadowstate
+package shadowclient
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -27,8 +28,8 @@ type FleetWatch struct {
 	Mirror string
 	// OnDelta and OnDocuments receive the events; either may be nil. Each runs on a
 	// goroutine of its own, one message at a time, and may call any client method.
-	OnDelta     func(ctx context.Context, id ID, m *DeltaMessage)
-	OnDocuments func(ctx context.Context, id ID, m *DocumentsMessage)
+	OnDelta     func(ctx context.Context, id shadowstate.ID, m *shadowstate.DeltaMessage)
+	OnDocuments func(ctx context.Context, id shadowstate.ID, m *shadowstate.DocumentsMessage)
 	// DocumentsStateOnly leaves the metadata and the previous state out of the
 	// documents messages given to OnDocuments, as StateOnly does for a Handle: for
 	// callbacks that need only the current state, at a fraction of the decoding cost.
@@ -44,7 +45,7 @@ type FleetWatch struct {
 // topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
 func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
 	if w.Shadow != "" {
-		if err := (ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
+		if err := (shadowstate.ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
 			return nil, fmt.Errorf("watch fleet: %w", err)
 		}
 	}
@@ -67,7 +68,7 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	if strings.ContainsAny(w.Mirror, "+#") || strings.HasPrefix(w.Mirror, "$") || strings.HasSuffix(w.Mirror, "/") {
 		return nil, fmt.Errorf("watch fleet: mirror prefix %q may not contain '+' or '#', start with '$' or end with '/'", w.Mirror)
 	}
-	every := ID{Thing: "+", Name: w.Shadow}
+	every := shadowstate.ID{Thing: "+", Name: w.Shadow}
 	var subs []*transport.Subscription
 	var stopOnce sync.Once
 	unsubscribe := func(ctx context.Context) error {
@@ -79,10 +80,10 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		})
 		return errors.Join(errs...)
 	}
-	add := func(kind string, fn func(context.Context, ID, []byte)) error {
-		filter := prefix + MirrorTopic(w.Mirror, every.Topic(OpUpdate, kind))
+	add := func(kind string, fn func(context.Context, shadowstate.ID, []byte)) error {
+		filter := prefix + shadowstate.MirrorTopic(w.Mirror, every.Topic(shadowstate.OpUpdate, kind))
 		s, err := c.conn.Subscribe(ctx, filter, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
-			id, _, k, ok := ParseTopic(unmirror(w.Mirror, m.Topic))
+			id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
 			if !ok || k != kind || id.Name != w.Shadow {
 				return
 			}
@@ -95,9 +96,9 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		return nil
 	}
 	if w.OnDelta != nil {
-		err := add(DeltaKind, func(ctx context.Context, id ID, payload []byte) {
-			var d DeltaMessage
-			if err := Unmarshal(payload, &d); err != nil || d.State == nil {
+		err := add(shadowstate.DeltaKind, func(ctx context.Context, id shadowstate.ID, payload []byte) {
+			var d shadowstate.DeltaMessage
+			if err := shadowstate.Unmarshal(payload, &d); err != nil || d.State == nil {
 				c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
 				return
 			}
@@ -108,13 +109,13 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		}
 	}
 	if w.OnDocuments != nil {
-		err := add(Documents, func(ctx context.Context, id ID, payload []byte) {
-			var d DocumentsMessage
+		err := add(shadowstate.Documents, func(ctx context.Context, id shadowstate.ID, payload []byte) {
+			var d shadowstate.DocumentsMessage
 			var err error
 			if w.DocumentsStateOnly {
-				err = decodeDocumentsStateOnly(payload, &d)
+				err = shadowstate.UnmarshalDocumentsStateOnly(payload, &d)
 			} else {
-				err = Unmarshal(payload, &d)
+				err = shadowstate.Unmarshal(payload, &d)
 			}
 			if err != nil {
 				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
@@ -146,17 +147,6 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 		c.mu.Unlock()
 		return unsubscribe(ctx)
 	}, nil
-}
-
-// MirrorTopic returns where a shadow service that mirrors its events under prefix
-// publishes a copy of a message sent on topic: the $aws/ prefix is replaced by
-// prefix + "/" (so $aws/things/T/shadow/update/delta becomes
-// <prefix>/things/T/shadow/update/delta). An empty prefix returns topic unchanged.
-func MirrorTopic(prefix, topic string) string {
-	if prefix == "" {
-		return topic
-	}
-	return prefix + "/" + strings.TrimPrefix(topic, "$aws/")
 }
 
 // unmirror turns a mirror topic back into the shadow topic it copies.

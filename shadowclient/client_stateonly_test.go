@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -16,10 +17,10 @@ import (
 // gets everything.
 func TestClientDocumentsStateOnly(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowstate.ClientOptions{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
 	h := mustShadow(t, c, "Lite-1", "")
 	lite := make(chan *shadowstate.DocumentsMessage, 4)
-	if _, err := h.OnDocuments(t.Context(), func(_ context.Context, d *shadowstate.DocumentsMessage) { lite <- d }, shadowstate.StateOnly()); err != nil {
+	if _, err := h.OnDocuments(t.Context(), func(_ context.Context, d *shadowstate.DocumentsMessage) { lite <- d }, shadowclient.StateOnly()); err != nil {
 		t.Fatal(err)
 	}
 	next := func(ch chan *shadowstate.DocumentsMessage) *shadowstate.DocumentsMessage {
@@ -69,9 +70,9 @@ func TestClientQoS0Subscriptions(t *testing.T) {
 			granted <- e
 		}
 	}})
-	c := newClient(t, dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = "qos0" }), shadowstate.ClientOptions{QoS0: true})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = "qos0" }), shadowclient.Options{QoS0: true})
 	deltas := make(chan shadowstate.ID, 4)
-	if _, err := c.WatchFleet(t.Context(), shadowstate.FleetWatch{OnDelta: func(_ context.Context, id shadowstate.ID, _ *shadowstate.DeltaMessage) { deltas <- id }}); err != nil {
+	if _, err := c.WatchFleet(t.Context(), shadowclient.FleetWatch{OnDelta: func(_ context.Context, id shadowstate.ID, _ *shadowstate.DeltaMessage) { deltas <- id }}); err != nil {
 		t.Fatal(err)
 	}
 	h := mustShadow(t, c, "QoS0-1", "")

@@ -1,4 +1,4 @@
-package shadowstate_test
+package shadowclient_test
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/mosquitto"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -39,11 +40,11 @@ func TestClientLateReplyAfterTimeout(t *testing.T) {
 	}
 
 	conn := dial(t, "mqtt://"+addr, nil)
-	c := newClient(t, conn, shadowstate.ClientOptions{Timeout: 300 * time.Millisecond})
+	c := newClient(t, conn, shadowclient.Options{Timeout: 300 * time.Millisecond})
 	h := mustShadow(t, c, "Slow-1", "")
 
 	_, err := h.Get(t.Context())
-	if !errors.Is(err, shadowstate.ErrRequestTimeout) || !strings.Contains(err.Error(), "get Slow-1") {
+	if !errors.Is(err, shadowclient.ErrRequestTimeout) || !strings.Contains(err.Error(), "get Slow-1") {
 		t.Fatalf("unanswered get: %v", err)
 	}
 	first := recv(t, requests, "the service got no get request")
@@ -90,7 +91,7 @@ func TestClientRequestInFlightFailsWhenTheConnectionIsLost(t *testing.T) {
 	t.Cleanup(func() { _ = proxy.Close() })
 
 	conn := dial(t, "mqtt://"+proxy.Addr(), nil)
-	c := newClient(t, conn, shadowstate.ClientOptions{Timeout: time.Minute})
+	c := newClient(t, conn, shadowclient.Options{Timeout: time.Minute})
 	h := mustShadow(t, c, "Mute-1", "")
 	result := make(chan error, 1)
 	go func() {
@@ -105,7 +106,7 @@ func TestClientRequestInFlightFailsWhenTheConnectionIsLost(t *testing.T) {
 	proxy.Cut()
 	select {
 	case err := <-result:
-		if !errors.Is(err, shadowstate.ErrReplyLost) {
+		if !errors.Is(err, shadowclient.ErrReplyLost) {
 			t.Fatalf("get whose connection was lost: %v, want ErrReplyLost", err)
 		}
 	case <-time.After(wait):

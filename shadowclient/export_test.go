@@ -1,4 +1,4 @@
-package shadowstate
+package shadowclient
 
 import "slices"
 

@@ -1,4 +1,4 @@
-package shadowstate
+package shadowclient
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -17,7 +18,7 @@ import (
 // methods, including blocking ones.
 type Handle struct {
 	c  *Client
-	id ID
+	id shadowstate.ID
 
 	mu sync.Mutex
 	// lastVersion is the newest version seen in an accepted reply, a delta or a
@@ -32,13 +33,13 @@ type Handle struct {
 	// restored its state): it is delivered, and what the handle has seen is reset.
 	lastDelta, lastDocs int64
 	nextFn              int
-	deltaFns            map[int]func(context.Context, *DeltaMessage)
+	deltaFns            map[int]func(context.Context, *shadowstate.DeltaMessage)
 	docFns              map[int]docWatcher
 }
 
 // docWatcher is a callback registered with OnDocuments.
 type docWatcher struct {
-	fn        func(context.Context, *DocumentsMessage)
+	fn        func(context.Context, *shadowstate.DocumentsMessage)
 	stateOnly bool
 }
 
@@ -53,24 +54,24 @@ type DocumentsOption func(*docWatcher)
 func StateOnly() DocumentsOption { return func(w *docWatcher) { w.stateOnly = true } }
 
 // ID returns which shadow the handle is for.
-func (h *Handle) ID() ID { return h.id }
+func (h *Handle) ID() shadowstate.ID { return h.id }
 
 // UpdateOption is a per-call setting of Update.
-type UpdateOption func(*UpdateRequest)
+type UpdateOption func(*shadowstate.UpdateRequest)
 
 // ExpectVersion makes an update apply only if the shadow is at version v; otherwise the
 // service rejects it with 409 Version conflict (optimistic locking). Version 0 matches
 // a shadow that does not exist yet.
 func ExpectVersion(v int64) UpdateOption {
-	return func(r *UpdateRequest) { r.Version = &v }
+	return func(r *shadowstate.UpdateRequest) { r.Version = &v }
 }
 
 // Get returns the whole shadow document. A shadow that does not exist is an *Error
 // with Code 404.
-func (h *Handle) Get(ctx context.Context) (*Document, error) {
-	var doc Document
-	if err := h.do(ctx, OpGet, func(token string) ([]byte, error) {
-		return json.Marshal(TokenRequest{ClientToken: token})
+func (h *Handle) Get(ctx context.Context) (*shadowstate.Document, error) {
+	var doc shadowstate.Document
+	if err := h.do(ctx, shadowstate.OpGet, func(token string) ([]byte, error) {
+		return json.Marshal(shadowstate.TokenRequest{ClientToken: token})
 	}, &doc); err != nil {
 		return nil, err
 	}
@@ -80,8 +81,8 @@ func (h *Handle) Get(ctx context.Context) (*Document, error) {
 
 // Update sends an update request with the given sections (JSON text; a section left
 // empty is not sent, the text null clears it) and returns the service's acceptance.
-func (h *Handle) Update(ctx context.Context, state StateUpdate, opts ...UpdateOption) (*UpdateAccepted, error) {
-	req := UpdateRequest{State: &state}
+func (h *Handle) Update(ctx context.Context, state shadowstate.StateUpdate, opts ...UpdateOption) (*shadowstate.UpdateAccepted, error) {
+	req := shadowstate.UpdateRequest{State: &state}
 	for _, o := range opts {
 		o(&req)
 	}
@@ -90,21 +91,21 @@ func (h *Handle) Update(ctx context.Context, state StateUpdate, opts ...UpdateOp
 
 // UpdateDesired sets desired state: v is marshalled to JSON and must be an object
 // (a struct, a map, or json.RawMessage). Fields set to null delete their keys.
-func (h *Handle) UpdateDesired(ctx context.Context, v any, opts ...UpdateOption) (*UpdateAccepted, error) {
+func (h *Handle) UpdateDesired(ctx context.Context, v any, opts ...UpdateOption) (*shadowstate.UpdateAccepted, error) {
 	raw, err := sectionJSON(v)
 	if err != nil {
 		return nil, fmt.Errorf("update desired of %v: %w", h.id, err)
 	}
-	return h.Update(ctx, StateUpdate{Desired: raw}, opts...)
+	return h.Update(ctx, shadowstate.StateUpdate{Desired: raw}, opts...)
 }
 
 // UpdateReported sets reported state, as UpdateDesired sets desired state.
-func (h *Handle) UpdateReported(ctx context.Context, v any, opts ...UpdateOption) (*UpdateAccepted, error) {
+func (h *Handle) UpdateReported(ctx context.Context, v any, opts ...UpdateOption) (*shadowstate.UpdateAccepted, error) {
 	raw, err := sectionJSON(v)
 	if err != nil {
 		return nil, fmt.Errorf("update reported of %v: %w", h.id, err)
 	}
-	return h.Update(ctx, StateUpdate{Reported: raw}, opts...)
+	return h.Update(ctx, shadowstate.StateUpdate{Reported: raw}, opts...)
 }
 
 func sectionJSON(v any) (json.RawMessage, error) {
@@ -116,18 +117,18 @@ func sectionJSON(v any) (json.RawMessage, error) {
 		}
 	}
 	var probe any
-	if err := Unmarshal(raw, &probe); err != nil {
+	if err := shadowstate.Unmarshal(raw, &probe); err != nil {
 		return nil, fmt.Errorf("state is not JSON: %w", err)
 	}
-	if _, ok := probe.(Object); !ok {
+	if _, ok := probe.(shadowstate.Object); !ok {
 		return nil, fmt.Errorf("state must be a JSON object, not %s", raw)
 	}
 	return raw, nil
 }
 
-func (h *Handle) update(ctx context.Context, req UpdateRequest) (*UpdateAccepted, error) {
-	var acc UpdateAccepted
-	if err := h.do(ctx, OpUpdate, func(token string) ([]byte, error) {
+func (h *Handle) update(ctx context.Context, req shadowstate.UpdateRequest) (*shadowstate.UpdateAccepted, error) {
+	var acc shadowstate.UpdateAccepted
+	if err := h.do(ctx, shadowstate.OpUpdate, func(token string) ([]byte, error) {
 		req.ClientToken = token
 		return json.Marshal(req)
 	}, &acc); err != nil {
@@ -139,10 +140,10 @@ func (h *Handle) update(ctx context.Context, req UpdateRequest) (*UpdateAccepted
 
 // Delete deletes the shadow and returns the version it had. A shadow that does not
 // exist is an *Error with Code 404.
-func (h *Handle) Delete(ctx context.Context) (*DeleteAccepted, error) {
-	var acc DeleteAccepted
-	if err := h.do(ctx, OpDelete, func(token string) ([]byte, error) {
-		return json.Marshal(TokenRequest{ClientToken: token})
+func (h *Handle) Delete(ctx context.Context) (*shadowstate.DeleteAccepted, error) {
+	var acc shadowstate.DeleteAccepted
+	if err := h.do(ctx, shadowstate.OpDelete, func(token string) ([]byte, error) {
+		return json.Marshal(shadowstate.TokenRequest{ClientToken: token})
 	}, &acc); err != nil {
 		return nil, err
 	}
@@ -155,8 +156,8 @@ func (h *Handle) Delete(ctx context.Context) (*DeleteAccepted, error) {
 
 // pendingRequest is a request waiting for its reply.
 type pendingRequest struct {
-	id   ID
-	op   Op
+	id   shadowstate.ID
+	op   shadowstate.Op
 	done chan reply // buffered: finish never blocks
 	once sync.Once
 }
@@ -174,7 +175,7 @@ func (p *pendingRequest) finish(r reply) {
 // do runs one request: it makes sure the reply topics are subscribed, publishes the
 // request at QoS 1 with a fresh clientToken, and waits for the matching reply,
 // decoding an acceptance into out.
-func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte, error), out any) (err error) {
+func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token string) ([]byte, error), out any) (err error) {
 	c := h.c
 	if c.opts.Observe != nil {
 		start := time.Now()
@@ -215,7 +216,7 @@ func (h *Handle) do(ctx context.Context, op Op, build func(token string) ([]byte
 	}
 	c.log.Debug("shadow request", "shadow", h.id, "op", op, "token", token)
 	lost := c.conn.SessionLost()
-	err = c.conn.Publish(ctx, h.id.Topic(op, Request), payload, transport.QoS(1), transport.NoOfflineQueue())
+	err = c.conn.Publish(ctx, h.id.Topic(op, shadowstate.Request), payload, transport.QoS(1), transport.NoOfflineQueue())
 	if errors.Is(err, transport.ErrOffline) {
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
 	}
@@ -242,14 +243,14 @@ func (h *Handle) reply(r reply, out any, fail func(error) error) error {
 	switch {
 	case r.err != nil:
 		return fail(r.err)
-	case r.kind == Rejected:
-		var e Error
-		if err := Unmarshal(r.payload, &e); err != nil {
+	case r.kind == shadowstate.Rejected:
+		var e shadowstate.Error
+		if err := shadowstate.Unmarshal(r.payload, &e); err != nil {
 			return fail(fmt.Errorf("malformed rejection %q: %w", r.payload, err))
 		}
 		return fail(&e)
 	}
-	if err := Unmarshal(r.payload, out); err != nil {
+	if err := shadowstate.Unmarshal(r.payload, out); err != nil {
 		return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
 	}
 	return nil
@@ -284,14 +285,14 @@ func (h *Handle) observe(v int64) {
 // handle has seen is reset. fn runs on the client's
 // delta goroutine, one message at a time; it may call any Handle method. The returned
 // function unregisters fn.
-func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *DeltaMessage)) (func(), error) {
-	if err := h.c.subs.watch(ctx, h.id, DeltaKind); err != nil {
+func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *shadowstate.DeltaMessage)) (func(), error) {
+	if err := h.c.subs.watch(ctx, h.id, shadowstate.DeltaKind); err != nil {
 		return nil, fmt.Errorf("watch deltas of %v: %w", h.id, err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.deltaFns == nil {
-		h.deltaFns = make(map[int]func(context.Context, *DeltaMessage))
+		h.deltaFns = make(map[int]func(context.Context, *shadowstate.DeltaMessage))
 	}
 	n := h.nextFn
 	h.nextFn++
@@ -301,8 +302,8 @@ func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *DeltaMes
 
 // OnDocuments registers fn to be called with each /update/documents message of the
 // shadow, as OnDelta does for deltas. Options may ask for less (StateOnly).
-func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *DocumentsMessage), opts ...DocumentsOption) (func(), error) {
-	if err := h.c.subs.watch(ctx, h.id, Documents); err != nil {
+func (h *Handle) OnDocuments(ctx context.Context, fn func(context.Context, *shadowstate.DocumentsMessage), opts ...DocumentsOption) (func(), error) {
+	if err := h.c.subs.watch(ctx, h.id, shadowstate.Documents); err != nil {
 		return nil, fmt.Errorf("watch documents of %v: %w", h.id, err)
 	}
 	w := docWatcher{fn: fn}
@@ -337,7 +338,7 @@ func (h *Handle) stateOnlyLocked() bool {
 	return true
 }
 
-func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
+func (h *Handle) deliverDelta(ctx context.Context, m *shadowstate.DeltaMessage) {
 	h.mu.Lock()
 	if m.Version < h.lastDelta {
 		seen := h.lastDelta
@@ -352,7 +353,7 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 	}
 	h.lastDelta = m.Version
 	h.lastVersion = max(h.lastVersion, m.Version)
-	fns := make([]func(context.Context, *DeltaMessage), 0, len(h.deltaFns))
+	fns := make([]func(context.Context, *shadowstate.DeltaMessage), 0, len(h.deltaFns))
 	for _, fn := range h.deltaFns {
 		fns = append(fns, fn)
 	}
@@ -365,7 +366,7 @@ func (h *Handle) deliverDelta(ctx context.Context, m *DeltaMessage) {
 // deliverDocuments hands m to the documents callbacks. A message decoded StateOnly
 // is not delivered, and false returned, if a callback that wants the whole message
 // registered after the decode was chosen: the caller decodes it again in full.
-func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stateOnly bool) bool {
+func (h *Handle) deliverDocuments(ctx context.Context, m *shadowstate.DocumentsMessage, stateOnly bool) bool {
 	h.mu.Lock()
 	if stateOnly && !h.stateOnlyLocked() {
 		h.mu.Unlock()
@@ -388,7 +389,7 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *DocumentsMessage, stat
 		return true
 	}
 	h.lastVersion, h.lastDocs = m.Current.Version, m.Current.Version
-	fns := make([]func(context.Context, *DocumentsMessage), 0, len(h.docFns))
+	fns := make([]func(context.Context, *shadowstate.DocumentsMessage), 0, len(h.docFns))
 	for _, w := range h.docFns {
 		fns = append(fns, w.fn)
 	}
