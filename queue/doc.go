@@ -1,4 +1,4 @@
-// Package queue provides the two queues shadowsync runs on: the bounded offline publish
-// queue that holds messages while the connection is down, and a rate-limited,
-// de-duplicating work queue of keys with controller-runtime semantics.
+// Package queue provides the rate-limited, de-duplicating work queue of keys that the
+// reconciler's controllers run on, with controller-runtime semantics, and the rate
+// limiters that space its retries.
 package queue

@@ -16,7 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/shadowsync/shadowsync/queue"
+	"github.com/shadowsync/shadowsync/internal/offlinequeue"
 )
 
 // Defaults, most of them the AWS IoT Device SDK for Python v1's (docs/seed-mapping.md)
@@ -36,7 +36,7 @@ const (
 	// DefaultStableAfter is how long a connection must last to reset the backoff.
 	DefaultStableAfter = 20 * time.Second
 	// DefaultOfflineQueueSize is the Python SDK v1 README's offline queue size.
-	DefaultOfflineQueueSize = queue.DefaultOfflineSize
+	DefaultOfflineQueueSize = 20
 	// DefaultDrainRate is how many queued publishes per second are sent after a reconnect.
 	DefaultDrainRate = 2.0
 	// DefaultMaxSubscriptions is AWS IoT's subscriptions-per-connection cap.
@@ -50,6 +50,34 @@ const (
 	// DefaultMaxConnectionAge replaces WebSocket connections ahead of AWS's 24 h cut.
 	DefaultMaxConnectionAge = 23*time.Hour + 30*time.Minute
 )
+
+// UnboundedOfflineQueue, as Config.OfflineQueueSize, lets the offline queue grow
+// without a bound.
+const UnboundedOfflineQueue = -1
+
+// DropPolicy says which publish a full offline queue gives up (Config.OfflineDropPolicy).
+type DropPolicy int
+
+const (
+	// DropNewest refuses the publish being made, with an error wrapping ErrQueueFull,
+	// and keeps what is queued. It is the default because it never loses a publish
+	// the caller was told is queued.
+	DropNewest DropPolicy = iota
+	// DropOldest evicts the oldest queued publish (logged at Warn) to make room for
+	// the new one, which is always queued: the Python SDK v1's DROP_OLDEST.
+	DropOldest
+)
+
+// String returns "DropNewest" or "DropOldest".
+func (p DropPolicy) String() string {
+	switch p {
+	case DropNewest:
+		return "DropNewest"
+	case DropOldest:
+		return "DropOldest"
+	}
+	return fmt.Sprintf("DropPolicy(%d)", int(p))
+}
 
 const (
 	defaultClientIDPrefix    = "shadowsync-"
@@ -145,14 +173,14 @@ type Config struct {
 	StableAfter time.Duration
 
 	// OfflineQueueSize bounds the publishes queued while offline. Zero means 20;
-	// queue.Unbounded (-1) means no bound. To turn queueing off (the Python SDK v1's
+	// UnboundedOfflineQueue (-1) means no bound. To turn queueing off (the Python SDK v1's
 	// size 0) set DisableOfflineQueue.
 	OfflineQueueSize int
 	// DisableOfflineQueue makes Publish fail with ErrOffline while offline.
 	DisableOfflineQueue bool
 	// OfflineDropPolicy says what a full offline queue gives up. The zero value is
-	// queue.DropNewest: the new publish is refused with queue.ErrFull.
-	OfflineDropPolicy queue.DropPolicy
+	// DropNewest: the new publish is refused with ErrQueueFull.
+	OfflineDropPolicy DropPolicy
 	// DrainRate is how many queued publishes per second are sent after a reconnect.
 	// Zero means 2 Hz; math.Inf(1) means as fast as they are acknowledged.
 	DrainRate float64
@@ -288,13 +316,13 @@ func (c Config) validate() (*settings, error) {
 	switch {
 	case s.OfflineQueueSize == 0:
 		s.OfflineQueueSize = DefaultOfflineQueueSize
-	case s.OfflineQueueSize < queue.Unbounded:
+	case s.OfflineQueueSize < UnboundedOfflineQueue:
 		return nil, invalid("OfflineQueueSize %d: want > 0, 0 (default 20) or -1 (unbounded)", s.OfflineQueueSize)
 	}
 	if s.DisableOfflineQueue {
-		s.OfflineQueueSize = queue.Disabled
+		s.OfflineQueueSize = offlinequeue.Disabled
 	}
-	if s.OfflineDropPolicy != queue.DropNewest && s.OfflineDropPolicy != queue.DropOldest {
+	if s.OfflineDropPolicy != DropNewest && s.OfflineDropPolicy != DropOldest {
 		return nil, invalid("OfflineDropPolicy %v is unknown", s.OfflineDropPolicy)
 	}
 	switch {

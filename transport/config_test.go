@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/shadowsync/shadowsync/queue"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -81,7 +79,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := map[string]any{
 		"endpoint": "mqtt://127.0.0.1:1883", "op": 5 * time.Second, "connect": 30 * time.Second,
 		"keepalive": 600 * time.Second, "stable": 20 * time.Second, "queue": 20,
-		"drop": queue.DropNewest, "drain": 500 * time.Millisecond, "subs": 50,
+		"drop": DropNewest, "drain": 500 * time.Millisecond, "subs": 50,
 		"filters": 8, "pubgap": 10 * time.Millisecond, "buffer": 1024,
 		"backoff": []time.Duration{time.Second, 2 * time.Second, 32 * time.Second, 32 * time.Second, 32 * time.Second},
 	}

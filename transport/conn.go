@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shadowsync/shadowsync/queue"
+	"github.com/shadowsync/shadowsync/internal/offlinequeue"
 )
 
 // connState is where a Conn is in its life. Only the connection loop moves it
@@ -37,7 +37,7 @@ type Conn struct {
 	log     *slog.Logger
 	dialer  *dialer
 	clock   clock
-	offline *queue.Offline[*outgoing]
+	offline *offlinequeue.Offline[*outgoing]
 	router  router
 	limit   *limiter
 	// Lock order, where one is taken while another is held: wireMu, then mu, then
@@ -85,7 +85,7 @@ func New(cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := queue.NewOffline[*outgoing](s.OfflineQueueSize, s.OfflineDropPolicy)
+	q, err := offlinequeue.NewOffline[*outgoing](s.OfflineQueueSize, offlinequeue.DropPolicy(s.OfflineDropPolicy))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}

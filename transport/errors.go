@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/shadowsync/shadowsync/internal/offlinequeue"
 )
 
 // Errors returned by transport, wrapped with context; match them with errors.Is.
@@ -18,6 +20,9 @@ var (
 	// ErrOffline is returned by Publish while offline when offline queueing is
 	// disabled.
 	ErrOffline = errors.New("transport: offline")
+	// ErrQueueFull is returned by Publish while offline when the offline queue is
+	// full and its policy is DropNewest; the wrapping error says how full it is.
+	ErrQueueFull = offlinequeue.ErrFull
 	// ErrQoS2 refuses QoS 2: AWS IoT supports QoS 0 and 1 only and never acknowledges
 	// a QoS 2 publish or subscription.
 	ErrQoS2 = errors.New("transport: QoS 2 is not supported by AWS IoT (use QoS 0 or 1)")

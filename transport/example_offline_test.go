@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/localiot"
-	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -16,23 +15,23 @@ import (
 // of 5 and 7 publishes made while offline. With DropOldest the first two are dropped
 // and the last five are sent once the connection is up, oldest first.
 func ExampleConfig_dropOldest() {
-	fmt.Println(offlineRun(queue.DropOldest))
+	fmt.Println(offlineRun(transport.DropOldest))
 	// Output: delivered [pub_req3 pub_req4 pub_req5 pub_req6 pub_req7]
 }
 
 // With DropNewest (the default) the queue keeps the first five and refuses the sixth
-// and seventh publish with an error wrapping queue.ErrFull.
+// and seventh publish with an error wrapping transport.ErrQueueFull.
 func ExampleConfig_dropNewest() {
-	fmt.Println(offlineRun(queue.DropNewest))
+	fmt.Println(offlineRun(transport.DropNewest))
 	// Output:
-	// publish 6 refused: publish demo/pub_req6 while offline: new item refused, 5 of 5 slots in use: queue: full
-	// publish 7 refused: publish demo/pub_req7 while offline: new item refused, 5 of 5 slots in use: queue: full
+	// publish 6 refused: publish demo/pub_req6 while offline: new item refused, 5 of 5 slots in use: transport: offline queue full
+	// publish 7 refused: publish demo/pub_req7 while offline: new item refused, 5 of 5 slots in use: transport: offline queue full
 	// delivered [pub_req1 pub_req2 pub_req3 pub_req4 pub_req5]
 }
 
 // offlineRun publishes seven messages on a connection that is not connected yet,
 // then connects it and returns what a subscriber receives.
-func offlineRun(policy queue.DropPolicy) string {
+func offlineRun(policy transport.DropPolicy) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv, err := localiot.New(localiot.Options{})
@@ -57,7 +56,7 @@ func offlineRun(policy queue.DropPolicy) string {
 	}
 	for i := 1; i <= 7; i++ {
 		err := device.Publish(ctx, fmt.Sprintf("demo/pub_req%d", i), fmt.Appendf(nil, "pub_req%d", i), transport.QoS(1))
-		if errors.Is(err, queue.ErrFull) {
+		if errors.Is(err, transport.ErrQueueFull) {
 			fmt.Printf("publish %d refused: %v\n", i, err)
 		}
 	}

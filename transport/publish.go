@@ -10,7 +10,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/shadowsync/shadowsync/queue"
+	"github.com/shadowsync/shadowsync/internal/offlinequeue"
 )
 
 // Option is a per-call setting for Publish and Subscribe.
@@ -67,7 +67,7 @@ type outgoing struct {
 // While the connection is down, or being restored, the message joins the offline
 // queue and Publish returns nil at once; queued messages are sent in order after the
 // next reconnect, before new ones. A full queue with DropNewest refuses the message
-// with an error wrapping queue.ErrFull; with DropOldest the message is queued and the
+// with an error wrapping ErrQueueFull; with DropOldest the message is queued and the
 // oldest queued message is dropped and logged. With queueing disabled Publish fails
 // with ErrOffline. A QoS 1 message whose connection is lost before its PUBACK is
 // queued again (it may then arrive twice, as QoS 1 allows).
@@ -123,7 +123,7 @@ func (c *Conn) enqueueLocked(p *outgoing) error {
 	if c.state == stClosed {
 		return ErrClosed
 	}
-	if c.offline.Size() == queue.Disabled {
+	if c.offline.Size() == offlinequeue.Disabled {
 		return fmt.Errorf("publish %s: %w (offline queueing is disabled)", p.topic, ErrOffline)
 	}
 	p.queuedAt = time.Now()

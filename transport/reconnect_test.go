@@ -14,7 +14,6 @@ import (
 	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
-	"github.com/shadowsync/shadowsync/queue"
 )
 
 // proxied starts a localiot broker, a fault proxy in front of it, an observer Conn
@@ -106,15 +105,15 @@ func TestReconnectBackoffSequence(t *testing.T) {
 // TestOfflinePublishes: QoS 1 publishes made while the link is cut arrive after the
 // reconnect, in order; with the 5 slots and 7 publishes of the example in the AWS IoT
 // Device SDK for Python v1's README, DropNewest delivers 1–5 and refuses 6 and 7 with
-// queue.ErrFull, DropOldest delivers 3–7.
+// transport.ErrQueueFull, DropOldest delivers 3–7.
 func TestOfflinePublishes(t *testing.T) {
 	for _, tt := range []struct {
-		policy      queue.DropPolicy
+		policy      transport.DropPolicy
 		want        []string
 		wantRefused int
 	}{
-		{queue.DropNewest, []string{"pub_req1", "pub_req2", "pub_req3", "pub_req4", "pub_req5"}, 2},
-		{queue.DropOldest, []string{"pub_req3", "pub_req4", "pub_req5", "pub_req6", "pub_req7"}, 0},
+		{transport.DropNewest, []string{"pub_req1", "pub_req2", "pub_req3", "pub_req4", "pub_req5"}, 2},
+		{transport.DropOldest, []string{"pub_req3", "pub_req4", "pub_req5", "pub_req6", "pub_req7"}, 0},
 	} {
 		t.Run(tt.policy.String(), func(t *testing.T) {
 			p, endpoint, observer := proxied(t)
@@ -137,7 +136,7 @@ func TestOfflinePublishes(t *testing.T) {
 			for i := 1; i <= 7; i++ {
 				err := c.Publish(ctx, "offline/q", fmt.Appendf(nil, "pub_req%d", i), transport.QoS(1))
 				switch {
-				case errors.Is(err, queue.ErrFull):
+				case errors.Is(err, transport.ErrQueueFull):
 					refused++
 				case err != nil:
 					t.Fatalf("Publish %d: %v", i, err)

@@ -1,4 +1,4 @@
-package queue
+package offlinequeue
 
 import (
 	"errors"
@@ -65,7 +65,7 @@ func TestOfflineFullErrorSaysSo(t *testing.T) {
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("Push on full DropNewest = %v, want ErrFull", err)
 	}
-	if got, want := err.Error(), "new item refused, 1 of 1 slots in use: queue: full"; got != want {
+	if got, want := err.Error(), "new item refused, 1 of 1 slots in use: transport: offline queue full"; got != want {
 		t.Errorf("error = %q, want %q", got, want)
 	}
 

@@ -1,4 +1,7 @@
-package queue
+// Package offlinequeue is the bounded FIFO that holds a connection's publishes while
+// it is down; package transport configures it through Config.OfflineQueueSize and
+// Config.OfflineDropPolicy.
+package offlinequeue
 
 import (
 	"errors"
@@ -20,9 +23,9 @@ const (
 var (
 	// ErrFull is returned by Push when a DropNewest queue is full and the new item
 	// was refused. Match it with errors.Is.
-	ErrFull = errors.New("queue: full")
+	ErrFull = errors.New("transport: offline queue full")
 	// ErrDisabled is returned by Push on a queue of size Disabled (0).
-	ErrDisabled = errors.New("queue: offline queueing disabled")
+	ErrDisabled = errors.New("transport: offline queueing disabled")
 )
 
 // DropPolicy says which item a full Offline queue gives up.
@@ -73,10 +76,10 @@ type Offline[T any] struct {
 // negative size, or an unknown policy, is an error.
 func NewOffline[T any](size int, policy DropPolicy) (*Offline[T], error) {
 	if size < Unbounded {
-		return nil, fmt.Errorf("queue: offline size %d: want > 0, %d (unbounded) or %d (disabled)", size, Unbounded, Disabled)
+		return nil, fmt.Errorf("offline queue size %d: want > 0, %d (unbounded) or %d (disabled)", size, Unbounded, Disabled)
 	}
 	if policy != DropNewest && policy != DropOldest {
-		return nil, fmt.Errorf("queue: unknown drop policy %d", int(policy))
+		return nil, fmt.Errorf("unknown offline queue drop policy %d", int(policy))
 	}
 	return &Offline[T]{size: size, policy: policy}, nil
 }
