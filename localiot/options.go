@@ -244,7 +244,6 @@ const (
 	defaultListenAddr        = "127.0.0.1:0"
 	websocketPath            = "/mqtt"
 	alpnAmazonMQTT           = "x-amzn-mqtt-ca"
-	serviceIoTDeviceGateway  = "iotdevicegateway"
 	serviceIoTDataDeprecated = "iotdata"
 )
 

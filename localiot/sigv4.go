@@ -1,11 +1,8 @@
 package localiot
 
 import (
-	"cmp"
 	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,24 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// SigV4 query parameters of a presigned AWS IoT WebSocket URL.
-const (
-	amzAlgorithm     = "X-Amz-Algorithm"
-	amzCredential    = "X-Amz-Credential"
-	amzDate          = "X-Amz-Date"
-	amzExpires       = "X-Amz-Expires"
-	amzSignedHeaders = "X-Amz-SignedHeaders"
-	amzSignature     = "X-Amz-Signature"
-	amzSecurityToken = "X-Amz-Security-Token"
-
-	sigV4Algorithm  = "AWS4-HMAC-SHA256"
-	sigV4TimeFormat = "20060102T150405Z"
-	sigV4Terminator = "aws4_request"
-	// emptyPayloadHash is hex(SHA-256("")), the payload hash AWS IoT clients sign.
-	emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-	unsignedPayload  = "UNSIGNED-PAYLOAD"
+	"github.com/shadowsync/shadowsync/internal/sigv4"
 )
 
 // errSigV4 is the cause logged when a WebSocket upgrade is refused; it never carries a
@@ -64,176 +45,189 @@ func newSigV4Verifier(ws *WebSocketListener) *sigV4Verifier {
 // headers, and the empty payload's hash. A token that was signed as part of the
 // query, and the UNSIGNED-PAYLOAD hash, are accepted too, for clients that do so.
 func (v *sigV4Verifier) verify(r *http.Request) (Credential, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	p, err := parsePresigned(r.URL.RawQuery)
 	if err != nil {
-		return Credential{}, fmt.Errorf("%w: malformed query", errSigV4)
+		return Credential{}, err
 	}
-	param := func(name string, required bool) (string, error) {
-		vals := q[name]
-		switch {
-		case len(vals) > 1:
-			return "", fmt.Errorf("%w: %s given %d times", errSigV4, name, len(vals))
-		case len(vals) == 0 && required:
-			return "", fmt.Errorf("%w: %s missing", errSigV4, name)
-		case len(vals) == 0:
-			return "", nil
-		}
-		return vals[0], nil
+	if p.algorithm != sigv4.Algorithm {
+		return Credential{}, fmt.Errorf("%w: algorithm %q", errSigV4, p.algorithm)
 	}
-	var p [7]string
-	for i, name := range []string{amzAlgorithm, amzCredential, amzDate, amzSignedHeaders, amzSignature, amzExpires, amzSecurityToken} {
-		if p[i], err = param(name, i < 5); err != nil {
-			return Credential{}, err
-		}
+	cred, scope, err := v.checkScope(p.credential)
+	if err != nil {
+		return Credential{}, err
 	}
-	alg, credential, date, signedHeaders, signature, expires, token := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
-	if alg != sigV4Algorithm {
-		return Credential{}, fmt.Errorf("%w: algorithm %q", errSigV4, alg)
+	if err := v.checkTime(p, scope.day); err != nil {
+		return Credential{}, err
 	}
+	if err := checkToken(cred, p.token); err != nil {
+		return Credential{}, err
+	}
+	headers, err := canonicalHeaders(r, p.signedHeaders)
+	if err != nil {
+		return Credential{}, err
+	}
+	if !signatureMatches(r, p, cred.SecretAccessKey, scope, headers) {
+		return Credential{}, fmt.Errorf("%w: signature does not match for access key ID %q", errSigV4, cred.AccessKeyID)
+	}
+	return cred, nil
+}
 
-	scope := strings.Split(credential, "/")
-	if len(scope) != 5 || scope[4] != sigV4Terminator {
-		return Credential{}, fmt.Errorf("%w: malformed credential scope", errSigV4)
+// presignedQuery is a presigned URL's query and its SigV4 parameters.
+type presignedQuery struct {
+	q                                                     url.Values
+	algorithm, credential, date, signedHeaders, signature string
+	expires, token                                        string // "" when absent
+}
+
+// parsePresigned reads the SigV4 parameters from a raw query, each at most once; all
+// but X-Amz-Expires and X-Amz-Security-Token are required.
+func parsePresigned(raw string) (presignedQuery, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return presignedQuery{}, fmt.Errorf("%w: malformed query", errSigV4)
 	}
-	keyID, day, region, service := scope[0], scope[1], scope[2], scope[3]
-	cred, ok := v.creds[keyID]
+	p := presignedQuery{q: q}
+	params := []struct {
+		name     string
+		dst      *string
+		required bool
+	}{
+		{sigv4.ParamAlgorithm, &p.algorithm, true},
+		{sigv4.ParamCredential, &p.credential, true},
+		{sigv4.ParamDate, &p.date, true},
+		{sigv4.ParamSignedHeaders, &p.signedHeaders, true},
+		{sigv4.ParamSignature, &p.signature, true},
+		{sigv4.ParamExpires, &p.expires, false},
+		{sigv4.ParamSecurityToken, &p.token, false},
+	}
+	for _, param := range params {
+		if *param.dst, err = queryParam(q, param.name, param.required); err != nil {
+			return presignedQuery{}, err
+		}
+	}
+	return p, nil
+}
+
+// queryParam returns the one value of q's parameter name, "" if it is absent and not
+// required.
+func queryParam(q url.Values, name string, required bool) (string, error) {
+	vals := q[name]
+	switch {
+	case len(vals) > 1:
+		return "", fmt.Errorf("%w: %s given %d times", errSigV4, name, len(vals))
+	case len(vals) == 0 && required:
+		return "", fmt.Errorf("%w: %s missing", errSigV4, name)
+	case len(vals) == 0:
+		return "", nil
+	}
+	return vals[0], nil
+}
+
+// credentialScope is X-Amz-Credential taken apart.
+type credentialScope struct {
+	keyID, day, region, service string
+}
+
+// checkScope parses X-Amz-Credential and returns the credential it names, refusing an
+// unknown access key, a service other than AWS IoT's and (when v has one) another
+// region.
+func (v *sigV4Verifier) checkScope(credential string) (Credential, credentialScope, error) {
+	parts := strings.Split(credential, "/")
+	if len(parts) != 5 || parts[4] != sigv4.Terminator {
+		return Credential{}, credentialScope{}, fmt.Errorf("%w: malformed credential scope", errSigV4)
+	}
+	s := credentialScope{keyID: parts[0], day: parts[1], region: parts[2], service: parts[3]}
+	cred, ok := v.creds[s.keyID]
 	if !ok {
-		return Credential{}, fmt.Errorf("%w: unknown access key ID %q", errSigV4, keyID)
+		return Credential{}, credentialScope{}, fmt.Errorf("%w: unknown access key ID %q", errSigV4, s.keyID)
 	}
-	if service != serviceIoTDeviceGateway && service != serviceIoTDataDeprecated {
-		return Credential{}, fmt.Errorf("%w: service %q", errSigV4, service)
+	if s.service != sigv4.ServiceIoTDeviceGateway && s.service != serviceIoTDataDeprecated {
+		return Credential{}, credentialScope{}, fmt.Errorf("%w: service %q", errSigV4, s.service)
 	}
-	if v.region != "" && region != v.region {
-		return Credential{}, fmt.Errorf("%w: region %q, want %q", errSigV4, region, v.region)
+	if v.region != "" && s.region != v.region {
+		return Credential{}, credentialScope{}, fmt.Errorf("%w: region %q, want %q", errSigV4, s.region, v.region)
 	}
+	return cred, s, nil
+}
 
-	signed, err := time.Parse(sigV4TimeFormat, date)
-	if err != nil || signed.Format("20060102") != day {
-		return Credential{}, fmt.Errorf("%w: X-Amz-Date does not match the credential scope", errSigV4)
+// checkTime refuses a URL whose X-Amz-Date is not on the scope's day, or lies outside
+// [now - expiry - skew, now + skew].
+func (v *sigV4Verifier) checkTime(p presignedQuery, day string) error {
+	signed, err := time.Parse(sigv4.TimeFormat, p.date)
+	if err != nil || signed.Format(sigv4.DayFormat) != day {
+		return fmt.Errorf("%w: X-Amz-Date does not match the credential scope", errSigV4)
 	}
 	var validFor time.Duration
-	if expires != "" {
-		n, err := strconv.Atoi(expires)
+	if p.expires != "" {
+		n, err := strconv.Atoi(p.expires)
 		if err != nil || n < 1 || time.Duration(n)*time.Second > maxPresignExpiry {
-			return Credential{}, fmt.Errorf("%w: X-Amz-Expires %q", errSigV4, expires)
+			return fmt.Errorf("%w: X-Amz-Expires %q", errSigV4, p.expires)
 		}
 		validFor = time.Duration(n) * time.Second
 	}
 	now := v.now()
 	if signed.After(now.Add(v.skew)) {
-		return Credential{}, fmt.Errorf("%w: signed in the future (%s)", errSigV4, date)
+		return fmt.Errorf("%w: signed in the future (%s)", errSigV4, p.date)
 	}
 	if now.After(signed.Add(validFor + v.skew)) {
-		return Credential{}, fmt.Errorf("%w: expired (signed %s)", errSigV4, date)
+		return fmt.Errorf("%w: expired (signed %s)", errSigV4, p.date)
 	}
+	return nil
+}
 
-	if cred.SessionToken != "" || token != "" {
-		if subtle.ConstantTimeCompare([]byte(cred.SessionToken), []byte(token)) != 1 {
-			return Credential{}, fmt.Errorf("%w: session token does not match access key ID %q", errSigV4, keyID)
-		}
+// checkToken refuses a session token that is not cred's, including one given for a
+// long-term credential or missing for a temporary one.
+func checkToken(cred Credential, token string) error {
+	if cred.SessionToken == "" && token == "" {
+		return nil
 	}
+	if subtle.ConstantTimeCompare([]byte(cred.SessionToken), []byte(token)) != 1 {
+		return fmt.Errorf("%w: session token does not match access key ID %q", errSigV4, cred.AccessKeyID)
+	}
+	return nil
+}
 
+// canonicalHeaders returns the canonical header lines of r's signed headers, which
+// must be lower case, sorted and include host.
+func canonicalHeaders(r *http.Request, signedHeaders string) (string, error) {
 	headers := strings.Split(signedHeaders, ";")
 	if !slices.Contains(headers, "host") || !slices.IsSorted(headers) {
-		return Credential{}, fmt.Errorf("%w: signed headers must be sorted and include host", errSigV4)
+		return "", fmt.Errorf("%w: signed headers must be sorted and include host", errSigV4)
 	}
-	var canonHeaders strings.Builder
+	var b strings.Builder
 	for _, h := range headers {
 		if h == "" || h != strings.ToLower(h) {
-			return Credential{}, fmt.Errorf("%w: malformed signed headers", errSigV4)
+			return "", fmt.Errorf("%w: malformed signed headers", errSigV4)
 		}
 		val := r.Host
 		if h != "host" {
 			val = strings.Join(r.Header.Values(h), ",")
 		}
-		canonHeaders.WriteString(h + ":" + strings.Join(strings.Fields(val), " ") + "\n")
+		b.WriteString(sigv4.CanonicalHeader(h, val))
 	}
+	return b.String(), nil
+}
 
-	key := sigV4Key(cred.SecretAccessKey, day, region, service)
-	want := []byte(strings.ToLower(signature))
-	tokenModes := []bool{false}
-	if token != "" {
-		tokenModes = append(tokenModes, true)
+// signatureMatches reports whether p's signature is the one secret gives r, with the
+// session token outside the canonical query (as AWS IoT has it) or inside it, and
+// with the empty payload's hash or UNSIGNED-PAYLOAD.
+func signatureMatches(r *http.Request, p presignedQuery, secret string, s credentialScope, headers string) bool {
+	key := sigv4.SigningKey(secret, s.day, s.region, s.service)
+	scope := sigv4.Scope(s.day, s.region, s.service)
+	want := []byte(strings.ToLower(p.signature))
+	omits := [][]string{{sigv4.ParamSignature, sigv4.ParamSecurityToken}}
+	if p.token != "" {
+		omits = append(omits, []string{sigv4.ParamSignature})
 	}
-	for _, withToken := range tokenModes {
-		query := canonicalQuery(q, withToken)
-		for _, payload := range []string{emptyPayloadHash, unsignedPayload} {
-			canonical := strings.Join([]string{r.Method, canonicalPath(r.URL), query, canonHeaders.String(), signedHeaders, payload}, "\n")
-			sum := sha256.Sum256([]byte(canonical))
-			toSign := strings.Join([]string{sigV4Algorithm, date, strings.Join(scope[1:], "/"), hex.EncodeToString(sum[:])}, "\n")
-			got := []byte(hex.EncodeToString(hmacSHA256(key, toSign)))
-			if hmac.Equal(got, want) {
-				return cred, nil
+	for _, omit := range omits {
+		query := sigv4.CanonicalQuery(p.q, omit...)
+		for _, payload := range []string{sigv4.EmptyPayloadHash, sigv4.UnsignedPayload} {
+			canonical := sigv4.CanonicalRequest(r.Method, sigv4.CanonicalURI(r.URL), query, headers, p.signedHeaders, payload)
+			got := sigv4.Signature(key, sigv4.StringToSign(p.date, scope, canonical))
+			if hmac.Equal([]byte(got), want) {
+				return true
 			}
 		}
 	}
-	return Credential{}, fmt.Errorf("%w: signature does not match for access key ID %q", errSigV4, keyID)
-}
-
-// sigV4Key derives the signing key for one day, region and service.
-func sigV4Key(secret, day, region, service string) []byte {
-	k := hmacSHA256([]byte("AWS4"+secret), day)
-	k = hmacSHA256(k, region)
-	k = hmacSHA256(k, service)
-	return hmacSHA256(k, sigV4Terminator)
-}
-
-func hmacSHA256(key []byte, data string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(data))
-	return m.Sum(nil)
-}
-
-// canonicalQuery encodes q, less the signature and (unless withToken) the session
-// token, as SigV4's canonical query string: every name and value percent-encoded,
-// pairs sorted by name and then value.
-func canonicalQuery(q url.Values, withToken bool) string {
-	type pair struct{ name, val string }
-	pairs := make([]pair, 0, len(q))
-	for name, vals := range q {
-		if name == amzSignature || name == amzSecurityToken && !withToken {
-			continue
-		}
-		for _, val := range vals {
-			pairs = append(pairs, pair{sigV4Escape(name), sigV4Escape(val)})
-		}
-	}
-	slices.SortFunc(pairs, func(a, b pair) int {
-		return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.val, b.val))
-	})
-	var b strings.Builder
-	for i, p := range pairs {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(p.name + "=" + p.val)
-	}
-	return b.String()
-}
-
-// canonicalPath is the URI-encoded request path, "/" when empty.
-func canonicalPath(u *url.URL) string {
-	path := u.EscapedPath()
-	if path == "" {
-		return "/"
-	}
-	return path
-}
-
-// sigV4Escape percent-encodes everything except SigV4's unreserved characters
-// A-Z a-z 0-9 - _ . ~, with upper-case hex.
-func sigV4Escape(s string) string {
-	const hexDigits = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hexDigits[c>>4])
-		b.WriteByte(hexDigits[c&15])
-	}
-	return b.String()
+	return false
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/gorilla/websocket"
+
+	"github.com/shadowsync/shadowsync/internal/sigv4"
 )
 
 // Test credentials; the secrets are made up.
@@ -37,12 +39,12 @@ func presign(t *testing.T, wsURL, keyID, secret, token string, at time.Time, exp
 		t.Fatal(err)
 	}
 	signed, _, err := v4.NewSigner().PresignHTTP(t.Context(), aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret},
-		req, emptyPayloadHash, serviceIoTDeviceGateway, "us-east-1", at)
+		req, sigv4.EmptyPayloadHash, sigv4.ServiceIoTDeviceGateway, "us-east-1", at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
-		signed += "&" + amzSecurityToken + "=" + url.QueryEscape(token)
+		signed += "&" + sigv4.ParamSecurityToken + "=" + url.QueryEscape(token)
 	}
 	return strings.Replace(signed, "http://", "ws://", 1)
 }
@@ -134,7 +136,7 @@ func TestWebSocketRefused(t *testing.T) {
 
 // flipSignature changes the first hex digit of the URL's X-Amz-Signature.
 func flipSignature(u string) string {
-	i := strings.Index(u, amzSignature+"=") + len(amzSignature) + 1
+	i := strings.Index(u, sigv4.ParamSignature+"=") + len(sigv4.ParamSignature) + 1
 	c := byte('0')
 	if u[i] == '0' {
 		c = '1'

@@ -77,10 +77,7 @@ func (d *dialer) dialWebSocket(ctx context.Context) (net.Conn, *aws.Credentials,
 		return nil, nil, err
 	}
 	s.Logger.Debug("signing websocket URL", "credentials", loggedCredentials(creds), "region", s.Region)
-	signed, err := presignURL(ctx, s.ep.url(), creds, s.Region, d.now())
-	if err != nil {
-		return nil, nil, err
-	}
+	signed := presignURL(s.ep.url(), creds, s.Region, d.now())
 	wd := websocket.Dialer{
 		NetDialContext:   s.Dialer.DialContext,
 		TLSClientConfig:  s.tls,
