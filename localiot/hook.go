@@ -127,7 +127,7 @@ func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		h.clients.Delete(old)
 	}
-	h.clients.Store(cl, &clientState{who: who, ephemeral: cleanSession(cl), tokens: float64(h.limits.PublishesPerSecond), last: time.Now()})
+	h.clients.Store(cl, &clientState{who: who, ephemeral: cleanSession(cl), tokens: max(h.limits.MaxPublishRate, 1), last: time.Now()})
 	h.log.Debug("client connected", "client", cl.ID, "as", who.String(), "listener", cl.Net.Listener)
 	return nil
 }
@@ -387,7 +387,7 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	case reason != "":
 	case h.limits.Off:
 		return pk, nil
-	case !st.allowPublish(h.limits.PublishesPerSecond, time.Now()):
+	case !st.allowPublish(h.limits.MaxPublishRate, time.Now()):
 		h.log.Debug("publish dropped: throttled", "client", cl.ID, "topic", pk.TopicName)
 		return pk, drop(cl, pk)
 	default:
@@ -429,14 +429,14 @@ func drop(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // allowPublish takes a token from the client's bucket, refilled at rate per second up
-// to rate; rate 0 means no throttle.
-func (st *clientState) allowPublish(rate int, now time.Time) bool {
+// to rate (at least 1); rate 0 means no throttle.
+func (st *clientState) allowPublish(rate float64, now time.Time) bool {
 	if rate <= 0 {
 		return true
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.tokens = min(float64(rate), st.tokens+now.Sub(st.last).Seconds()*float64(rate))
+	st.tokens = min(max(rate, 1), st.tokens+now.Sub(st.last).Seconds()*rate)
 	st.last = now
 	if st.tokens < 1 {
 		return false

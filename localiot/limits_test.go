@@ -125,7 +125,7 @@ func TestDuplicateClientIDDisconnectsFirst(t *testing.T) {
 
 func TestPublishThrottle(t *testing.T) {
 	const rate = 5
-	url := startServer(t, Options{Limits: Limits{PublishesPerSecond: rate}}).Endpoints().Plain
+	url := startServer(t, Options{Limits: Limits{MaxPublishRate: rate}}).Endpoints().Plain
 	sub := mustConnect(t, url, "sub")
 	sub.mustSubscribe(t, "burst", "sentinel")
 	pub := mustConnect(t, url, "pub")

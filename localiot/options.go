@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shadowsync/shadowsync/internal/awsiot"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -190,9 +191,10 @@ type Limits struct {
 	// MaxFiltersPerSubscribe is how many filters one SUBSCRIBE may carry; the rest get
 	// the SUBACK failure code. Zero means 8; negative means no limit.
 	MaxFiltersPerSubscribe int
-	// PublishesPerSecond, when positive, throttles each connection's inbound
-	// publishes; excess ones are dropped (AWS: 100). Zero means no throttle.
-	PublishesPerSecond int
+	// MaxPublishRate, when positive, throttles each connection's inbound publishes
+	// to this many per second, with bursts of as many; excess ones are dropped
+	// (AWS IoT: 100). Zero means no throttle.
+	MaxPublishRate float64
 }
 
 // OutboundLimits bound each client's outbound queue, so that a client that reads
@@ -226,16 +228,17 @@ const (
 	defaultOutboundBytes    = 4 << 20
 )
 
-// AWS IoT Core broker limits (docs/protocol.md#limits).
+// AWS IoT Core broker limits (package awsiot has the quotas) and localiot's own
+// settings.
 const (
-	defaultMaxPayload        = 128 * 1024
-	defaultMaxSubscriptions  = 50
-	defaultMaxFilters        = 8
-	maxClientIDBytes         = 128
-	maxTopicBytes            = 256
-	maxTopicSlashes          = 7
-	minKeepAlive             = 30
-	maxKeepAlive             = 1200
+	defaultMaxPayload        = awsiot.MaxPayloadBytes
+	defaultMaxSubscriptions  = awsiot.MaxSubscriptionsPerConnection
+	defaultMaxFilters        = awsiot.MaxFiltersPerSubscribe
+	maxClientIDBytes         = awsiot.MaxClientIDBytes
+	maxTopicBytes            = awsiot.MaxTopicBytes
+	maxTopicSlashes          = awsiot.MaxTopicSlashes
+	minKeepAlive             = awsiot.MinKeepAliveSeconds
+	maxKeepAlive             = awsiot.MaxKeepAliveSeconds
 	defaultMaxSkew           = 5 * time.Minute
 	maxPresignExpiry         = 7 * 24 * time.Hour
 	connectTimeout           = 10 * time.Second
@@ -318,8 +321,8 @@ func (o Options) validate() (Options, error) {
 	l.MaxPayload = orDefault(l.MaxPayload, defaultMaxPayload)
 	l.MaxSubscriptions = orDefault(l.MaxSubscriptions, defaultMaxSubscriptions)
 	l.MaxFiltersPerSubscribe = orDefault(l.MaxFiltersPerSubscribe, defaultMaxFilters)
-	if l.PublishesPerSecond < 0 {
-		return o, fmt.Errorf("%w: Limits.PublishesPerSecond is negative", ErrInvalidOptions)
+	if l.MaxPublishRate < 0 {
+		return o, fmt.Errorf("%w: Limits.MaxPublishRate is negative", ErrInvalidOptions)
 	}
 	ob := &o.Outbound
 	switch {

@@ -25,7 +25,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"credential for an invalid thing", Options{WebSocket: &WebSocketListener{Credentials: []Credential{{AccessKeyID: "A", SecretAccessKey: "s", Thing: "a b"}}}}},
 		{"reserved thing topic", Options{ThingTopics: []string{"$aws/things/${thing}/jobs/#"}}},
 		{"invalid thing topic", Options{ThingTopics: []string{"a/#/b"}}},
-		{"negative throttle", Options{Limits: Limits{PublishesPerSecond: -1}}},
+		{"negative throttle", Options{Limits: Limits{MaxPublishRate: -1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,8 +18,10 @@ import (
 
 // Options configure a Manager. The zero value works.
 type Options struct {
-	// Shadow configures the shadow client every controller shares.
-	Shadow shadowclient.Options
+	// Client configures the shadow client every controller shares (how it subscribes,
+	// its request timeout, its logger); ControllerOptions.Shadow, by contrast, names
+	// the shadow a controller manages.
+	Client shadowclient.Options
 	// Resync, when positive, re-reads every managed shadow this often and reconciles
 	// any that drifted (desired and reported differ). Zero means no periodic resync;
 	// shadows are still re-read on start and after every reconnect.
@@ -91,8 +93,8 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Shadow.Logger == nil {
-		opts.Shadow.Logger = opts.Logger
+	if opts.Client.Logger == nil {
+		opts.Client.Logger = opts.Logger
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
@@ -102,13 +104,13 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	}
 	mx := newMetrics()
 	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1), metrics: mx, registry: opts.Registry}
-	if userObserve := opts.Shadow.Observe; userObserve != nil {
-		opts.Shadow.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
+	if userObserve := opts.Client.Observe; userObserve != nil {
+		opts.Client.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
 			mx.observeRequest(op, outcome, took)
 			userObserve(op, outcome, took)
 		}
 	} else {
-		opts.Shadow.Observe = mx.observeRequest
+		opts.Client.Observe = mx.observeRequest
 	}
 	userOnline, userOffline := cfg.OnOnline, cfg.OnOffline
 	var everOnline bool
@@ -134,7 +136,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
-	client, err := shadowclient.New(conn, opts.Shadow)
+	client, err := shadowclient.New(conn, opts.Client)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}

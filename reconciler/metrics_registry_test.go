@@ -12,7 +12,7 @@ import (
 
 func TestFailedNewManagerUnregistersItsMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	_, err := reconciler.NewManager(transport.Config{Endpoint: "mqtt://127.0.0.1:1883"}, reconciler.Options{Registry: reg, Shadow: shadowclient.Options{Subscriptions: 7}})
+	_, err := reconciler.NewManager(transport.Config{Endpoint: "mqtt://127.0.0.1:1883"}, reconciler.Options{Registry: reg, Client: shadowclient.Options{Subscriptions: 7}})
 	if err == nil {
 		t.Fatal("want an error for bad options")
 	}

@@ -199,7 +199,7 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	cfg.StableAfter = 100 * time.Millisecond // each cut is its own: reconnect at the base backoff
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Shadow: shadowclient.Options{Wildcards: shadowclient.WildcardsAlways}})
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Client: shadowclient.Options{Wildcards: shadowclient.WildcardsAlways}})
 	if err != nil {
 		t.Fatal(err)
 	}

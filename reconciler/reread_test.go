@@ -24,7 +24,7 @@ func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 	if os.Getenv("SHADOWSYNC_SOAK") == "" {
 		t.Skip("set SHADOWSYNC_SOAK=1 to run: it throttles the broker to 2 publishes/s and takes about 30 s (.ci/run does)")
 	}
-	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{PublishesPerSecond: 2}})
+	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{MaxPublishRate: 2}})
 	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 	offline := make(chan struct{}, 8)
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.OnOffline = func(error) { offline <- struct{}{} }
-	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Shadow: shadowclient.Options{Timeout: 300 * time.Millisecond}})
+	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Client: shadowclient.Options{Timeout: 300 * time.Millisecond}})
 	var things []string
 	for i := range 8 {
 		things = append(things, fmt.Sprintf("rr-%d", i))

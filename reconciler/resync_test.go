@@ -29,7 +29,7 @@ func TestResyncsDoNotPileUp(t *testing.T) {
 	blocked := make(chan struct{}, things)
 	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{
 		Logger: testLogger(t),
-		Shadow: shadowclient.Options{Observe: func(op shadowstate.Op, _ string, _ time.Duration) {
+		Client: shadowclient.Options{Observe: func(op shadowstate.Op, _ string, _ time.Duration) {
 			if op != shadowstate.OpGet {
 				return
 			}

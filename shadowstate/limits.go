@@ -1,6 +1,10 @@
 package shadowstate
 
-import "time"
+import (
+	"time"
+
+	"github.com/shadowsync/shadowsync/internal/awsiot"
+)
 
 // AWS's limits and messages for the Device Shadow service (docs/protocol.md#limits and
 // #rejections). Where AWS's documentation is unsure, the choice is made here, once,
@@ -23,7 +27,7 @@ const (
 
 	// MaxPayloadBytes is the largest MQTT payload AWS IoT's broker accepts; the shadow
 	// service refuses larger requests even when a broker lets them through.
-	MaxPayloadBytes = 128 * 1024
+	MaxPayloadBytes = awsiot.MaxPayloadBytes
 
 	// MaxThingNameBytes and MaxShadowNameBytes bound thing and shadow names.
 	MaxThingNameBytes  = 128

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/shadowsync/shadowsync/internal/awsiot"
 	"github.com/shadowsync/shadowsync/internal/offlinequeue"
 )
 
@@ -40,15 +41,15 @@ const (
 	// DefaultDrainRate is how many queued publishes per second are sent after a reconnect.
 	DefaultDrainRate = 2.0
 	// DefaultMaxSubscriptions is AWS IoT's subscriptions-per-connection cap.
-	DefaultMaxSubscriptions = 50
-	// DefaultFiltersPerSubscribe is AWS IoT's topic-filters-per-SUBSCRIBE cap.
-	DefaultFiltersPerSubscribe = 8
+	DefaultMaxSubscriptions = awsiot.MaxSubscriptionsPerConnection
+	// DefaultMaxFiltersPerSubscribe is AWS IoT's topic-filters-per-SUBSCRIBE cap.
+	DefaultMaxFiltersPerSubscribe = awsiot.MaxFiltersPerSubscribe
 	// DefaultMaxPublishRate is AWS IoT's publishes per second per connection.
-	DefaultMaxPublishRate = 100.0
+	DefaultMaxPublishRate float64 = awsiot.MaxPublishesPerSecond
 	// DefaultHandlerBuffer is how many messages may wait for one subscription's handler.
 	DefaultHandlerBuffer = 1024
 	// DefaultMaxConnectionAge replaces WebSocket connections ahead of AWS's 24 h cut.
-	DefaultMaxConnectionAge = 23*time.Hour + 30*time.Minute
+	DefaultMaxConnectionAge = awsiot.MaxWebSocketConnectionAge - 30*time.Minute
 )
 
 // UnboundedOfflineQueue, as Config.OfflineQueueSize, lets the offline queue grow
@@ -81,7 +82,7 @@ func (p DropPolicy) String() string {
 
 const (
 	defaultClientIDPrefix    = "shadowsync-"
-	maxClientIDBytes         = 128
+	maxClientIDBytes         = awsiot.MaxClientIDBytes
 	maxKeepAlive             = 65535 * time.Second // MQTT's 16-bit seconds
 	credentialsRefreshMargin = 2 * time.Minute
 )
@@ -188,9 +189,9 @@ type Config struct {
 	// MaxSubscriptions caps the topic filters one connection holds (AWS IoT: 50).
 	// Zero means 50; negative means no cap.
 	MaxSubscriptions int
-	// FiltersPerSubscribe caps the filters in one SUBSCRIBE (AWS IoT: 8). Zero
+	// MaxFiltersPerSubscribe caps the filters in one SUBSCRIBE (AWS IoT: 8). Zero
 	// means 8.
-	FiltersPerSubscribe int
+	MaxFiltersPerSubscribe int
 	// MaxPublishRate caps outgoing publishes per second (AWS IoT: 100 per connection,
 	// inbound and outbound). Zero means 100; negative means no cap.
 	MaxPublishRate float64
@@ -303,7 +304,7 @@ func (c Config) validate() (*settings, error) {
 		return nil, invalid("KeepAlive %v: want whole seconds from 1s to %v", s.KeepAlive, maxKeepAlive)
 	}
 	s.keepAlive = s.KeepAlive
-	if _, aws := regionFromHost(s.ep.host); aws && (s.keepAlive < 30*time.Second || s.keepAlive > 1200*time.Second) {
+	if _, aws := regionFromHost(s.ep.host); aws && (s.keepAlive < awsiot.MinKeepAliveSeconds*time.Second || s.keepAlive > awsiot.MaxKeepAliveSeconds*time.Second) {
 		s.Logger.Warn("AWS IoT accepts keep-alives of 30-1200 s and adjusts others", "keep_alive", s.keepAlive)
 	}
 	if s.MaxConnectionAge == 0 {
@@ -347,10 +348,10 @@ func (c Config) validate() (*settings, error) {
 		s.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	switch {
-	case s.FiltersPerSubscribe < 0:
-		return nil, invalid("FiltersPerSubscribe is negative")
-	case s.FiltersPerSubscribe == 0:
-		s.FiltersPerSubscribe = DefaultFiltersPerSubscribe
+	case s.MaxFiltersPerSubscribe < 0:
+		return nil, invalid("MaxFiltersPerSubscribe is negative")
+	case s.MaxFiltersPerSubscribe == 0:
+		s.MaxFiltersPerSubscribe = DefaultMaxFiltersPerSubscribe
 	}
 	switch {
 	case s.HandlerBuffer < 0:

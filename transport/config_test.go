@@ -73,7 +73,7 @@ func TestConfigDefaults(t *testing.T) {
 		"endpoint": s.ep.String(), "op": s.OperationTimeout, "connect": s.ConnectTimeout,
 		"keepalive": s.keepAlive, "stable": s.StableAfter, "queue": s.OfflineQueueSize,
 		"drop": s.OfflineDropPolicy, "drain": s.drainGap, "subs": s.MaxSubscriptions,
-		"filters": s.FiltersPerSubscribe, "pubgap": s.pubGap, "buffer": s.HandlerBuffer,
+		"filters": s.MaxFiltersPerSubscribe, "pubgap": s.pubGap, "buffer": s.HandlerBuffer,
 		"backoff": []time.Duration{s.Backoff(0), s.Backoff(1), s.Backoff(5), s.Backoff(6), s.Backoff(100)},
 	}
 	want := map[string]any{

@@ -153,12 +153,12 @@ func (c *Conn) removeSubscription(ctx context.Context, s *Subscription) error {
 	return c.unsubscribeWire(ctx, sess, []string{s.filter})
 }
 
-// subscribeWire sends SUBSCRIBE packets of at most FiltersPerSubscribe filters each
+// subscribeWire sends SUBSCRIBE packets of at most MaxFiltersPerSubscribe filters each
 // and waits for their SUBACKs. Refused filters are reported with ErrSubscribeRefused.
 func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[string]byte) error {
 	names := slices.Sorted(maps.Keys(filters))
 	var refused []string
-	for batch := range slices.Chunk(names, c.s.FiltersPerSubscribe) {
+	for batch := range slices.Chunk(names, c.s.MaxFiltersPerSubscribe) {
 		m := make(map[string]byte, len(batch))
 		for _, f := range batch {
 			m[f] = filters[f]

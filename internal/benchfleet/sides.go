@@ -40,7 +40,7 @@ func (f *frameworkSide) start(ctx context.Context) error {
 	}
 	cfg := transport.Config{Endpoint: f.opts.Endpoint, ClientID: f.clientID, MaxPublishRate: -1}
 	m, err := reconciler.NewManager(cfg, reconciler.Options{
-		Shadow: shadowclient.Options{Observe: observe, QoS0: f.opts.QoS0},
+		Client: shadowclient.Options{Observe: observe, QoS0: f.opts.QoS0},
 		Logger: f.opts.Logger.With("component", "reconciler"),
 	})
 	if err != nil {
