@@ -15,9 +15,10 @@ import (
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
-// runBench runs the echo-fleet benchmark: the framework, then a bare paho client
-// (the floor), on the same server, and prints both with their ratios. With
-// --fleet-processes it measures the fleet echo in 1, 2… processes instead.
+// runBench parses bench's flags and runs benchfleet's echo-fleet benchmark: the
+// framework, then a bare paho client (the floor), on the same server, and prints
+// both with their ratios. With --fleet-processes it measures the fleet echo in 1,
+// 2… processes instead (bench_fleet.go).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == fleetMemberCommand {
 		return runBenchFleetMember(ctx, args[1:], stdout, stderr)
@@ -55,13 +56,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
-	var fleet *fleetBench
+	var fleet *benchfleet.FleetOptions
 	if *fleetProcs != "" {
 		procs, err := parseProcessCounts(*fleetProcs)
 		if err != nil {
 			return fmt.Errorf("%w: --fleet-processes %v", errUsage, err)
 		}
-		fleet = &fleetBench{processes: procs, inProcess: *endpoint == "", cpuProfile: *cpuProfile, logLevel: *logLevel}
+		fleet = &benchfleet.FleetOptions{
+			Processes: procs, ServerInProcess: *endpoint == "",
+			MemberCPUProfile: *cpuProfile, MemberLogLevel: *logLevel, MemberStderr: stderr,
+		}
 		*workers = fleetWorkers(fs, *workers)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -79,8 +83,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		opts.Endpoint = ep
 	}
 	if fleet != nil {
-		fleet.opts = opts
-		return fleet.run(ctx, *jsonOnly, stdout, stderr)
+		fleet.Options = opts
+		return runBenchFleet(ctx, *fleet, *jsonOnly, stdout)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -158,11 +162,11 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	row("updates/s", fmt.Sprintf("%.0f", fw.UpdatesPerSec), fmt.Sprintf("%.0f", fl.UpdatesPerSec), ra.Throughput, verdict(ra.Throughput >= 0.8, "≥ 0.8"))
 	row("p50 latency", msString(fw.P50Ms), msString(fl.P50Ms), ra.P50, "")
 	row("p99 latency", msString(fw.P99Ms), msString(fl.P99Ms), ra.P99, verdict(ra.P99 <= 1.5, "≤ 1.5"))
-	row("max latency", msString(fw.MaxMs), msString(fl.MaxMs), ratioOf(fw.MaxMs, fl.MaxMs), "")
+	row("max latency", msString(fw.MaxMs), msString(fl.MaxMs), benchfleet.Ratio(fw.MaxMs, fl.MaxMs), "")
 	row("CPU per update", fmt.Sprintf("%.1f µs", fw.CPUPerUpdateUs), fmt.Sprintf("%.1f µs", fl.CPUPerUpdateUs), ra.CPUPerUpdate, "")
 	row("peak heap", mib(fw.PeakHeapBytes), mib(fl.PeakHeapBytes), ra.PeakHeap, "")
 	row("heap per shadow", fmt.Sprintf("%.0f B", fw.HeapPerShadowBytes), fmt.Sprintf("%.0f B", fl.HeapPerShadowBytes), 0, verdict(fw.HeapPerShadowBytes <= 4096, "≤ 4 KB"))
-	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), ratioOf(fw.StartSeconds, fl.StartSeconds), "")
+	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), benchfleet.Ratio(fw.StartSeconds, fl.StartSeconds), "")
 	tw.Flush()
 	fmt.Fprintln(w, "\nThroughput and p99 targets are for 1000 things, heap per shadow for 10,000.")
 }
@@ -172,13 +176,6 @@ func verdict(ok bool, target string) string {
 		return target + " met"
 	}
 	return target + " missed"
-}
-
-func ratioOf(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
 }
 
 func msString(ms float64) string { return fmt.Sprintf("%.2f ms", ms) }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/benchfleet"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
@@ -48,8 +49,8 @@ func TestBenchFleetProcesses(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
 		t.Fatalf("last line is not the JSON report: %v\n%s", err, out)
 	}
-	if r.Mode != "fleet" || r.Things != 20 || r.Rounds != 1 || r.WorkersPerProcess != fleetMemberWorkers {
-		t.Errorf("mode %q, things %d, rounds %d, workers %d; want fleet, 20, 1, %d", r.Mode, r.Things, r.Rounds, r.WorkersPerProcess, fleetMemberWorkers)
+	if r.Mode != "fleet" || r.Things != 20 || r.Rounds != 1 || r.WorkersPerProcess != benchfleet.DefaultMemberWorkers {
+		t.Errorf("mode %q, things %d, rounds %d, workers %d; want fleet, 20, 1, %d", r.Mode, r.Things, r.Rounds, r.WorkersPerProcess, benchfleet.DefaultMemberWorkers)
 	}
 	if len(r.Results) != 2 {
 		t.Fatalf("%d results, want one for 1 and one for 2 processes:\n%s", len(r.Results), out)
@@ -93,18 +94,19 @@ func TestParseProcessCounts(t *testing.T) {
 	}
 }
 
-// TestFleetMemberStopsOnSIGTERM: a member prints its ready line once subscribed, and
-// on SIGTERM its stats line, and exits 0.
+// TestFleetMemberStopsOnSIGTERM: the hidden subcommand a member is re-executed as
+// prints its ready line once subscribed, and on SIGTERM its stats line, and exits 0.
+// The lines' prefixes are those benchfleet.RunFleet reads.
 func TestFleetMemberStopsOnSIGTERM(t *testing.T) {
 	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
 	p := start(t, nil, "bench", fleetMemberCommand, "--endpoint", ep, "--group", "g", "--prefix", "x-", "--client-id", "member-test")
-	if l := p.nextLine(t); !strings.HasPrefix(l, readyPrefix) {
+	if l := p.nextLine(t); !strings.HasPrefix(l, "ready: ") {
 		t.Fatalf("first line %q, want the ready line", l)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if l := p.nextLine(t); !strings.HasPrefix(l, statsPrefix) {
+	if l := p.nextLine(t); !strings.HasPrefix(l, "stats: ") {
 		t.Errorf("line after SIGTERM %q, want the stats line", l)
 	}
 	done := make(chan error, 1)

@@ -3,12 +3,15 @@ package benchfleet
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 )
 
-// Side is an echo of the fleet that the caller brings, such as fleet processes run
-// outside this process; Bench.Measure times it with the same rig and the same
-// measurement as the framework and the floor of Run.
+// Side is one way of echoing the fleet that the bench measures: the framework and
+// the floor of Run, in this process, or the member processes of RunFleet. Every side
+// is timed with the same rig and the same measurement, so that their results compare.
 type Side interface {
 	// Start brings the echo up. It returns once the echo reacts to deltas of every
 	// thing of the fleet (the warm-up round then proves it); if it fails, it leaves
@@ -18,33 +21,25 @@ type Side interface {
 	Stop()
 }
 
-// CPUMeter is implemented by a Side that runs outside this process and can tell the
-// CPU time it has used so far; Measure then reports Result.SideCPUPerUpdateUs.
+// CPUMeter tells how much CPU time, user and system, something has used so far:
+// the bench process, or a Side that runs in other processes (which then also gets
+// Result.SideCPUPerUpdateUs). CPUTime is negative when it is unknown.
 type CPUMeter interface {
-	// CPUTime returns the side's CPU time so far, user and system; negative if
-	// unknown.
 	CPUTime() time.Duration
 }
 
-// Bench is a seeded fleet with its app and watcher, on which sides are measured one
+// bench is a seeded fleet with its app and watcher, on which sides are measured one
 // after another against the same server. It is not safe for concurrent use.
-type Bench struct {
+type bench struct {
 	opts Options
 	r    *rig
+	self CPUMeter // the bench process
 }
 
-// NewBench connects the app and the watcher to opts.Endpoint and seeds every
-// thing's shadow with desired = reported. Options.Workers and Options.CPUProfile are
-// not used: the sides measured are the caller's. Close releases it.
-func NewBench(ctx context.Context, opts Options) (*Bench, error) {
-	opts, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	return newBench(ctx, opts)
-}
-
-func newBench(ctx context.Context, opts Options) (*Bench, error) {
+// newBench connects the app and the watcher to opts.Endpoint, which has its
+// defaults, and seeds every thing's shadow with desired = reported. close releases
+// it.
+func newBench(ctx context.Context, opts Options) (*bench, error) {
 	r, err := newRig(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -54,36 +49,86 @@ func newBench(ctx context.Context, opts Options) (*Bench, error) {
 		r.close()
 		return nil, fmt.Errorf("benchfleet: seed: %w", err)
 	}
-	return &Bench{opts: opts, r: r}, nil
+	return &bench{opts: opts, r: r, self: processes{os.Getpid()}}, nil
 }
 
-// Options returns the options in use, defaults filled in.
-func (b *Bench) Options() Options { return b.opts }
+// close disconnects the app and the watcher.
+func (b *bench) close() { b.r.close() }
 
-// Measure starts s, runs a warm-up round and the measured rounds, stops s, and
-// returns what was measured. The heap figures of the Result are this process's,
-// which for a side in other processes is the rig's alone.
-func (b *Bench) Measure(ctx context.Context, name string, s Side) (Result, error) {
-	return runSide(ctx, b.r, name, callerSide{s}, nil)
-}
+// measure measures one side: heap before, start, warm-up round, heap loaded, the
+// measured rounds (under the CPU profile, if any), stop. The heap figures and
+// CPUPerUpdateUs are this process's; a side that is a CPUMeter also gets
+// SideCPUPerUpdateUs.
+func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Writer) (Result, error) {
+	r := b.r
+	log := b.opts.Logger.With("side", name)
+	var res Result
+	base := liveHeap()
+	peak := sampleHeap()
+	defer peak.stop()
 
-// Close disconnects the app and the watcher.
-func (b *Bench) Close() { b.r.close() }
-
-// cpuMeter is a side whose CPU time is not this process's.
-type cpuMeter interface {
-	cpuTime() time.Duration
-}
-
-// callerSide adapts a Side to the package's side.
-type callerSide struct{ s Side }
-
-func (c callerSide) start(ctx context.Context) error { return c.s.Start(ctx) }
-func (c callerSide) stop()                           { c.s.Stop() }
-
-func (c callerSide) cpuTime() time.Duration {
-	if m, ok := c.s.(CPUMeter); ok {
-		return m.CPUTime()
+	began := time.Now()
+	if err := s.Start(ctx); err != nil {
+		return res, fmt.Errorf("benchfleet: start %s: %w", name, err)
 	}
-	return -1
+	defer s.Stop()
+	if _, err := r.round(ctx, false, false); err != nil {
+		return res, fmt.Errorf("benchfleet: %s warm-up round: %w", name, err)
+	}
+	res.StartSeconds = time.Since(began).Seconds()
+	loaded := liveHeap()
+	res.HeapPerShadowBytes = (float64(loaded) - float64(base)) / float64(b.opts.Things)
+	log.Info("fleet loaded", "seconds", res.StartSeconds, "heap_per_shadow", int(res.HeapPerShadowBytes))
+
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return res, fmt.Errorf("benchfleet: cpu profile: %w", err)
+		}
+	}
+	meter, _ := s.(CPUMeter)
+	var sideCPU0 time.Duration = -1
+	if meter != nil {
+		sideCPU0 = meter.CPUTime()
+	}
+	cpu0 := b.self.CPUTime()
+	var total time.Duration
+	for i := range b.opts.Rounds {
+		d, err := r.round(ctx, true, false)
+		if err != nil {
+			if profile != nil {
+				pprof.StopCPUProfile()
+			}
+			return res, fmt.Errorf("benchfleet: %s round %d: %w", name, i+1, err)
+		}
+		total += d
+		log.Info("round", "n", i+1, "seconds", d.Seconds())
+	}
+	cpu := b.self.CPUTime() - cpu0
+	var sideCPU time.Duration = -1
+	if sideCPU0 >= 0 {
+		if now := meter.CPUTime(); now >= 0 {
+			sideCPU = now - sideCPU0
+		}
+	}
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
+	res.PeakHeapBytes = peak.stop()
+
+	lat := r.latencies()
+	res.Updates = len(lat)
+	res.Seconds = total.Seconds()
+	res.UpdatesPerSec = Ratio(float64(res.Updates), res.Seconds)
+	res.P50Ms = ms(percentile(lat, 0.50))
+	res.P99Ms = ms(percentile(lat, 0.99))
+	res.MaxMs = ms(percentile(lat, 1))
+	if cpu0 >= 0 && res.Updates > 0 {
+		res.CPUPerUpdateUs = float64(cpu.Microseconds()) / float64(res.Updates)
+	}
+	if sideCPU >= 0 && res.Updates > 0 {
+		res.SideCPUPerUpdateUs = float64(sideCPU.Microseconds()) / float64(res.Updates)
+	}
+	return res, nil
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

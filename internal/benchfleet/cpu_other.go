@@ -4,5 +4,5 @@ package benchfleet
 
 import "time"
 
-// cpuTime returns -1: this platform gives no process CPU time here.
-func cpuTime() time.Duration { return -1 }
+// selfCPUTime returns -1: this platform gives no process CPU time here.
+func selfCPUTime() time.Duration { return -1 }

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// cpuTime returns the process's CPU time so far, user and system; -1 if unknown.
-func cpuTime() time.Duration {
+// selfCPUTime returns this process's CPU time so far, user and system; -1 if
+// unknown.
+func selfCPUTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return -1

@@ -19,8 +19,8 @@ import (
 // shadow: the app's desired changes and the echo's reports alike.
 const acceptedFilter = "$aws/things/+/shadow/update/accepted"
 
-// ThingPrefix starts the name of every thing of the fleet: bench-00000, bench-00001…
-const ThingPrefix = "bench-"
+// thingPrefix starts the name of every thing of the fleet: bench-00000, bench-00001…
+const thingPrefix = "bench-"
 
 // modes vary the desired state's string field from round to round.
 var modes = [...]string{"heat", "cool", "auto"}
@@ -44,7 +44,7 @@ func newRig(ctx context.Context, opts Options) (*rig, error) {
 	r.names = make([]string, opts.Things)
 	index := make(map[string]int, opts.Things)
 	for i := range r.names {
-		r.names[i] = fmt.Sprintf("%s%05d", ThingPrefix, i)
+		r.names[i] = fmt.Sprintf("%s%05d", thingPrefix, i)
 		index[r.names[i]] = i
 	}
 	r.track = &tracker{

@@ -17,7 +17,13 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// frameworkSide echoes the fleet with a reconciler.Manager on one connection.
+var (
+	_ Side = (*frameworkSide)(nil)
+	_ Side = (*floorSide)(nil)
+)
+
+// frameworkSide is the Side that echoes the fleet with a reconciler.Manager on one
+// connection, in this process.
 type frameworkSide struct {
 	opts     Options
 	names    []string
@@ -27,9 +33,9 @@ type frameworkSide struct {
 	done   chan error
 }
 
-// start runs the manager and returns once it has read every shadow once (the read
+// Start runs the manager and returns once it has read every shadow once (the read
 // every manager makes when it comes online), so the rounds do not race its start.
-func (f *frameworkSide) start(ctx context.Context) error {
+func (f *frameworkSide) Start(ctx context.Context) error {
 	var gets atomic.Int64
 	allRead := make(chan struct{})
 	n := int64(len(f.names))
@@ -71,18 +77,18 @@ func (f *frameworkSide) start(ctx context.Context) error {
 	case <-allRead:
 		return nil
 	case err := <-f.done:
-		f.done <- err // for stop
+		f.done <- err // for Stop
 		failure = fmt.Errorf("manager stopped at start: %v", err)
 	case <-timer.C:
 		failure = fmt.Errorf("manager read %d of %d shadows in %v", gets.Load(), n, f.opts.RoundTimeout)
 	case <-ctx.Done():
 		failure = ctx.Err()
 	}
-	f.stop()
+	f.Stop()
 	return failure
 }
 
-func (f *frameworkSide) stop() {
+func (f *frameworkSide) Stop() {
 	if f.cancel == nil {
 		return
 	}
@@ -94,15 +100,16 @@ func (f *frameworkSide) stop() {
 // deltaFilter is the one filter the floor needs.
 const deltaFilter = "$aws/things/+/shadow/update/delta"
 
-// floorSide echoes the fleet with a bare paho client doing the minimum: each delta's
-// state is published back as reported state, with no version, token or cache.
+// floorSide is the Side that echoes the fleet with a bare paho client doing the
+// minimum, in this process: each delta's state is published back as reported state,
+// with no version, token or cache.
 type floorSide struct {
 	opts     Options
 	clientID string
 	c        mqttc.Client
 }
 
-func (f *floorSide) start(ctx context.Context) error {
+func (f *floorSide) Start(ctx context.Context) error {
 	var c mqttc.Client
 	var err error
 	pprof.Do(ctx, pprof.Labels("role", "floor"), func(ctx context.Context) {
@@ -119,7 +126,7 @@ func (f *floorSide) start(ctx context.Context) error {
 	return nil
 }
 
-func (f *floorSide) stop() {
+func (f *floorSide) Stop() {
 	if f.c != nil {
 		f.c.Disconnect(100)
 		f.c = nil

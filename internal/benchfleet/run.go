@@ -8,19 +8,23 @@ import (
 	"log/slog"
 	"net/url"
 	"runtime"
-	"runtime/pprof"
 	"time"
 )
 
-// Defaults of Options.
+// Defaults of Options, exported so that a command line can show them.
 const (
-	DefaultThings       = 1000
-	DefaultRounds       = 10
-	DefaultWindow       = 1000
+	// DefaultThings is the size of the fleet when Options.Things is zero.
+	DefaultThings = 1000
+	// DefaultRounds is how many rounds are measured when Options.Rounds is zero.
+	DefaultRounds = 10
+	// DefaultWindow caps the changes not yet reported when Options.Window is zero.
+	DefaultWindow = 1000
+	// DefaultRoundTimeout bounds a round when Options.RoundTimeout is zero.
 	DefaultRoundTimeout = 2 * time.Minute
 )
 
-// Options configure Run. Only Endpoint is required.
+// Options configure Run, and RunFleet through FleetOptions. Only Endpoint is
+// required.
 type Options struct {
 	// Endpoint is the plain MQTT URL (mqtt://host:port) of a broker with the Device
 	// Shadow service, such as localiot or `shadowsync serve`. Clients connect with
@@ -156,7 +160,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
+	defer b.close()
 	r := b.r
 
 	rep := &Report{
@@ -164,110 +168,28 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint,
 	}
 	fw := &frameworkSide{opts: opts, names: r.names, clientID: "bench-framework-" + r.runID}
-	if rep.Framework, err = runSide(ctx, r, "framework", fw, opts.CPUProfile); err != nil {
+	if rep.Framework, err = b.measure(ctx, "framework", fw, opts.CPUProfile); err != nil {
 		return nil, err
 	}
 	floor := &floorSide{opts: opts, clientID: "bench-floor-" + r.runID}
-	if rep.Floor, err = runSide(ctx, r, "floor", floor, nil); err != nil {
+	if rep.Floor, err = b.measure(ctx, "floor", floor, nil); err != nil {
 		return nil, err
 	}
 	rep.Ratios = Ratios{
-		Throughput:   ratio(rep.Framework.UpdatesPerSec, rep.Floor.UpdatesPerSec),
-		P50:          ratio(rep.Framework.P50Ms, rep.Floor.P50Ms),
-		P99:          ratio(rep.Framework.P99Ms, rep.Floor.P99Ms),
-		CPUPerUpdate: ratio(rep.Framework.CPUPerUpdateUs, rep.Floor.CPUPerUpdateUs),
-		PeakHeap:     ratio(float64(rep.Framework.PeakHeapBytes), float64(rep.Floor.PeakHeapBytes)),
+		Throughput:   Ratio(rep.Framework.UpdatesPerSec, rep.Floor.UpdatesPerSec),
+		P50:          Ratio(rep.Framework.P50Ms, rep.Floor.P50Ms),
+		P99:          Ratio(rep.Framework.P99Ms, rep.Floor.P99Ms),
+		CPUPerUpdate: Ratio(rep.Framework.CPUPerUpdateUs, rep.Floor.CPUPerUpdateUs),
+		PeakHeap:     Ratio(float64(rep.Framework.PeakHeapBytes), float64(rep.Floor.PeakHeapBytes)),
 	}
 	return rep, nil
 }
 
-func ratio(a, b float64) float64 {
+// Ratio returns a / b, or 0 when b is 0 (nothing to compare with): every ratio of
+// the bench's reports and tables is computed this way.
+func Ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
 	return a / b
 }
-
-// side is one way of echoing the fleet: the framework or the floor.
-type side interface {
-	// start brings the echo up. It returns once the echo reacts to deltas of every
-	// thing (the warm-up round then proves it).
-	start(ctx context.Context) error
-	// stop ends the echo and waits for it to be gone.
-	stop()
-}
-
-// runSide measures one side: heap before, start, warm-up round, heap loaded, the
-// measured rounds (under the CPU profile, if any), stop.
-func runSide(ctx context.Context, r *rig, name string, s side, profile io.Writer) (Result, error) {
-	log := r.opts.Logger.With("side", name)
-	var res Result
-	base := liveHeap()
-	peak := sampleHeap()
-	defer peak.stop()
-
-	began := time.Now()
-	if err := s.start(ctx); err != nil {
-		return res, fmt.Errorf("benchfleet: start %s: %w", name, err)
-	}
-	defer s.stop()
-	if _, err := r.round(ctx, false, false); err != nil {
-		return res, fmt.Errorf("benchfleet: %s warm-up round: %w", name, err)
-	}
-	res.StartSeconds = time.Since(began).Seconds()
-	loaded := liveHeap()
-	res.HeapPerShadowBytes = (float64(loaded) - float64(base)) / float64(r.opts.Things)
-	log.Info("fleet loaded", "seconds", res.StartSeconds, "heap_per_shadow", int(res.HeapPerShadowBytes))
-
-	if profile != nil {
-		if err := pprof.StartCPUProfile(profile); err != nil {
-			return res, fmt.Errorf("benchfleet: cpu profile: %w", err)
-		}
-	}
-	meter, _ := s.(cpuMeter)
-	var sideCPU0 time.Duration = -1
-	if meter != nil {
-		sideCPU0 = meter.cpuTime()
-	}
-	cpu0 := cpuTime()
-	var total time.Duration
-	for i := range r.opts.Rounds {
-		d, err := r.round(ctx, true, false)
-		if err != nil {
-			if profile != nil {
-				pprof.StopCPUProfile()
-			}
-			return res, fmt.Errorf("benchfleet: %s round %d: %w", name, i+1, err)
-		}
-		total += d
-		log.Info("round", "n", i+1, "seconds", d.Seconds())
-	}
-	cpu := cpuTime() - cpu0
-	var sideCPU time.Duration = -1
-	if sideCPU0 >= 0 {
-		if now := meter.cpuTime(); now >= 0 {
-			sideCPU = now - sideCPU0
-		}
-	}
-	if profile != nil {
-		pprof.StopCPUProfile()
-	}
-	res.PeakHeapBytes = peak.stop()
-
-	lat := r.latencies()
-	res.Updates = len(lat)
-	res.Seconds = total.Seconds()
-	res.UpdatesPerSec = ratio(float64(res.Updates), res.Seconds)
-	res.P50Ms = ms(percentile(lat, 0.50))
-	res.P99Ms = ms(percentile(lat, 0.99))
-	res.MaxMs = ms(percentile(lat, 1))
-	if cpu0 >= 0 && res.Updates > 0 {
-		res.CPUPerUpdateUs = float64(cpu.Microseconds()) / float64(res.Updates)
-	}
-	if sideCPU >= 0 && res.Updates > 0 {
-		res.SideCPUPerUpdateUs = float64(sideCPU.Microseconds()) / float64(res.Updates)
-	}
-	return res, nil
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

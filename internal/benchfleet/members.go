@@ -1,4 +1,4 @@
-package main
+package benchfleet
 
 import (
 	"bufio"
@@ -9,12 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/shadowsync/shadowsync/internal/benchfleet"
 )
 
 // Bounds on a member's life, so that no wait of the bench is unbounded.
@@ -24,10 +23,11 @@ const (
 	memberKillTimeout  = 5 * time.Second  // from SIGKILL to exit
 )
 
-// fleetSide is a benchfleet.Side run by n member processes of one shared-subscription
-// group, each this binary's hidden `bench fleet-member`. It is a benchfleet.CPUMeter.
+// fleetSide is the Side run by n member processes of one shared-subscription group,
+// each started with command (FleetOptions.Member) and running RunMember. It is a
+// CPUMeter: the members' CPU time.
 type fleetSide struct {
-	bin        string
+	command    []string // the member's command line, before its flags
 	endpoint   string
 	group      string
 	n          int
@@ -53,7 +53,10 @@ type member struct {
 	stats *memberStats // from its stats line, if it printed one
 }
 
-var _ benchfleet.CPUMeter = (*fleetSide)(nil)
+var (
+	_ Side     = (*fleetSide)(nil)
+	_ CPUMeter = (*fleetSide)(nil)
+)
 
 // Start spawns the members and waits until each is ready. On failure it stops those
 // it started.
@@ -90,13 +93,14 @@ func (f *fleetSide) Start(ctx context.Context) error {
 
 func (f *fleetSide) spawn(i int) (*member, error) {
 	name := fmt.Sprintf("%s-p%d", f.group, i)
-	args := []string{"bench", fleetMemberCommand,
-		"--endpoint", f.endpoint, "--group", f.group, "--prefix", benchfleet.ThingPrefix,
-		"--client-id", name, "--workers", fmt.Sprint(f.workers), "--log-level", f.logLevel, "--stdin-is-parent"}
+	// The flags of MemberOptions.
+	args := append(slices.Clone(f.command[1:]),
+		"--endpoint", f.endpoint, "--group", f.group, "--prefix", thingPrefix,
+		"--client-id", name, "--workers", fmt.Sprint(f.workers), "--log-level", f.logLevel, "--stdin-is-parent")
 	if f.cpuProfile != "" {
 		args = append(args, "--cpuprofile", fmt.Sprintf("%s.p%d", f.cpuProfile, i))
 	}
-	cmd := exec.Command(f.bin, args...)
+	cmd := exec.Command(f.command[0], args...)
 	cmd.Stderr = f.stderr
 	cmd.WaitDelay = memberKillTimeout // bounds the copy of its stderr after it exits
 	out, err := cmd.StdoutPipe()
@@ -177,15 +181,11 @@ func (m *member) stop(log *slog.Logger) {
 
 // CPUTime returns the members' CPU time so far; negative if any is unknown.
 func (f *fleetSide) CPUTime() time.Duration {
-	var total time.Duration
-	for _, m := range f.members {
-		d := processCPUTime(m.cmd.Process.Pid)
-		if d < 0 {
-			return -1
-		}
-		total += d
+	pids := make(processes, len(f.members))
+	for i, m := range f.members {
+		pids[i] = m.cmd.Process.Pid
 	}
-	return total
+	return pids.CPUTime()
 }
 
 // stats sums the stats lines of the members that printed one; call it after Stop.
