@@ -47,6 +47,13 @@ type Options struct {
 	// Limits are AWS IoT's message broker limits. The zero value enforces AWS's values.
 	Limits Limits
 
+	// SessionExpiry is how long the broker keeps the session of a client that
+	// connected with clean-session off after it disconnects: its subscriptions, and
+	// the QoS 1 messages matching them (up to 8192 per session; beyond that they are
+	// dropped and logged), delivered when it reconnects with the same client ID.
+	// Zero means one hour, AWS IoT's default persistent-session expiry.
+	SessionExpiry time.Duration
+
 	// Outbound bounds what the server holds for each client that reads more slowly than
 	// messages arrive for it; a client that lets its queue fill up is disconnected.
 	// The zero value applies the defaults. Limits.Off does not lift these bounds.
@@ -245,6 +252,7 @@ const (
 	defaultUpgradeTimeout    = 10 * time.Second
 	packetHeadroom           = 64 * 1024 // topic, header and properties on top of a payload
 	defaultListenAddr        = "127.0.0.1:0"
+	defaultSessionExpiry     = time.Hour
 	websocketPath            = "/mqtt"
 	alpnAmazonMQTT           = "x-amzn-mqtt-ca"
 	serviceIoTDataDeprecated = "iotdata"
@@ -260,6 +268,12 @@ func (o Options) validate() (Options, error) {
 	}
 	if o.Store == nil {
 		o.Store = &MemoryStore{}
+	}
+	switch {
+	case o.SessionExpiry == 0:
+		o.SessionExpiry = defaultSessionExpiry
+	case o.SessionExpiry < time.Second:
+		return o, fmt.Errorf("%w: SessionExpiry %v: want at least 1s, or 0 for the default (1h)", ErrInvalidOptions, o.SessionExpiry)
 	}
 	if p := o.Plain; p != nil && !p.InsecureAnyAddress && !isLoopbackAddr(addrOrDefault(p.Addr)) {
 		return o, fmt.Errorf("%w: Plain.Addr %q is not a loopback address: the plain listener has no authentication and gives operator rights; set Plain.InsecureAnyAddress to serve it there anyway", ErrInvalidOptions, p.Addr)

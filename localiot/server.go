@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 	"log/slog"
 	"net"
 	"sync"
@@ -61,6 +62,7 @@ func New(opts Options) (*Server, error) {
 	}
 	capabilities := mqtt.NewDefaultServerCapabilities()
 	capabilities.MaximumClientWritesPending = int32(opts.Outbound.Messages)
+	capabilities.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
 	if !opts.Limits.Off {
 		capabilities.MaximumQos = 1 // AWS IoT has no QoS 2; the gate refuses it visibly first
 		if opts.Limits.MaxPayload > 0 {

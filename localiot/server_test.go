@@ -26,6 +26,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"reserved thing topic", Options{ThingTopics: []string{"$aws/things/${thing}/jobs/#"}}},
 		{"invalid thing topic", Options{ThingTopics: []string{"a/#/b"}}},
 		{"negative throttle", Options{Limits: Limits{MaxPublishRate: -1}}},
+		{"session expiry under a second", Options{SessionExpiry: time.Millisecond}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

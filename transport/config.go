@@ -104,6 +104,14 @@ type Config struct {
 	// per client ID and disconnects the older one, so empty means a generated ID
 	// unique to this Conn ("shadowsync-" and 16 random hex digits).
 	ClientID string
+	// PersistentSession connects with MQTT's clean-session flag off (the Python SDK
+	// v1's cleanSession=False): the server keeps the connection's subscriptions and
+	// queues the QoS 1 messages that match them while the client is away (AWS IoT
+	// for an hour by default), and sends those when the client comes back with the
+	// same ClientID, which must therefore be set. When the server says it kept the
+	// session (CONNACK's session-present flag), only what changed while offline is
+	// subscribed or unsubscribed again; when it lost the session, every filter is.
+	PersistentSession bool
 
 	// TLS is the TLS configuration for mqtts and wss: roots, client certificate,
 	// server name. It is cloned; nil means the system roots and no client
@@ -273,6 +281,9 @@ func (c Config) validate() (*settings, error) {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.ClientID == "" && s.PersistentSession {
+		return nil, invalid("PersistentSession needs a ClientID: the server finds the session by it, and a generated one differs in every run")
 	}
 	if s.ClientID == "" {
 		var b [8]byte

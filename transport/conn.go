@@ -67,7 +67,11 @@ type Conn struct {
 	// for a withdrawn subscription's UNSUBACK); Close waits for them.
 	background tracker
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// held is, with Config.PersistentSession, every filter the server granted this
+	// client ID and has not acknowledged removing, with its QoS: what a resumed
+	// session still has.
+	held     map[string]byte
 	state    connState
 	sess     *session      // current session while state is restoring, draining or online
 	onlineCh chan struct{} // closed while online; replaced when going down

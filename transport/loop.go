@@ -25,6 +25,7 @@ type session struct {
 	cli         paho.Client
 	creds       *aws.Credentials
 	connectedAt time.Time
+	present     bool // the server resumed a persistent session (CONNACK session present)
 
 	lost     chan struct{} // closed once the connection is lost
 	lostOnce sync.Once
@@ -135,6 +136,9 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 	}
 	sess.cli = cli
 	sess.connectedAt = c.clock.Now()
+	if ct, ok := tok.(*paho.ConnectToken); ok && c.s.PersistentSession {
+		sess.present = ct.SessionPresent()
+	}
 	return sess, nil
 }
 
@@ -154,7 +158,8 @@ func connectError(tok paho.Token, err error, ep endpoint) error {
 }
 
 // pahoOptions configures a paho client for one network connection, conn, already
-// dialed: no paho reconnect, clean session, MQTT 3.1.1.
+// dialed: no paho reconnect, a clean session unless Config.PersistentSession, MQTT
+// 3.1.1.
 func (c *Conn) pahoOptions(sess *session, conn net.Conn) *paho.ClientOptions {
 	s := c.s
 	o := paho.NewClientOptions().
@@ -162,7 +167,7 @@ func (c *Conn) pahoOptions(sess *session, conn net.Conn) *paho.ClientOptions {
 		SetClientID(s.ClientID).
 		SetUsername(s.username).
 		SetPassword(string(s.Password)).
-		SetCleanSession(true).
+		SetCleanSession(!s.PersistentSession).
 		SetProtocolVersion(4).
 		SetOrderMatters(true). // dispatch only enqueues, so paho's goroutine never waits on a handler
 		SetKeepAlive(s.keepAlive).

@@ -82,12 +82,15 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 // the caller holds wireMu, so the UNSUBSCRIBE goes out before any later SUBSCRIBE of
 // the same filter and the server handles them in that order.
 func (c *Conn) withdraw(sess *session, filter string) {
+	c.hold(filter, 0) // the server may have granted it; held until the UNSUBACK
 	tok := sess.cli.Unsubscribe(filter)
 	c.background.Go(func() {
 		select {
 		case <-tok.Done():
 			if err := tok.Error(); err != nil {
 				c.log.Debug("withdrawing an unanswered subscription failed", "filter", filter, "error", err)
+			} else {
+				c.release(filter)
 			}
 		case <-sess.lost:
 		case <-time.After(c.s.OperationTimeout):
@@ -176,6 +179,7 @@ func (c *Conn) subscribeWire(ctx context.Context, sess *session, filters map[str
 			for f, code := range st.Result() {
 				switch {
 				case code <= 2: // 0, 1 and 2 are granted QoS levels
+					c.hold(f, m[f])
 				case code == codePacketIDInUse && attempt < packetIDRetries:
 					again[f] = m[f]
 				default: // anything else refuses
@@ -205,19 +209,86 @@ const (
 func (c *Conn) unsubscribeWire(ctx context.Context, sess *session, filters []string) error {
 	err := c.await(ctx, sess, sess.cli.Unsubscribe(filters...))
 	if errors.Is(err, errLost) {
-		return nil // a clean session forgets them anyway
+		// A clean session forgets them anyway; a resumed persistent session still
+		// holds them, and resubscribe unsubscribes them then.
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("unsubscribe %q: %w", filters, err)
 	}
+	c.release(filters...)
 	return nil
+}
+
+// hold records that the server granted filter at qos, for a persistent session.
+func (c *Conn) hold(filter string, qos byte) {
+	if !c.s.PersistentSession {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		c.held = make(map[string]byte)
+	}
+	c.held[filter] = qos
+}
+
+// release records that the server acknowledged removing filters.
+func (c *Conn) release(filters ...string) {
+	if !c.s.PersistentSession {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range filters {
+		delete(c.held, f)
+	}
+}
+
+// resumed prepares resubscribe on a session: for a persistent session the server
+// kept, it unsubscribes what the client dropped while offline and returns what the
+// server still holds, which need not be subscribed again; otherwise the server holds
+// nothing and it returns an empty map.
+func (c *Conn) resumed(ctx context.Context, sess *session) (map[string]byte, error) {
+	c.mu.Lock()
+	kept := c.held
+	c.held = nil
+	c.mu.Unlock()
+	done := make(map[string]byte)
+	if !sess.present {
+		return done, nil
+	}
+	all, _ := c.router.filters()
+	var stale []string
+	for f, q := range kept {
+		if _, ok := all[f]; ok {
+			done[f] = q
+			c.hold(f, q)
+		} else {
+			stale = append(stale, f)
+		}
+	}
+	c.log.Info("persistent session resumed: the server kept its subscriptions", "kept", len(done), "unsubscribing", len(stale))
+	if len(stale) > 0 {
+		slices.Sort(stale)
+		for _, f := range stale {
+			c.hold(f, kept[f]) // held until the UNSUBACK says otherwise
+		}
+		if err := c.unsubscribeWire(ctx, sess, stale); err != nil {
+			return nil, err
+		}
+	}
+	return done, nil
 }
 
 // resubscribe makes every registered filter on a new session, in batches, then
 // moves to draining. Filters added while it runs are made too before it returns. A
 // filter the server refuses is logged and kept, to be tried on the next connection.
 func (c *Conn) resubscribe(ctx context.Context, sess *session) error {
-	done := make(map[string]byte)
+	done, err := c.resumed(ctx, sess)
+	if err != nil {
+		return err
+	}
 	for {
 		all, version := c.router.filters()
 		todo := make(map[string]byte)
