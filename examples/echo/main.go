@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- mgr.Start(ctx) }()
 	if err := mgr.Conn().AwaitConnection(ctx); err != nil {
+		cancel()
+		<-stopped // the manager stops before the deferred tgt.Close stops the broker
 		return err
 	}
 	out.Printf("echoing %d thing(s) on %s", len(things), tgt.Endpoint)

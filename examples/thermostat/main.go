@@ -133,12 +133,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- mgr.Start(ctx) }()
 	if err := mgr.Conn().AwaitConnection(ctx); err != nil {
+		cancel()
+		<-stopped // the manager stops before the deferred tgt.Close stops the broker
 		return err
 	}
 	out.Printf("thermostat %s connected to %s", conn.Thing, tgt.Endpoint)
 
 	if *target != 0 {
 		if err := desire(ctx, tgt.Config("thermostat-app"), conn.Thing, *target, *mode); err != nil {
+			cancel()
+			<-stopped
 			return err
 		}
 		out.Printf("app: desired %.1f°C, %s", *target, *mode)
