@@ -28,11 +28,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 // ack is the completion of one asynchronous request: the Go form of the Python sample's
 // ackCallback(mid, data). Err is nil when the broker acknowledged it.
@@ -51,18 +51,18 @@ func async(ctx context.Context, acks chan<- ack, kind string, seq int, request f
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("basicpubsub-async", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	flags := exampleflags.Register(fs, "")
+	flags := cmdkit.RegisterFlags(fs, "")
 	topic := fs.String("topic", "sdk/test/go/async", "`TOPIC` to subscribe and publish to")
 	count := fs.Int("count", 5, "how many messages to publish")
 	wait := fs.Duration("wait", 10*time.Second, "how long the whole exchange may take")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if *count < 1 {
-		return exampleflags.Usagef("--count must be at least 1")
+		return cmdkit.Usagef("--count must be at least 1")
 	}
-	out := exampleflags.NewPrinter(stdout)
-	target, err := exampleflags.Open(ctx, flags, exampleflags.Options{Listener: exampleflags.Plain})
+	out := cmdkit.NewPrinter(stdout)
+	target, err := cmdkit.Open(ctx, flags, cmdkit.Options{Listener: cmdkit.Plain})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 )
 
 func runExample(t *testing.T, args ...string) (string, error) {
@@ -53,7 +53,7 @@ func TestReportsEveryAcknowledgement(t *testing.T) {
 }
 
 func TestRunsAgainstAnEndpoint(t *testing.T) {
-	broker, err := exampleflags.Open(t.Context(), &exampleflags.Flags{}, exampleflags.Options{})
+	broker, err := cmdkit.Open(t.Context(), &cmdkit.Flags{}, cmdkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestRunsAgainstAnEndpoint(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	if _, err := runExample(t, "--count", "-1"); !errors.Is(err, exampleflags.ErrUsage) {
+	if _, err := runExample(t, "--count", "-1"); !errors.Is(err, cmdkit.ErrUsage) {
 		t.Errorf("--count -1: %v, want a usage error", err)
 	}
 }

@@ -37,37 +37,37 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("basicpubsub-cognito", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	flags := exampleflags.Register(fs, "")
+	flags := cmdkit.RegisterFlags(fs, "")
 	poolID := fs.String("identity-pool-id", "", "Cognito identity pool `ID` (REGION:UUID); required with --endpoint")
 	cognitoEndpoint := fs.String("cognito-endpoint", "", "Cognito Identity endpoint `URL` (default: the region's public endpoint)")
 	topic := fs.String("topic", "sdk/test/go/cognito", "`TOPIC` to subscribe and publish to")
 	count := fs.Int("count", 5, "how many messages to publish")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if *count < 1 {
-		return exampleflags.Usagef("--count must be at least 1")
+		return cmdkit.Usagef("--count must be at least 1")
 	}
 
-	out := exampleflags.NewPrinter(stdout)
+	out := cmdkit.NewPrinter(stdout)
 	var provider aws.CredentialsProvider
 	switch {
 	case *poolID != "":
 		var err error
 		if provider, err = newCognitoCredentials(*poolID, flags.Region, *cognitoEndpoint); err != nil {
-			return exampleflags.Usagef("%v", err)
+			return cmdkit.Usagef("%v", err)
 		}
 	case flags.Endpoint != "":
-		return exampleflags.Usagef("--identity-pool-id is required with --endpoint")
+		return cmdkit.Usagef("--identity-pool-id is required with --endpoint")
 	default:
 		// The stand-in for Cognito on the embedded localiot: fixed credentials of the
 		// same shape as Cognito's, session token included.
@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // pubSub connects over WebSocket with credentials from provider and runs the
 // basicPubSub exchange. It does not care where the credentials come from.
-func pubSub(ctx context.Context, out *exampleflags.Printer, flags *exampleflags.Flags, provider aws.CredentialsProvider, topic string, count int) error {
-	target, err := exampleflags.Open(ctx, flags, exampleflags.Options{Listener: exampleflags.WebSocket, Credentials: provider})
+func pubSub(ctx context.Context, out *cmdkit.Printer, flags *cmdkit.Flags, provider aws.CredentialsProvider, topic string, count int) error {
+	target, err := cmdkit.Open(ctx, flags, cmdkit.Options{Listener: cmdkit.WebSocket, Credentials: provider})
 	if err != nil {
 		return err
 	}

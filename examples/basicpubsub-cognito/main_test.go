@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
@@ -173,7 +173,7 @@ func TestUsage(t *testing.T) {
 		{"--identity-pool-id", "no-region"},
 		{"--count", "0"},
 	} {
-		if _, err := runExample(t, args...); !errors.Is(err, exampleflags.ErrUsage) {
+		if _, err := runExample(t, args...); !errors.Is(err, cmdkit.ErrUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}

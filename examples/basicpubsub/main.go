@@ -31,11 +31,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 // message is what the sample publishes, as the Python sample does.
 type message struct {
@@ -46,20 +46,20 @@ type message struct {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("basicpubsub", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	conn := exampleflags.Register(fs, "")
+	conn := cmdkit.RegisterFlags(fs, "")
 	topic := fs.String("topic", "sdk/test/go", "`TOPIC` to subscribe and publish to")
 	count := fs.Int("count", 5, "how many messages to publish")
 	text := fs.String("message", "Hello World!", "message `TEXT` to publish")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the messages to arrive")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if *count < 1 {
-		return exampleflags.Usagef("--count must be at least 1")
+		return cmdkit.Usagef("--count must be at least 1")
 	}
-	out := exampleflags.NewPrinter(stdout)
+	out := cmdkit.NewPrinter(stdout)
 
-	target, err := exampleflags.Open(ctx, conn, exampleflags.Options{Listener: exampleflags.Plain})
+	target, err := cmdkit.Open(ctx, conn, cmdkit.Options{Listener: cmdkit.Plain})
 	if err != nil {
 		return err
 	}

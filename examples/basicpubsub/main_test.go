@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 )
 
 // runExample runs the example as `go run` would, bounded by 15 s.
@@ -40,7 +40,7 @@ func TestRunsAgainstEmbeddedLocaliot(t *testing.T) {
 // With --endpoint the example talks to that broker (here a localiot standing in for
 // AWS IoT or `shadowsync serve`) with the flags' client ID and keep-alive.
 func TestRunsAgainstAnEndpoint(t *testing.T) {
-	broker, err := exampleflags.Open(t.Context(), &exampleflags.Flags{}, exampleflags.Options{})
+	broker, err := cmdkit.Open(t.Context(), &cmdkit.Flags{}, cmdkit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestRunsAgainstAnEndpoint(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{"--count", "0"}, {"--key", "k.pem"}, {"--nope"}} {
-		if _, err := runExample(t, args...); !errors.Is(err, exampleflags.ErrUsage) {
+		if _, err := runExample(t, args...); !errors.Is(err, cmdkit.ErrUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}

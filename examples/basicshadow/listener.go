@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -15,7 +15,7 @@ import (
 // listen registers the delta listener, the Python sample's customShadowCallback_Delta:
 // it prints each delta and reports the state it asks for, then sends the reported
 // property on reported. It also handles a delta already pending when it starts.
-func listen(ctx context.Context, out *exampleflags.Printer, h *shadowclient.Handle, reported chan<- string) error {
+func listen(ctx context.Context, out *cmdkit.Printer, h *shadowclient.Handle, reported chan<- string) error {
 	handle := func(ctx context.Context, what string, delta shadowstate.Object, version int64) {
 		state, _ := json.Marshal(delta)
 		out.Printf("listener: %s %s at version %d", what, state, version)

@@ -29,37 +29,37 @@ import (
 	"io"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("basicshadow", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	flags := exampleflags.Register(fs, "Bot")
+	flags := cmdkit.RegisterFlags(fs, "Bot")
 	mode := fs.String("mode", "both", "`MODE`: updater, listener, or both in one process")
 	count := fs.Int("count", 5, "desired updates the updater makes, and deltas the listener reports before it exits")
 	interval := fs.Duration("interval", 500*time.Millisecond, "pause between the updater's updates")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	switch {
 	case *mode != "both" && *mode != "updater" && *mode != "listener":
-		return exampleflags.Usagef("--mode %q: want updater, listener or both", *mode)
+		return cmdkit.Usagef("--mode %q: want updater, listener or both", *mode)
 	case *mode != "both" && flags.Endpoint == "":
-		return exampleflags.Usagef("--mode %s needs --endpoint; without it both roles share an embedded localiot", *mode)
+		return cmdkit.Usagef("--mode %s needs --endpoint; without it both roles share an embedded localiot", *mode)
 	case *count < 1:
-		return exampleflags.Usagef("--count must be at least 1")
+		return cmdkit.Usagef("--count must be at least 1")
 	}
 	if err := (shadowstate.ID{Thing: flags.Thing}).Validate(); err != nil {
-		return exampleflags.Usagef("--thing: %v", err)
+		return cmdkit.Usagef("--thing: %v", err)
 	}
-	out := exampleflags.NewPrinter(stdout)
-	target, err := exampleflags.Open(ctx, flags, exampleflags.Options{Listener: exampleflags.TLS, Thing: flags.Thing})
+	out := cmdkit.NewPrinter(stdout)
+	target, err := cmdkit.Open(ctx, flags, cmdkit.Options{Listener: cmdkit.TLS, Thing: flags.Thing})
 	if err != nil {
 		return err
 	}

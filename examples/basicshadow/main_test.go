@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 )
@@ -147,7 +147,7 @@ func TestUsage(t *testing.T) {
 		{"--count", "0"},
 		{"--thing", "bad name"},
 	} {
-		if _, err := runExample(t, args...); !errors.Is(err, exampleflags.ErrUsage) {
+		if _, err := runExample(t, args...); !errors.Is(err, cmdkit.ErrUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}

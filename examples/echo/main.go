@@ -22,14 +22,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 // thingList is the repeatable --thing flag.
 type thingList []string
@@ -40,17 +40,17 @@ func (l *thingList) Set(v string) error { *l = append(*l, v); return nil }
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	conn := exampleflags.Register(fs, "")
+	conn := cmdkit.RegisterFlags(fs, "")
 	var things thingList
 	fs.Var(&things, "thing", "thing `NAME` to echo (repeatable)")
 	prefix := fs.String("thing-prefix", "", "echo the things `P`0 … P(N-1), with --count N")
 	count := fs.Int("count", 1, "how many things --thing-prefix names")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if *prefix != "" {
 		if *count < 1 {
-			return exampleflags.Usagef("--count must be at least 1")
+			return cmdkit.Usagef("--count must be at least 1")
 		}
 		for i := range *count {
 			things = append(things, fmt.Sprintf("%s%d", *prefix, i))
@@ -59,8 +59,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(things) == 0 {
 		things = thingList{"echo-1"}
 	}
-	out := exampleflags.NewPrinter(stdout)
-	tgt, err := exampleflags.Open(ctx, conn, exampleflags.Options{Listener: exampleflags.Plain})
+	out := cmdkit.NewPrinter(stdout)
+	tgt, err := cmdkit.Open(ctx, conn, cmdkit.Options{Listener: cmdkit.Plain})
 	if err != nil {
 		return err
 	}
@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- mgr.Start(ctx) }()
 	if err := mgr.Conn().AwaitConnection(ctx); err != nil {
+		cancel()
+		<-stopped // the manager stops before the deferred tgt.Close stops the broker
 		return err
 	}
 	out.Printf("echoing %d thing(s) on %s", len(things), tgt.Endpoint)

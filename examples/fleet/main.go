@@ -18,30 +18,30 @@ import (
 	"io"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	conn := exampleflags.Register(fs, "")
+	conn := cmdkit.RegisterFlags(fs, "")
 	prefix := fs.String("prefix", "", "manage the things whose names start with `P` (default: every thing)")
 	group := fs.String("group", "", "share the fleet with the other processes of shared-subscription group `G`")
 	workers := fs.Int("workers", 16, "how many shadows to reconcile at once")
 	maxShadows := fs.Int("max-shadows", 0, "how many shadows to cache at most (default 100,000)")
 	mirror := fs.String("mirror", "", "watch the event copies a shadow service publishes under topic `PREFIX` (for brokers, such as mosquitto 2.0, that never deliver '$' topics to shared subscriptions)")
 	resync := fs.Duration("resync", 5*time.Second, "re-read every known shadow this often, to pick up events lost with another process (0 = never)")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if conn.Endpoint == "" {
-		return exampleflags.Usagef("--endpoint is required: the fleet runs as several processes on one broker")
+		return cmdkit.Usagef("--endpoint is required: the fleet runs as several processes on one broker")
 	}
-	out := exampleflags.NewPrinter(stdout)
+	out := cmdkit.NewPrinter(stdout)
 
 	cfg := conn.Config("")
 	mgr, err := reconciler.NewManager(cfg, reconciler.Options{Resync: *resync})

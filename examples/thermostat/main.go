@@ -27,7 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/schemas"
 	"github.com/shadowsync/shadowsync/shadowclient"
@@ -52,7 +52,7 @@ type device struct {
 	temp  map[string]float64
 	step  float64
 	every time.Duration
-	out   *exampleflags.Printer
+	out   *cmdkit.Printer
 	done  chan string // receives a thing's name each time it reaches its target
 }
 
@@ -92,24 +92,24 @@ func (d *device) Reconcile(ctx context.Context, req reconciler.Request[Thermosta
 	return reconciler.Result{}, nil
 }
 
-func main() { exampleflags.Main(run) }
+func main() { cmdkit.Main(run) }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("thermostat", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	conn := exampleflags.Register(fs, "thermostat-1")
+	conn := cmdkit.RegisterFlags(fs, "thermostat-1")
 	target := fs.Float64("set-target", 0, "act as an app once: desire this temperature, with --set-mode (default 22.5 against the embedded localiot, none with --endpoint)")
 	mode := fs.String("set-mode", "heat", "mode to desire with --set-target: heat, cool or off")
 	every := fs.Duration("step-every", 200*time.Millisecond, "how often the simulated device changes its temperature by half a degree")
 	schemaFile := fs.String("write-schema", "", "write the JSON Schema of the device state to `FILE` and exit (go generate uses it)")
-	if err := exampleflags.Parse(fs, args); err != nil {
+	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
 	if *schemaFile != "" {
 		return schemas.WriteFile[Thermostat](*schemaFile, schemas.Options{})
 	}
-	out := exampleflags.NewPrinter(stdout)
-	tgt, err := exampleflags.Open(ctx, conn, exampleflags.Options{Listener: exampleflags.Plain})
+	out := cmdkit.NewPrinter(stdout)
+	tgt, err := cmdkit.Open(ctx, conn, cmdkit.Options{Listener: cmdkit.Plain})
 	if err != nil {
 		return err
 	}
@@ -133,12 +133,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- mgr.Start(ctx) }()
 	if err := mgr.Conn().AwaitConnection(ctx); err != nil {
+		cancel()
+		<-stopped // the manager stops before the deferred tgt.Close stops the broker
 		return err
 	}
 	out.Printf("thermostat %s connected to %s", conn.Thing, tgt.Endpoint)
 
 	if *target != 0 {
 		if err := desire(ctx, tgt.Config("thermostat-app"), conn.Thing, *target, *mode); err != nil {
+			cancel()
+			<-stopped
 			return err
 		}
 		out.Printf("app: desired %.1f°C, %s", *target, *mode)

@@ -1,4 +1,4 @@
-package exampleflags
+package cmdkit
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -14,8 +15,9 @@ import (
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-// Listener is the listener of an embedded localiot that an example connects through
-// when it runs without --endpoint.
+// Listener is the listener of the embedded localiot that a program connects through
+// when it runs without --endpoint: plain MQTT is simplest; TLS and WebSocket make the
+// local run authenticate as it will on AWS IoT.
 type Listener int
 
 const (
@@ -30,24 +32,31 @@ const (
 	WebSocket
 )
 
-// localRegion is the region examples sign with against the embedded localiot,
+// localRegion is the region a program signs with against the embedded localiot,
 // which accepts any region.
 const localRegion = "us-east-1"
 
-// Options say how an example connects when it runs against an embedded localiot.
+// Options say how a program connects when it runs against the embedded localiot. The
+// zero value is plain MQTT with operator rights and AWS IoT's limits.
 type Options struct {
 	// Listener is the embedded localiot's listener; zero means Plain.
 	Listener Listener
-	// Thing, for TLS, is the thing whose certificate the example presents.
+	// Thing, for TLS, is the thing whose certificate the program presents, so that it
+	// may use that thing's topics only, as on AWS IoT; empty means the operator's.
 	Thing string
 	// Credentials sign WebSocket URLs, locally and on --endpoint wss://. Nil means
 	// the standard AWS chain on --endpoint, and a generated access key locally.
 	// Locally, the embedded listener accepts whatever key the provider returns.
 	Credentials aws.CredentialsProvider
+	// Limits are the embedded localiot's message broker limits. The zero value
+	// enforces AWS IoT's (payload size, subscriptions, client IDs, topics, QoS,
+	// keep-alive), so a program that runs locally is not refused on AWS IoT;
+	// localiot.Limits{Off: true} makes it a plain MQTT broker. Ignored with --endpoint.
+	Limits localiot.Limits
 }
 
-// Target is where an example runs: the endpoint given with --endpoint, or a localiot
-// started in-process. Close it when done.
+// Target is where a program runs: the endpoint given with --endpoint, or a localiot
+// started in-process. Close it once the program's clients have disconnected.
 type Target struct {
 	// Local reports whether the target is an embedded localiot.
 	Local bool
@@ -59,11 +68,19 @@ type Target struct {
 	tls   *tls.Config // embedded TLS and WebSocket listeners: the client's config
 	stop  context.CancelFunc
 	done  chan error
+	once  sync.Once
+	err   error // what the embedded localiot's Start returned
 }
 
-// Open returns the target the flags describe. Without --endpoint it starts a localiot
-// with the listener opts asks for, on an ephemeral loopback port, with certificates
-// kept in memory; Close stops it.
+// Open returns the target the flags describe. With --endpoint it connects nothing and
+// starts nothing. Without it, it starts a localiot with the listener and limits opts
+// asks for, on an ephemeral 127.0.0.1 port, with certificates and shadows kept in
+// memory, and returns once it accepts connections; --ca, --cert and --key are then a
+// usage error.
+//
+// The embedded localiot does not stop when ctx ends, only on Close: a program whose
+// ctx ends (SIGINT, a test's deadline) still has a broker while its manager reports
+// what is in flight and its connections close. ctx bounds only the start.
 func Open(ctx context.Context, f *Flags, opts Options) (*Target, error) {
 	if f.Endpoint != "" {
 		return &Target{Endpoint: f.Endpoint, flags: f, opts: opts}, nil
@@ -72,7 +89,7 @@ func Open(ctx context.Context, f *Flags, opts Options) (*Target, error) {
 		return nil, Usagef("--ca, --cert and --key need --endpoint")
 	}
 	t := &Target{Local: true, flags: f, opts: opts, done: make(chan error, 1)}
-	var srvOpts localiot.Options
+	srvOpts := localiot.Options{Limits: opts.Limits}
 	if opts.Listener != Plain {
 		var things []string
 		if opts.Thing != "" {
@@ -150,13 +167,21 @@ func (t *Target) Config(clientID string) transport.Config {
 	return cfg
 }
 
-// Close stops the embedded localiot, if any, after its clients have disconnected.
+// Close stops the embedded localiot, if any, and returns once it has stopped; with
+// --endpoint it does nothing. Call it after the program's clients have disconnected
+// (after reconciler.Manager.Start and transport.Conn.Close have returned): a
+// `defer target.Close()` right after Open does this, since defers run last-in
+// first-out. Close may be called more than once; later calls return the first's
+// result.
 func (t *Target) Close() error {
 	if !t.Local {
 		return nil
 	}
-	t.stop()
-	return <-t.done
+	t.once.Do(func() {
+		t.stop()
+		t.err = <-t.done
+	})
+	return t.err
 }
 
 func randomHex(n int) string {

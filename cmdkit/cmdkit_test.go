@@ -1,4 +1,4 @@
-package exampleflags_test
+package cmdkit_test
 
 import (
 	"context"
@@ -9,16 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/examples/internal/exampleflags"
+	"github.com/shadowsync/shadowsync/cmdkit"
+	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
-func parse(t *testing.T, args ...string) (*exampleflags.Flags, error) {
+func parse(t *testing.T, args ...string) (*cmdkit.Flags, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := exampleflags.Register(fs, "Bot")
-	return f, exampleflags.Parse(fs, args)
+	f := cmdkit.RegisterFlags(fs, "Bot")
+	return f, cmdkit.Parse(fs, args)
 }
 
 func TestFlagsMakeTheTransportConfig(t *testing.T) {
@@ -41,7 +42,7 @@ func TestFlagsMakeTheTransportConfig(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"--bogus"}, {"extra"}, {"--keepalive", "soon"}} {
-		if _, err := parse(t, args...); !errors.Is(err, exampleflags.ErrUsage) {
+		if _, err := parse(t, args...); !errors.Is(err, cmdkit.ErrUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}
@@ -49,7 +50,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("-h: %v", err)
 	}
 	f, _ := parse(t, "--cert", "c.pem")
-	if _, err := exampleflags.Open(t.Context(), f, exampleflags.Options{}); !errors.Is(err, exampleflags.ErrUsage) || !strings.Contains(err.Error(), "need --endpoint") {
+	if _, err := cmdkit.Open(t.Context(), f, cmdkit.Options{}); !errors.Is(err, cmdkit.ErrUsage) || !strings.Contains(err.Error(), "need --endpoint") {
 		t.Errorf("--cert without --endpoint: %v", err)
 	}
 }
@@ -57,17 +58,17 @@ func TestUsageErrors(t *testing.T) {
 // Each embedded listener serves a connection made from the target's Config, and a
 // given endpoint is passed through untouched.
 func TestOpen(t *testing.T) {
-	for name, opts := range map[string]exampleflags.Options{
+	for name, opts := range map[string]cmdkit.Options{
 		"plain":     {},
-		"tls-thing": {Listener: exampleflags.TLS, Thing: "Bot"},
-		"tls-op":    {Listener: exampleflags.TLS},
-		"websocket": {Listener: exampleflags.WebSocket},
+		"tls-thing": {Listener: cmdkit.TLS, Thing: "Bot"},
+		"tls-op":    {Listener: cmdkit.TLS},
+		"websocket": {Listener: cmdkit.WebSocket},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			f, _ := parse(t)
-			target, err := exampleflags.Open(ctx, f, opts)
+			target, err := cmdkit.Open(ctx, f, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +96,7 @@ func TestOpen(t *testing.T) {
 	}
 
 	f, _ := parse(t, "--endpoint", "mqtt://127.0.0.1:1")
-	target, err := exampleflags.Open(t.Context(), f, exampleflags.Options{Listener: exampleflags.TLS})
+	target, err := cmdkit.Open(t.Context(), f, cmdkit.Options{Listener: cmdkit.TLS})
 	if err != nil || target.Local || target.Config("x").Endpoint != "mqtt://127.0.0.1:1" || target.Close() != nil {
 		t.Errorf("remote target %+v, %v", target, err)
 	}
@@ -103,10 +104,71 @@ func TestOpen(t *testing.T) {
 
 func TestPrinterAddsNewlines(t *testing.T) {
 	var b strings.Builder
-	p := exampleflags.NewPrinter(&b)
+	p := cmdkit.NewPrinter(&b)
 	p.Printf("a %d", 1)
 	p.Printf("b")
 	if b.String() != "a 1\nb\n" {
 		t.Errorf("%q", b.String())
+	}
+}
+
+// Options.Limits reach the embedded localiot: AWS IoT's limits refuse a client ID
+// that starts with "$" unless they are off.
+func TestOpenLimits(t *testing.T) {
+	const id = "$bot"
+	for name, tc := range map[string]struct {
+		limits localiot.Limits
+		ok     bool
+	}{
+		"aws": {ok: false},
+		"off": {limits: localiot.Limits{Off: true}, ok: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			f, _ := parse(t)
+			target, err := cmdkit.Open(ctx, f, cmdkit.Options{Limits: tc.limits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer target.Close()
+			cfg := target.Config(id)
+			dialCtx, cancelDial := context.WithTimeout(ctx, 2*time.Second)
+			defer cancelDial()
+			c, err := transport.Dial(dialCtx, cfg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("dial as %q: %v, want success %v", id, err, tc.ok)
+			}
+			if c != nil {
+				c.Close(ctx)
+			}
+		})
+	}
+}
+
+// Close can be called again, and the broker keeps running when the ctx given to Open
+// ends, so a program's clients can still disconnect cleanly after a signal.
+func TestCloseAfterCallerCancels(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	f, _ := parse(t)
+	target, err := cmdkit.Open(ctx, f, cmdkit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	dialCtx, cancelDial := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancelDial()
+	c, err := transport.Dial(dialCtx, target.Config("after-cancel"))
+	if err != nil {
+		t.Fatalf("dial after the caller's ctx ended: %v", err)
+	}
+	if err := c.Close(dialCtx); err != nil {
+		t.Error(err)
+	}
+	if err := target.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := target.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
