@@ -35,6 +35,9 @@ type Options struct {
 	// WebSocket is the MQTT-over-WebSocket listener with SigV4 presigned URLs. Nil
 	// means none.
 	WebSocket *WebSocketListener
+	// Discovery is the Greengrass discovery API (AWS's HTTPS port 8443), answering
+	// with this server as the one core of one group. Nil means none.
+	Discovery *DiscoveryListener
 
 	// ThingTopics lists the topic filters, besides its own shadow topics, that a
 	// client acting as a thing may publish to, subscribe to and receive from. "${thing}"
@@ -255,6 +258,7 @@ const (
 	defaultSessionExpiry     = time.Hour
 	websocketPath            = "/mqtt"
 	alpnAmazonMQTT           = "x-amzn-mqtt-ca"
+	alpnAmazonHTTP           = "x-amzn-http-ca"
 	serviceIoTDataDeprecated = "iotdata"
 )
 
@@ -321,6 +325,11 @@ func (o Options) validate() (Options, error) {
 					return o, fmt.Errorf("%w: WebSocket.Credentials[%d]: %w", ErrInvalidOptions, i, err)
 				}
 			}
+		}
+	}
+	if o.Discovery != nil {
+		if err := o.Discovery.validate(&o); err != nil {
+			return o, err
 		}
 	}
 	for _, f := range o.ThingTopics {

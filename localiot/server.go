@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type Endpoints struct {
 	// ALPN is mqtts://host:port of the WebSocket listener when it also serves MQTT to
 	// clients offering ALPN x-amzn-mqtt-ca (WebSocketListener.MQTTOverALPN).
 	ALPN string
+	// Discovery is host:port of the Greengrass discovery listener: what
+	// discovery.Config.Endpoint takes.
+	Discovery string
 }
 
 // New validates opts and prepares a server. It binds no socket and starts no
@@ -89,6 +93,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.WebSocket != nil && opts.WebSocket.MQTTOverALPN != nil {
 		operators = append(operators, opts.WebSocket.MQTTOverALPN.Operators...)
+	}
+	if opts.Discovery != nil {
+		operators = append(operators, opts.Discovery.Operators...)
 	}
 	for _, op := range operators {
 		if op != nil {
@@ -158,10 +165,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	defer s.refusals.close()
 	var (
-		ls  []listeners.Listener
-		eps Endpoints
+		ls        []listeners.Listener
+		eps       Endpoints
+		discovery *discoveryServer
 	)
 	closeAll := func() {
+		discovery.close()
 		for _, l := range ls {
 			l.Close(func(string) {})
 		}
@@ -217,6 +226,18 @@ func (s *Server) Start(ctx context.Context) error {
 			eps.ALPN = "mqtts://" + ln.Addr().String()
 		}
 	}
+	if d := s.opts.Discovery; d != nil {
+		tlsAddr := ""
+		if s.opts.TLS != nil {
+			tlsAddr = strings.TrimPrefix(eps.TLS, "mqtts://")
+		}
+		var err error
+		if discovery, err = startDiscovery(ctx, d, s.gate.ops, tlsAddr, s.opts.Logger); err != nil {
+			closeAll()
+			return fmt.Errorf("discovery listener: %w", err)
+		}
+		eps.Discovery = discovery.ln.Addr().String()
+	}
 	for _, l := range ls {
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
@@ -237,12 +258,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.eps = eps
 	s.mu.Unlock()
 	close(s.ready)
-	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "discovery", eps.Discovery)
 
 	<-ctx.Done()
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.
+	discovery.close()
 	err := s.broker.Close()
 	s.conns.closeAll()
 	s.opts.Logger.Info("localiot stopped")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
+	"github.com/shadowsync/shadowsync/discovery"
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
@@ -275,6 +277,30 @@ func TestServeServerName(t *testing.T) {
 	p.stop(t, syscall.SIGINT)
 }
 
+// --discovery serves Greengrass discovery pointing at the --mqtts listener.
+func TestServeDiscovery(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, nil, "serve", "--mqtts", "127.0.0.1:0", "--discovery", "127.0.0.1:0", "--certs", dir, "--thing", "Dev-1")
+	eps := p.banner(t)
+	host, _, ok := strings.Cut(strings.TrimPrefix(eps["discovery"], "https://"), "/")
+	if !ok {
+		t.Fatalf("discovery line %q", eps["discovery"])
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	info, err := discovery.Discover(ctx, discovery.Config{
+		Endpoint: host, ThingName: "Dev-1", CAFile: filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "Dev-1.pem"), KeyFile: filepath.Join(dir, "Dev-1.key"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := info.Candidates(); len(cs) != 1 || cs[0].Endpoint() != eps["mqtts"] {
+		t.Errorf("candidates %+v, want %s", cs, eps["mqtts"])
+	}
+	p.stop(t, syscall.SIGINT)
+}
+
 func TestUsageErrors(t *testing.T) {
 	noCreds := []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}
 	for _, tc := range []struct {
@@ -290,6 +316,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--server-name", "bad name"}, 1, `server name "bad name"`},
 		{[]string{"serve", "--mqtt", "127.0.0.1:0", "--operator-cert", "x.pem"}, 2, "--operator-cert needs --mqtts or --ws"},
 		{[]string{"serve", "--mqtts", "127.0.0.1:0", "--certs", t.TempDir(), "--thing", "bad name"}, 1, `thing name "bad name"`},
+		{[]string{"serve", "--ws", "127.0.0.1:0", "--discovery", "127.0.0.1:0"}, 2, "--discovery needs --mqtts"},
 		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"serve", "--mqtt", "127.0.0.1:99999"}, 1, "plain listener"},

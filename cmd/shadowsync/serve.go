@@ -41,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights (on --mqtts and --ws)")
 		logLevel   = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 		metrics    = fs.String("metrics", "", "serve Prometheus metrics (connections refused) at http://`ADDR`/metrics")
+		discAddr   = fs.String("discovery", "", "serve Greengrass discovery at https://`ADDR`/greengrass/discover/thing/NAME (AWS: port 8443), answering with the --mqtts listener as the group's one core; needs --mqtts")
 		things     listFlag
 		names      listFlag
 	)
@@ -63,6 +64,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *plainAddr == "" && *tlsAddr == "" && *wsAddr == "" {
 		*plainAddr, *tlsAddr = defaultPlainAddr, defaultTLSAddr
+	}
+	if *discAddr != "" && *tlsAddr == "" {
+		return fmt.Errorf("%w: --discovery needs --mqtts: the discovery answer points devices at that listener", errUsage)
 	}
 	var opts localiot.Options
 	opts.Logger = log
@@ -106,6 +110,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *tlsAddr != "" {
 		opts.TLS = certs.TLSListener(*tlsAddr)
 		opts.TLS.Operators = append(opts.TLS.Operators, operators...)
+	}
+	if *discAddr != "" {
+		opts.Discovery = certs.DiscoveryListener(*discAddr)
 	}
 	if *wsAddr != "" {
 		if *keyID == "" || *secret == "" {
@@ -163,6 +170,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if eps.ALPN != "" {
 		fmt.Fprintf(stdout, "alpn   %s  (the ws port: TLS with ALPN x-amzn-mqtt-ca, client certificate required)\n", eps.ALPN)
+	}
+	if eps.Discovery != "" {
+		fmt.Fprintf(stdout, "discovery https://%s/greengrass/discover/thing/NAME  (Greengrass discovery, client certificate required)\n", eps.Discovery)
 	}
 	if metricsLn != nil {
 		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", metricsLn.Addr())
