@@ -51,6 +51,9 @@ type Endpoints struct {
 	// ALPN is mqtts://host:port of the WebSocket listener when it also serves MQTT to
 	// clients offering ALPN x-amzn-mqtt-ca (WebSocketListener.MQTTOverALPN).
 	ALPN string
+	// HTTPS is https://host:port of the data plane (Options.HTTPS), the endpoint an AWS
+	// SDK's iotdataplane client is given.
+	HTTPS string
 }
 
 // New validates opts and prepares a server. It binds no socket and starts no
@@ -160,12 +163,14 @@ func (s *Server) Start(ctx context.Context) error {
 	var (
 		ls  []listeners.Listener
 		eps Endpoints
+		dp  *dataPlane // nil without Options.HTTPS
 	)
 	closeAll := func() {
 		for _, l := range ls {
 			l.Close(func(string) {})
 		}
 		s.conns.closeAll()
+		dp.close()
 	}
 	var lc net.ListenConfig
 	if p := s.opts.Plain; p != nil {
@@ -217,6 +222,14 @@ func (s *Server) Start(ctx context.Context) error {
 			eps.ALPN = "mqtts://" + ln.Addr().String()
 		}
 	}
+	if h := s.opts.HTTPS; h != nil {
+		dp = newDataPlane(s, h)
+		if err := dp.listen(ctx, &lc); err != nil {
+			closeAll()
+			return fmt.Errorf("https listener: %w", err)
+		}
+		eps.HTTPS = dp.endpoint()
+	}
 	for _, l := range ls {
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
@@ -233,13 +246,15 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return fmt.Errorf("serve: %w", err)
 	}
+	dp.serve()
 	s.mu.Lock()
 	s.eps = eps
 	s.mu.Unlock()
 	close(s.ready)
-	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "https", eps.HTTPS)
 
 	<-ctx.Done()
+	dp.close() // finishes the HTTPS requests under way while the broker still runs
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.
