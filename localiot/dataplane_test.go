@@ -61,7 +61,7 @@ func dataClient(t *testing.T, srv *Server, certs *CertSet, cred Credential, optF
 	}, optFns...)
 }
 
-// apiError fails the test unless err is the API error errType with HTTP status code.
+// wantAPIError fails the test unless err is the API error errType with HTTP status code.
 func wantAPIError(t *testing.T, what string, err error, status int, errType string) {
 	t.Helper()
 	var api smithy.APIError
@@ -412,6 +412,14 @@ func TestDataPlanePublish(t *testing.T) {
 	wantAPIError(t, "wildcard topic", err, 400, "InvalidRequestException")
 	_, err = app.Publish(ctx, &iotdataplane.PublishInput{Topic: aws.String("$aws/things/x/shadow/update/accepted")})
 	wantAPIError(t, "shadow response topic", err, 401, "UnauthorizedException")
+	// A shadow request published over HTTPS reaches the shadow service.
+	_, err = app.Publish(ctx, &iotdataplane.PublishInput{Topic: aws.String("$aws/things/pub-1/shadow/update"), Qos: 1, Payload: []byte(`{"state":{"reported":{"x":1}}}`)})
+	if err != nil {
+		t.Fatalf("Publish a shadow update: %v", err)
+	}
+	if !poll(wait, func() bool { sh, err := srv.Shadow(shadowstate.ID{Thing: "pub-1"}); return err == nil && sh.Exists }) {
+		t.Error("shadow update published over HTTPS not applied")
+	}
 	if _, err := app.Publish(ctx, &iotdataplane.PublishInput{Topic: aws.String("app/last")}); err != nil {
 		t.Fatal(err)
 	}
