@@ -27,7 +27,7 @@ var ErrInvalidOptions = errors.New("localiot: invalid options")
 // loopback port, with AWS IoT's broker limits on and logs discarded.
 type Options struct {
 	// Plain is the plain TCP listener, meant for local development only. Nil means no
-	// plain listener, unless TLS and WebSocket are nil too, in which case a plain
+	// plain listener, unless TLS, WebSocket and HTTPS are nil too, in which case a plain
 	// listener on 127.0.0.1:0 is served.
 	Plain *PlainListener
 	// TLS is the mutual-TLS listener (AWS IoT's ports 8883 and 443). Nil means none.
@@ -38,6 +38,9 @@ type Options struct {
 	// Discovery is the Greengrass discovery API (AWS's HTTPS port 8443), answering
 	// with this server as the one core of one group. Nil means none.
 	Discovery *DiscoveryListener
+	// HTTPS is AWS IoT's HTTPS data plane: the Device Shadow REST API and HTTP Publish,
+	// for apps written with an AWS SDK's iotdataplane client. Nil means none.
+	HTTPS *HTTPSListener
 
 	// ThingTopics lists the topic filters, besides its own shadow topics, that a
 	// client acting as a thing may publish to, subscribe to and receive from. "${thing}"
@@ -264,7 +267,7 @@ const (
 
 // validate checks o and returns a copy with defaults filled in.
 func (o Options) validate() (Options, error) {
-	if o.Plain == nil && o.TLS == nil && o.WebSocket == nil {
+	if o.Plain == nil && o.TLS == nil && o.WebSocket == nil && o.HTTPS == nil {
 		o.Plain = &PlainListener{}
 	}
 	if o.Logger == nil {
@@ -331,6 +334,9 @@ func (o Options) validate() (Options, error) {
 		if err := o.Discovery.validate(&o); err != nil {
 			return o, err
 		}
+	}
+	if err := o.HTTPS.validate(); err != nil {
+		return o, err
 	}
 	for _, f := range o.ThingTopics {
 		if strings.HasPrefix(f, "$") {

@@ -55,6 +55,9 @@ type Endpoints struct {
 	// Discovery is host:port of the Greengrass discovery listener: what
 	// discovery.Config.Endpoint takes.
 	Discovery string
+	// HTTPS is https://host:port of the data plane (Options.HTTPS), the endpoint an AWS
+	// SDK's iotdataplane client is given.
+	HTTPS string
 }
 
 // New validates opts and prepares a server. It binds no socket and starts no
@@ -168,6 +171,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ls        []listeners.Listener
 		eps       Endpoints
 		discovery *discoveryServer
+		dp        *dataPlane // nil without Options.HTTPS
 	)
 	closeAll := func() {
 		discovery.close()
@@ -175,6 +179,7 @@ func (s *Server) Start(ctx context.Context) error {
 			l.Close(func(string) {})
 		}
 		s.conns.closeAll()
+		dp.close()
 	}
 	var lc net.ListenConfig
 	if p := s.opts.Plain; p != nil {
@@ -238,6 +243,14 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		eps.Discovery = discovery.ln.Addr().String()
 	}
+	if h := s.opts.HTTPS; h != nil {
+		dp = newDataPlane(s, h)
+		if err := dp.listen(ctx, &lc); err != nil {
+			closeAll()
+			return fmt.Errorf("https listener: %w", err)
+		}
+		eps.HTTPS = dp.endpoint()
+	}
 	for _, l := range ls {
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
@@ -254,13 +267,15 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return fmt.Errorf("serve: %w", err)
 	}
+	dp.serve()
 	s.mu.Lock()
 	s.eps = eps
 	s.mu.Unlock()
 	close(s.ready)
-	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "discovery", eps.Discovery)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "discovery", eps.Discovery, "https", eps.HTTPS)
 
 	<-ctx.Done()
+	dp.close() // finishes the HTTPS requests under way while the broker still runs
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.

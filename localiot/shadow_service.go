@@ -67,49 +67,57 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 	if kind != shadowstate.Request {
 		return false
 	}
-	lock := &s.locks[maphash.String(s.seed, id.Prefix())%uint64(len(s.locks))]
-	lock.Lock()
-	defer lock.Unlock()
-
-	send := func(kind string, msg any) {
+	s.apply(id, op, payload, func(kind string, msg any) {
 		data, err := json.Marshal(msg)
 		if err != nil { // cannot happen for the message types of shadowstate
 			s.log.Error("shadow reply does not encode", "shadow", id, "kind", kind, "error", err)
 			return
 		}
 		publish(id.Topic(op, kind), data)
-	}
+	})
+	return true
+}
+
+// apply performs one request on shadow id, whichever way it arrived (an MQTT request
+// topic or the HTTPS data plane), and hands each resulting message to emit in order:
+// accepted or rejected first (kind shadowstate.Accepted or Rejected), then delta and
+// documents. emit is called while the shadow is locked, so messages about one shadow
+// leave in version order, and an update is saved before its accepted message.
+func (s *shadowService) apply(id shadowstate.ID, op shadowstate.Op, payload []byte, emit func(kind string, msg any)) {
+	lock := &s.locks[maphash.String(s.seed, id.Prefix())%uint64(len(s.locks))]
+	lock.Lock()
+	defer lock.Unlock()
+
 	fail := func(err error, token string) {
 		s.log.Error("shadow store failed", "shadow", id, "op", op, "error", err)
-		send(shadowstate.Rejected, &shadowstate.Error{Code: 500, Message: "Internal service failure", ClientToken: token, Timestamp: s.now().Unix()})
+		emit(shadowstate.Rejected, &shadowstate.Error{Code: 500, Message: "Internal service failure", ClientToken: token, Timestamp: s.now().Unix()})
 	}
 
 	cur, err := s.store.Load(id)
 	if err != nil {
 		fail(err, requestToken(payload))
-		return true
+		return
 	}
 	out := shadowstate.Apply(cur, op, payload, s.now())
 	s.log.Debug("shadow request", "shadow", id, "op", op, "rejected", out.Rejected != nil, "payload_bytes", len(payload))
 	if out.Rejected != nil {
 		s.log.Debug("shadow request rejected", "shadow", id, "op", op, "code", out.Rejected.Code, "message", out.Rejected.Message)
-		send(shadowstate.Rejected, out.Rejected)
-		return true
+		emit(shadowstate.Rejected, out.Rejected)
+		return
 	}
 	if op != shadowstate.OpGet {
 		if err := s.store.Save(out.Shadow); err != nil {
 			fail(err, clientToken(out.Accepted))
-			return true
+			return
 		}
 	}
-	send(shadowstate.Accepted, out.Accepted)
+	emit(shadowstate.Accepted, out.Accepted)
 	if out.Delta != nil {
-		send(shadowstate.DeltaKind, out.Delta)
+		emit(shadowstate.DeltaKind, out.Delta)
 	}
 	if out.Documents != nil {
-		send(shadowstate.Documents, out.Documents)
+		emit(shadowstate.Documents, out.Documents)
 	}
-	return true
 }
 
 // rejectInvalidName answers a request whose topic is shaped like a shadow request but
