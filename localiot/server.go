@@ -31,6 +31,7 @@ type Server struct {
 	broker *mqtt.Server
 	gate   *gateHook
 	shadow *shadowService
+	jobs   *jobsService // the Jobs service; see jobs_*.go
 	conns  *outboundConns
 
 	refusals *refusalLog // refused connections, logged and counted
@@ -133,7 +134,12 @@ func New(opts Options) (*Server, error) {
 			refusals.expect(listenerWS, refusedClientCertificate)
 		}
 	}
+	jobs, err := newJobsService(jobStoreOf(opts.Store), opts.Clock, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		jobs:   jobs,
 		opts:   opts,
 		broker: broker,
 		gate:   gate,
@@ -228,6 +234,11 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return err
 	}
+	if err := s.attachJobsService(); err != nil {
+		closeAll()
+		return err
+	}
+	defer s.jobs.close()
 
 	if err := s.broker.Serve(); err != nil {
 		closeAll()
@@ -240,6 +251,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN)
 
 	<-ctx.Done()
+	s.jobs.close() // no timeout fires into a closing broker
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.

@@ -23,11 +23,12 @@ type Store interface {
 	Save(s shadowstate.Shadow) error
 }
 
-// MemoryStore is a Store that keeps shadows in memory only. The zero value is ready to
-// use and safe for concurrent use.
+// MemoryStore is a Store that keeps shadows in memory only, and a JobStore that keeps
+// jobs likewise. The zero value is ready to use and safe for concurrent use.
 type MemoryStore struct {
 	mu      sync.RWMutex
 	shadows map[shadowstate.ID]shadowstate.Shadow
+	jobs    map[string]Job // by job ID; see jobs_store.go
 }
 
 // Load returns the stored shadow, or a never-created one.
