@@ -46,7 +46,7 @@ func (pol *policy) mayPublish(p principal, topic string) bool {
 		return kind == "" && op != ""
 	}
 	if ownJobsTopic(p.thing, topic) {
-		return true
+		return !strings.ContainsAny(topic, "+#")
 	}
 	return pol.thingTopicCovers(p.thing, topic)
 }
