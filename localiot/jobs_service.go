@@ -122,12 +122,6 @@ func (s *jobsService) handle(t jobstate.Topic, payload []byte, reply func(topic 
 	s.sendLocked(events)
 }
 
-// throttled answers a request the broker had no room for with RequestThrottled.
-func (s *jobsService) throttled(t jobstate.Topic, payload []byte, reply func(topic string, payload []byte)) {
-	rej := &jobstate.ErrorResponse{Code: jobstate.CodeRequestThrottled, Message: jobstate.MsgThrottled, ClientToken: jobstate.TokenOf(payload), Timestamp: s.clock.Now().Unix()}
-	reply(t.Name+"/"+string(jobstate.KindRejected), mustJSON(rej))
-}
-
 // view returns what the rules see of thing: its executions and their jobs.
 func (s *jobsService) view(thing string) jobstate.ThingView {
 	v := jobstate.ThingView{Thing: thing, Jobs: map[string]jobstate.JobInfo{}}
