@@ -238,7 +238,7 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return err
 	}
-	defer s.jobs.close()
+	defer s.jobs.close() // no timeout fires once Start has returned
 
 	if err := s.broker.Serve(); err != nil {
 		closeAll()
@@ -251,7 +251,6 @@ func (s *Server) Start(ctx context.Context) error {
 	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN)
 
 	<-ctx.Done()
-	s.jobs.close() // no timeout fires into a closing broker
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.

@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tlsAddr    = fs.String("mqtts", "", "serve MQTT over TLS with client certificates on `ADDR`")
 		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt and, as AWS IoT does on port 443, MQTT over TLS with client certificates to clients offering ALPN x-amzn-mqtt-ca on the same port")
 		certDir    = fs.String("certs", "", "generate or reuse the CA, server, operator and thing certificates in `DIR` (default: a shadowsync directory in the user's cache directory)")
-		dataDir    = fs.String("data", "", "keep shadows and jobs in `DIR` so that they survive restarts (default: in memory)")
+		dataDir    = fs.String("data", "", "keep shadows in `DIR` so that they survive restarts (default: in memory)")
 		keyID      = fs.String("access-key-id", os.Getenv("AWS_ACCESS_KEY_ID"), "access key `ID` WebSocket clients sign with (default: $AWS_ACCESS_KEY_ID)")
 		secret     = fs.String("secret-access-key", "", "secret access `KEY` for --access-key-id (default: $AWS_SECRET_ACCESS_KEY)")
 		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights (on --mqtts and --ws)")
