@@ -74,6 +74,10 @@ type Options struct {
 	// shadows last as long as the server; an OpenBoltStore keeps them across restarts.
 	Store Store
 
+	// Clock is the Jobs service's time source, for its timestamps and the step and
+	// in-progress timeouts. Nil means the system clock.
+	Clock Clock
+
 	// Logger receives the server's logs; the embedded broker's own logs arrive at Warn
 	// and above only. Nil discards them.
 	Logger *slog.Logger

@@ -2,6 +2,8 @@ package localiot
 
 import (
 	"strings"
+
+	"github.com/shadowsync/shadowsync/jobstate"
 )
 
 // thingPlaceholder in Options.ThingTopics stands for the connected thing's name.
@@ -29,10 +31,12 @@ type policy struct {
 }
 
 // mayPublish reports whether p may publish to topic. Nobody may publish a shadow
-// service response; that is left to the service, which publishes through the broker's
-// inline client and never reaches this check.
+// service response, nor a jobs reply or event; that is left to the services, which
+// publish through the broker's inline client and never reach this check. A thing may
+// publish anywhere else in its own jobs namespace (a topic that maps to no operation
+// gets InvalidTopic).
 func (pol *policy) mayPublish(p principal, topic string) bool {
-	if isShadowResponse(topic) {
+	if isShadowResponse(topic) || jobstate.IsServiceTopic(topic) {
 		return false
 	}
 	if p.operator {
@@ -41,19 +45,26 @@ func (pol *policy) mayPublish(p principal, topic string) bool {
 	if op, kind, ok := ownShadowTopic(p.thing, splitLevels(topic)); ok {
 		return kind == "" && op != ""
 	}
+	if ownJobsTopic(p.thing, topic) {
+		return !strings.ContainsAny(topic, "+#")
+	}
 	return pol.thingTopicCovers(p.thing, topic)
 }
 
 // mayRead reports whether p may subscribe to filter, or receive a message on a topic
 // (a filter without wildcards). A thing may subscribe to its own shadow's request and
-// response topics, with "+" for a named shadow's name, and to filters inside its
-// ThingTopics; "$share/{group}/" is looked through.
+// response topics, with "+" for a named shadow's name, to any filter inside its own
+// jobs namespace ($aws/things/{thing}/jobs/#), and to filters inside its ThingTopics;
+// "$share/{group}/" is looked through.
 func (pol *policy) mayRead(p principal, filter string) bool {
 	if p.operator {
 		return true
 	}
 	filter = stripShare(filter)
 	if _, _, ok := ownShadowTopic(p.thing, splitLevels(filter)); ok {
+		return true
+	}
+	if ownJobsTopic(p.thing, filter) {
 		return true
 	}
 	return pol.thingTopicCovers(p.thing, filter)

@@ -32,6 +32,7 @@ type Server struct {
 	broker *mqtt.Server
 	gate   *gateHook
 	shadow *shadowService
+	jobs   *jobsService // the Jobs service; see jobs_*.go
 	conns  *outboundConns
 
 	refusals *refusalLog // refused connections, logged and counted
@@ -143,7 +144,12 @@ func New(opts Options) (*Server, error) {
 			refusals.expect(listenerWS, refusedClientCertificate)
 		}
 	}
+	jobs, err := newJobsService(jobStoreOf(opts.Store), opts.Clock, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		jobs:   jobs,
 		opts:   opts,
 		broker: broker,
 		gate:   gate,
@@ -262,6 +268,11 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return err
 	}
+	if err := s.attachJobsService(); err != nil {
+		closeAll()
+		return err
+	}
+	defer s.jobs.close() // no timeout fires once Start has returned
 
 	if err := s.broker.Serve(); err != nil {
 		closeAll()

@@ -23,11 +23,12 @@ type Store interface {
 	Save(s shadowstate.Shadow) error
 }
 
-// MemoryStore is a Store that keeps shadows in memory only. The zero value is ready to
-// use and safe for concurrent use.
+// MemoryStore is a Store that keeps shadows in memory only, and a JobStore that keeps
+// jobs likewise. The zero value is ready to use and safe for concurrent use.
 type MemoryStore struct {
 	mu      sync.RWMutex
 	shadows map[shadowstate.ID]shadowstate.Shadow
+	jobs    map[string]Job // by job ID; see jobs_store.go
 }
 
 // Load returns the stored shadow, or a never-created one.
@@ -63,7 +64,8 @@ func (m *MemoryStore) IDs() []shadowstate.ID {
 }
 
 // BoltStore is a Store that keeps every shadow in a bbolt database file, so that
-// shadows, their versions and deleted shadows' versions survive a restart. Each save
+// shadows, their versions and deleted shadows' versions survive a restart; as a
+// JobStore it keeps the Jobs service's jobs in the same file. Each save
 // is committed to disk (fsync) before Save returns, so before the service publishes
 // the accepted reply. Reads are served from memory. It is safe for concurrent use;
 // only one process may have the file open at a time.
