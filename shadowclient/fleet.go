@@ -39,11 +39,13 @@ type FleetWatch struct {
 // WatchFleet subscribes to the delta and documents messages of a shadow of every thing
 // — the way a fleet service discovers things, since MQTT cannot list them — and
 // delivers each to the callbacks with the shadow it is about. Malformed messages are
-// logged and dropped. It returns a function that unsubscribes (Close does too, for
-// every watch still running). The connection's policy must allow the wildcard
-// filters (on AWS IoT, a policy with iot:Subscribe on
-// topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
-func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
+// logged and dropped. It returns a function that stops the watch, as Handle.OnDelta
+// does for one shadow: it unsubscribes the watch's filters, waiting for the UNSUBACK
+// within Options.Timeout and logging a failure (Close stops every watch still
+// running). The connection's policy must allow the wildcard filters (on AWS IoT, a
+// policy with iot:Subscribe on topicfilter/$aws/things/*/shadow/...; see
+// docs/fleet.md).
+func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(), error) {
 	if w.Shadow != "" {
 		if err := (shadowstate.ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
 			return nil, fmt.Errorf("watch fleet: %w", err)
@@ -141,11 +143,15 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	c.nextW++
 	c.watches[n] = unsubscribe
 	c.mu.Unlock()
-	return func(ctx context.Context) error {
+	return func() {
 		c.mu.Lock()
 		delete(c.watches, n)
 		c.mu.Unlock()
-		return unsubscribe(ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+		defer cancel()
+		if err := unsubscribe(ctx); err != nil {
+			c.log.Warn("stopping a fleet watch: unsubscribe failed", "error", err)
+		}
 	}, nil
 }
 
