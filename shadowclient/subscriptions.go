@@ -21,9 +21,12 @@ import (
 //
 // A filter is an entry from the moment a request first needs it: concurrent
 // requests share the entry and wait for its SUBACK together, whatever becomes of
-// the request that created it. A filter is held for good (keep) by a Persistent
-// request, a callback or the wildcard switch; a PerRequest request holds it only
-// while it runs (refs), and the last one to finish unsubscribes it.
+// the request that created it. Every request holds its filters while it runs
+// (refs); a Persistent request, a callback or the wildcard switch also holds them
+// for good (keep). A filter is let go once it is idle: no request holds it, and it
+// is not kept or, being named, a subscribed wildcard filter covers it. Letting go
+// of a filter while a request waits for a reply on it could lose the reply, as the
+// connection drops the messages a subscription has not handled yet.
 type filterTable struct {
 	c *Client
 
@@ -31,6 +34,7 @@ type filterTable struct {
 	entries  map[string]*entry // by filter: subscribing or held
 	queue    []*entry          // entries whose SUBSCRIBE the worker has yet to make
 	idle     chan struct{}     // closed when the running worker returns; nil when none runs
+	leaving  int               // filters dropped from entries whose UNSUBSCRIBE is under way
 	wildcard bool              // requests use the wildcard filters; never reset
 	closed   bool
 }
@@ -42,7 +46,7 @@ type entry struct {
 	ready  chan struct{}           // closed once the SUBSCRIBE is answered
 	err    error                   // why the SUBSCRIBE failed
 	sub    *transport.Subscription // the subscription, once made
-	refs   int                     // PerRequest requests using it
+	refs   int                     // requests using it
 	keep   bool                    // held for good
 }
 
@@ -56,60 +60,53 @@ func (t *filterTable) init(c *Client) {
 // waiting for the SUBACK, and returns a function to call once the request is over.
 func (t *filterTable) acquire(ctx context.Context, id shadowstate.ID, op shadowstate.Op) (func(), error) {
 	filters := []string{id.Topic(op, shadowstate.Accepted), id.Topic(op, shadowstate.Rejected)}
-	return t.need(ctx, filters, t.c.opts.Subscriptions == PerRequest)
+	entries, err := t.reserve(filters, true, t.c.opts.Subscriptions == Persistent)
+	if err != nil {
+		return nil, err
+	}
+	if err := awaitAll(ctx, entries); err != nil {
+		t.release(entries)
+		return nil, err
+	}
+	return func() { t.release(entries) }, nil
 }
 
 // watch makes sure the delta or documents topic of id is subscribed, for good.
 func (t *filterTable) watch(ctx context.Context, id shadowstate.ID, kind string) error {
-	_, err := t.need(ctx, []string{id.Topic(shadowstate.OpUpdate, kind)}, false)
-	return err
-}
-
-// need reserves filters (or the wildcards covering them) and waits for their SUBACK.
-// counted reserves them for one PerRequest request only; the returned function
-// releases them.
-func (t *filterTable) need(ctx context.Context, filters []string, counted bool) (func(), error) {
-	entries, counted, err := t.reserve(filters, counted)
+	entries, err := t.reserve([]string{id.Topic(shadowstate.OpUpdate, kind)}, false, true)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	release := func() {}
-	if counted {
-		release = func() { t.release(entries) }
-	}
-	if err := awaitAll(ctx, entries); err != nil {
-		release()
-		return nil, err
-	}
-	return release, nil
+	return awaitAll(ctx, entries)
 }
 
-// reserve takes, in one step under the lock, the entries of filters: by name, or by
-// the wildcards covering them once the client uses those. Deciding and reserving
-// together is what keeps concurrent requests within the budget between them. It
-// reports whether the entries are counted: wildcard filters are always kept.
-func (t *filterTable) reserve(filters []string, counted bool) ([]*entry, bool, error) {
+// reserve takes, in one step under the lock, the entries of filters — by name, or
+// by the wildcards covering them once the client uses those — for a request
+// (counted) and for good (keep). Deciding and reserving together is what keeps
+// concurrent requests within the budget between them. Wildcard filters are always
+// kept.
+func (t *filterTable) reserve(filters []string, counted, keep bool) ([]*entry, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return nil, false, ErrClientClosed
+		return nil, ErrClientClosed
 	}
 	if t.overBudgetLocked(filters) {
 		t.switchLocked()
 	}
 	if t.wildcard {
-		filters = wildcardsOf(filters)
-		counted = false
+		filters, keep = wildcardsOf(filters), true
 	}
 	entries := make([]*entry, len(filters))
 	for i, f := range filters {
-		entries[i] = t.entryLocked(f, counted)
+		entries[i] = t.entryLocked(f, counted, keep)
 	}
-	return entries, counted, nil
+	return entries, nil
 }
 
 // overBudgetLocked reports whether naming filters would take the client past
 // Options.FilterBudget, which in WildcardsAuto means moving to the wildcard filters.
+// A filter being unsubscribed still counts: the broker holds it until the UNSUBACK.
 func (t *filterTable) overBudgetLocked(filters []string) bool {
 	if t.wildcard || t.c.opts.Wildcards != WildcardsAuto {
 		return false
@@ -120,7 +117,7 @@ func (t *filterTable) overBudgetLocked(filters []string) bool {
 			missing++
 		}
 	}
-	return len(t.entries)+missing > t.c.opts.FilterBudget
+	return len(t.entries)+t.leaving+missing > t.c.opts.FilterBudget
 }
 
 // switchLocked moves the client to the wildcard filters, once: from now on requests
@@ -133,14 +130,15 @@ func (t *filterTable) switchLocked() {
 	t.wildcard = true
 	named := slices.Sorted(maps.Keys(t.entries))
 	for _, f := range named {
-		t.entryLocked(wildcardOf(f), false)
+		t.entryLocked(wildcardOf(f), false, true)
 	}
 	t.c.log.Info("shadow client moves to wildcard subscriptions", "named_filters", len(named))
 }
 
 // entryLocked returns the entry of filter, creating it and queueing its SUBSCRIBE
-// when there is none, and holds it for one more request (counted) or for good.
-func (t *filterTable) entryLocked(filter string, counted bool) *entry {
+// when there is none, and holds it for one more request (counted) and for good
+// (keep).
+func (t *filterTable) entryLocked(filter string, counted, keep bool) *entry {
 	e := t.entries[filter]
 	if e == nil {
 		e = &entry{filter: filter, ready: make(chan struct{})}
@@ -153,9 +151,8 @@ func (t *filterTable) entryLocked(filter string, counted bool) *entry {
 	}
 	if counted {
 		e.refs++
-	} else {
-		e.keep = true
 	}
+	e.keep = e.keep || keep
 	return e
 }
 
@@ -174,21 +171,33 @@ func awaitAll(ctx context.Context, entries []*entry) error {
 	return nil
 }
 
-// release ends a PerRequest request's hold on its entries. A subscribed filter no
-// request holds any more is unsubscribed at once; one still subscribing is left to
-// the worker, which unsubscribes it once the SUBACK comes.
+// release ends a request's hold on its entries and unsubscribes those left idle. An
+// entry still subscribing is left to the worker, which decides once the SUBACK
+// comes.
 func (t *filterTable) release(entries []*entry) {
 	t.mu.Lock()
 	var drop []*transport.Subscription
 	for _, e := range entries {
 		e.refs--
-		if e.refs == 0 && !e.keep && e.sub != nil && t.entries[e.filter] == e {
-			delete(t.entries, e.filter)
-			drop = append(drop, e.sub)
+		if t.idleLocked(e) {
+			drop = append(drop, t.dropLocked(e))
 		}
 	}
 	t.mu.Unlock()
-	t.unsubscribe(drop, "a per-request filter")
+	t.unsubscribe(drop, "a filter no request holds")
+}
+
+// idleLocked reports whether e is subscribed and nothing holds it any more: no
+// request, and no keep unless a subscribed wildcard filter now covers it.
+func (t *filterTable) idleLocked(e *entry) bool {
+	if e.sub == nil || e.refs > 0 || t.entries[e.filter] != e {
+		return false
+	}
+	if !e.keep {
+		return true
+	}
+	w := t.entries[wildcardOf(e.filter)]
+	return t.wildcard && !isWildcard(e.filter) && w != nil && w.sub != nil
 }
 
 // work is the worker: it makes the queued SUBSCRIBEs one at a time (the connection
@@ -249,7 +258,7 @@ func (t *filterTable) subscribe(filter string) (*transport.Subscription, error) 
 // and returns the subscriptions to unsubscribe now. A failed filter is forgotten,
 // so a later request tries again. A filter nobody holds any more — a PerRequest
 // filter whose requests all gave up, or one Close dropped — is let go again. A
-// wildcard filter replaces the named filters it covers.
+// wildcard filter replaces the idle named filters it covers.
 func (t *filterTable) settleLocked(e *entry, sub *transport.Subscription, err error) []*transport.Subscription {
 	defer close(e.ready)
 	e.sub, e.err = sub, err
@@ -260,33 +269,41 @@ func (t *filterTable) settleLocked(e *entry, sub *transport.Subscription, err er
 			delete(t.entries, e.filter)
 		}
 		return nil
-	case !current:
-		return []*transport.Subscription{sub}
-	case e.refs == 0 && !e.keep:
-		delete(t.entries, e.filter)
-		return []*transport.Subscription{sub}
+	case !current, t.idleLocked(e):
+		return []*transport.Subscription{t.dropLocked(e)}
 	case isWildcard(e.filter):
 		return t.coveredLocked(e.filter)
 	}
 	return nil
 }
 
-// coveredLocked removes the named filters that wildcard covers and returns their
-// subscriptions. They are all subscribed by now: no named filter is made after the
-// switch, and the worker made those queued before it first.
+// coveredLocked removes the idle named filters that wildcard covers and returns
+// their subscriptions. They are all subscribed by now: no named filter is made
+// after the switch, and the worker made those queued before it first. Those that
+// requests still hold go when the last of them ends (release).
 func (t *filterTable) coveredLocked(wildcard string) []*transport.Subscription {
 	var subs []*transport.Subscription
 	for f, e := range t.entries {
-		if !isWildcard(f) && e.sub != nil && wildcardOf(f) == wildcard {
-			delete(t.entries, f)
-			subs = append(subs, e.sub)
+		if wildcardOf(f) == wildcard && t.idleLocked(e) {
+			subs = append(subs, t.dropLocked(e))
 		}
 	}
 	return subs
 }
 
-// unsubscribe lets subs go. It is housekeeping: it must not hold up a request's
-// caller for long, and a failure only leaves a subscription behind.
+// dropLocked removes a subscribed entry (unless Close did), counting it as leaving
+// until unsubscribe has let it go, and returns its subscription.
+func (t *filterTable) dropLocked(e *entry) *transport.Subscription {
+	if t.entries[e.filter] == e {
+		delete(t.entries, e.filter)
+	}
+	t.leaving++
+	return e.sub
+}
+
+// unsubscribe lets go of subs, which dropLocked removed. It is housekeeping: it must
+// not hold up a request's caller for long, and a failure only leaves a subscription
+// behind.
 func (t *filterTable) unsubscribe(subs []*transport.Subscription, what string) {
 	if len(subs) == 0 {
 		return
@@ -297,6 +314,9 @@ func (t *filterTable) unsubscribe(subs []*transport.Subscription, what string) {
 		if err := sub.Unsubscribe(ctx); err != nil {
 			t.c.log.Warn("unsubscribe of "+what+" failed", "filter", sub.Filter(), "error", err)
 		}
+		t.mu.Lock()
+		t.leaving--
+		t.mu.Unlock()
 	}
 }
 
