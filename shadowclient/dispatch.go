@@ -19,53 +19,65 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 	}
 	switch kind {
 	case shadowstate.Accepted, shadowstate.Rejected:
-		p, token := c.claim(id, op, quickToken(m.Payload))
-		if p == nil {
-			// The quick look found nothing of ours; decode properly before deciding.
-			full, err := shadowstate.ReplyToken(m.Payload)
-			if err != nil || full == "" || full == token {
-				return // not a reply to one of our requests
-			}
-			if p, token = c.claim(id, op, full); p == nil {
-				c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", token)
-				return // another client's request, or one that has timed out
-			}
-		}
-		p.finish(reply{kind: kind, payload: m.Payload})
+		c.dispatchReply(id, op, kind, m)
 	case shadowstate.DeltaKind:
-		h := c.handle(id)
-		if h == nil {
-			return
+		if h := c.handle(id); h != nil {
+			c.dispatchDelta(ctx, h, m.Payload)
 		}
-		var d shadowstate.DeltaMessage
-		if err := shadowstate.Unmarshal(m.Payload, &d); err != nil || d.State == nil {
-			c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
-			return
-		}
-		h.deliverDelta(ctx, &d)
 	case shadowstate.Documents:
-		h := c.handle(id)
-		if h == nil {
+		if h := c.handle(id); h != nil {
+			c.dispatchDocuments(ctx, h, m.Payload)
+		}
+	}
+}
+
+// dispatchReply hands a reply to the request waiting for it, if it is ours.
+func (c *Client) dispatchReply(id shadowstate.ID, op shadowstate.Op, kind string, m transport.Message) {
+	p, token := c.claim(id, op, quickToken(m.Payload))
+	if p == nil {
+		// The quick look found nothing of ours; decode properly before deciding.
+		full, err := shadowstate.ReplyToken(m.Payload)
+		if err != nil || full == "" || full == token {
+			return // not a reply to one of our requests
+		}
+		if p, token = c.claim(id, op, full); p == nil {
+			c.log.Debug("reply to no request of ours ignored", "topic", m.Topic, "token", token)
+			return // another client's request, or one that has timed out
+		}
+	}
+	p.finish(reply{kind: kind, payload: m.Payload})
+}
+
+// dispatchDelta decodes a delta message and hands it to h's callbacks.
+func (c *Client) dispatchDelta(ctx context.Context, h *Handle, payload []byte) {
+	var d shadowstate.DeltaMessage
+	if err := shadowstate.Unmarshal(payload, &d); err != nil || d.State == nil {
+		c.log.Warn("malformed delta message dropped", "shadow", h.id, "error", err, "payload_bytes", len(payload))
+		return
+	}
+	h.deliverDelta(ctx, &d)
+}
+
+// dispatchDocuments decodes a documents message, with only the current state when
+// every callback of h asked for StateOnly, and hands it to h's callbacks.
+func (c *Client) dispatchDocuments(ctx context.Context, h *Handle, payload []byte) {
+	stateOnly := h.stateOnlyDocuments()
+	for {
+		var d shadowstate.DocumentsMessage
+		var err error
+		if stateOnly {
+			err = shadowstate.UnmarshalDocumentsStateOnly(payload, &d)
+		} else {
+			err = shadowstate.Unmarshal(payload, &d)
+		}
+		if err != nil {
+			c.log.Warn("malformed documents message dropped", "shadow", h.id, "error", err, "payload_bytes", len(payload))
 			return
 		}
-		stateOnly := h.stateOnlyDocuments()
-		for {
-			var d shadowstate.DocumentsMessage
-			var err error
-			if stateOnly {
-				err = shadowstate.UnmarshalDocumentsStateOnly(m.Payload, &d)
-			} else {
-				err = shadowstate.Unmarshal(m.Payload, &d)
-			}
-			if err != nil {
-				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(m.Payload))
-				return
-			}
-			if h.deliverDocuments(ctx, &d, stateOnly) || !stateOnly {
-				return
-			}
-			stateOnly = false // a callback wanting everything came meanwhile
+		if h.deliverDocuments(ctx, &d, stateOnly) || !stateOnly {
+			return
 		}
+		stateOnly = false // a callback wanting everything came meanwhile
 	}
 }
 
