@@ -122,10 +122,10 @@ func (t *filterTable) overBudgetLocked(filters []string) bool {
 
 // switchLocked moves the client to the wildcard filters, once: from now on requests
 // use them, starting with those covering every named filter held. A named filter is
-// unsubscribed once the wildcard covering it is SUBACKed (see settleLocked); until
-// then replies may arrive on both, which is harmless: a reply whose request is
-// already answered is ignored, and a delta already delivered is recognised by its
-// version.
+// unsubscribed once the wildcard covering it is SUBACKed and no request waits on it
+// (see idleLocked); until then replies may arrive on both, which is harmless: a
+// reply whose request is already answered is ignored, and a delta already
+// delivered is recognised by its version.
 func (t *filterTable) switchLocked() {
 	t.wildcard = true
 	named := slices.Sorted(maps.Keys(t.entries))
@@ -278,9 +278,9 @@ func (t *filterTable) settleLocked(e *entry, sub *transport.Subscription, err er
 }
 
 // coveredLocked removes the idle named filters that wildcard covers and returns
-// their subscriptions. They are all subscribed by now: no named filter is made
-// after the switch, and the worker made those queued before it first. Those that
-// requests still hold go when the last of them ends (release).
+// their subscriptions. Those that requests still hold go when the last of them ends
+// (release). No named filter is made after the switch, and the worker makes those
+// queued before it first, so none is left behind.
 func (t *filterTable) coveredLocked(wildcard string) []*transport.Subscription {
 	var subs []*transport.Subscription
 	for f, e := range t.entries {
