@@ -130,11 +130,10 @@ type Client struct {
 	mu      sync.Mutex
 	shadows map[shadowstate.ID]*Handle
 	pending map[string]*pendingRequest // by clientToken
-	subs    subscriptions
+	subs    filterTable                // the filters of requests and callbacks; it has its own lock
 	closed  bool
 	watches map[int]func(context.Context) error // WatchFleet stops, which Close calls
 	nextW   int
-	subWG   sync.WaitGroup // SUBSCRIBEs in flight (subscribeOwned), which Close waits for
 }
 
 // New returns a shadow client on conn. It subscribes to nothing until the
@@ -226,14 +225,7 @@ func (c *Client) Close(ctx context.Context) error {
 	watches := c.watches
 	c.watches = nil
 	c.mu.Unlock()
-	// SUBSCRIBEs in flight finish (or fail) first, so that closeAll sees them.
-	subsDone := make(chan struct{})
-	go func() { c.subWG.Wait(); close(subsDone) }()
-	select {
-	case <-subsDone:
-	case <-ctx.Done():
-	}
-	errs := []error{c.subs.closeAll(ctx)}
+	errs := []error{c.subs.close(ctx)}
 	for _, stop := range watches {
 		errs = append(errs, stop(ctx))
 	}

@@ -2,7 +2,9 @@ package shadowclient_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,5 +133,77 @@ func TestClientSubscriptionTraffic(t *testing.T) {
 	slices.Sort(want)
 	if got := run("per-request-client", shadowclient.PerRequest); !slices.Equal(got, want) {
 		t.Errorf("per-request client traffic %v, want %v", got, want)
+	}
+}
+
+// Concurrent requests on many shadows under WildcardsAuto hold, between them, no
+// more named filters than the budget at the broker, in both subscription modes. The
+// client moves to the wildcard filters once (each is subscribed once), and then
+// holds only them.
+func TestClientWildcardSwitchKeepsToTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode shadowclient.Subscriptions
+	}{{"per-request", shadowclient.PerRequest}, {"persistent", shadowclient.Persistent}} {
+		t.Run(tc.name, func(t *testing.T) { switchUnderLoad(t, tc.mode) })
+	}
+}
+
+func switchUnderLoad(t *testing.T, mode shadowclient.Subscriptions) {
+	const (
+		budget = 6
+		id     = "budget-client"
+	)
+	var mu sync.Mutex
+	named := map[string]bool{} // the named filters the broker holds for the client
+	most := 0
+	wildcards := map[string]int{} // SUBSCRIBEs of each wildcard filter
+	srv := testserver.Start(t, localiot.Options{Observe: func(e localiot.Event) {
+		if e.ClientID != id {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range e.Filters {
+			switch {
+			case strings.Contains(f, "+") && e.Kind == localiot.EventSubscribe:
+				wildcards[f]++
+			case e.Kind == localiot.EventSubscribe:
+				named[f] = true
+				most = max(most, len(named))
+			case e.Kind == localiot.EventUnsubscribe:
+				delete(named, f)
+			}
+		}
+	}})
+	conn := dial(t, srv.Endpoints().Plain, func(cfg *transport.Config) { cfg.ClientID = id })
+	c := newClient(t, conn, shadowclient.Options{Subscriptions: mode, FilterBudget: budget})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			h := mustShadow(t, c, fmt.Sprintf("Budget-%02d", i), "")
+			if _, err := h.UpdateReported(t.Context(), map[string]any{"n": i}); err != nil {
+				t.Errorf("update %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, f := range c.HeldFilters() {
+		if !strings.Contains(f, "+") {
+			t.Errorf("after the switch the client still holds the named filter %s", f)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > budget {
+		t.Errorf("the broker held %d named filters of the client at once, budget %d", most, budget)
+	}
+	if len(wildcards) == 0 {
+		t.Error("the client never moved to the wildcard filters")
+	}
+	for f, n := range wildcards {
+		if n != 1 {
+			t.Errorf("wildcard filter %s subscribed %d times", f, n)
+		}
 	}
 }

@@ -39,94 +39,22 @@ type FleetWatch struct {
 // WatchFleet subscribes to the delta and documents messages of a shadow of every thing
 // — the way a fleet service discovers things, since MQTT cannot list them — and
 // delivers each to the callbacks with the shadow it is about. Malformed messages are
-// logged and dropped. It returns a function that unsubscribes (Close does too, for
-// every watch still running). The connection's policy must allow the wildcard
-// filters (on AWS IoT, a policy with iot:Subscribe on
-// topicfilter/$aws/things/*/shadow/...; see docs/fleet.md).
-func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
-	if w.Shadow != "" {
-		if err := (shadowstate.ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
-			return nil, fmt.Errorf("watch fleet: %w", err)
-		}
+// logged and dropped. It returns a function that stops the watch, as Handle.OnDelta
+// does for one shadow: it unsubscribes the watch's filters, waiting for the UNSUBACK
+// within Options.Timeout and logging a failure (Close stops every watch still
+// running). The connection's policy must allow the wildcard filters (on AWS IoT, a
+// policy with iot:Subscribe on topicfilter/$aws/things/*/shadow/...; see
+// docs/fleet.md).
+func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(), error) {
+	if err := w.validate(); err != nil {
+		return nil, fmt.Errorf("watch fleet: %w", err)
 	}
-	if strings.ContainsAny(w.Group, "/+#") {
-		return nil, fmt.Errorf("watch fleet: group %q may not contain '/', '+' or '#'", w.Group)
-	}
-	if w.OnDelta == nil && w.OnDocuments == nil {
-		return nil, errors.New("watch fleet: no callback")
-	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.isClosed() {
 		return nil, fmt.Errorf("watch fleet: %w", ErrClientClosed)
 	}
-	prefix := ""
-	if w.Group != "" {
-		prefix = "$share/" + w.Group + "/"
-	}
-	if strings.ContainsAny(w.Mirror, "+#") || strings.HasPrefix(w.Mirror, "$") || strings.HasSuffix(w.Mirror, "/") {
-		return nil, fmt.Errorf("watch fleet: mirror prefix %q may not contain '+' or '#', start with '$' or end with '/'", w.Mirror)
-	}
-	every := shadowstate.ID{Thing: "+", Name: w.Shadow}
-	var subs []*transport.Subscription
-	var stopOnce sync.Once
-	unsubscribe := func(ctx context.Context) error {
-		var errs []error
-		stopOnce.Do(func() {
-			for _, s := range subs {
-				errs = append(errs, s.Unsubscribe(ctx))
-			}
-		})
-		return errors.Join(errs...)
-	}
-	add := func(kind string, fn func(context.Context, shadowstate.ID, []byte)) error {
-		filter := prefix + shadowstate.MirrorTopic(w.Mirror, every.Topic(shadowstate.OpUpdate, kind))
-		s, err := c.conn.Subscribe(ctx, filter, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
-			id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
-			if !ok || k != kind || id.Name != w.Shadow {
-				return
-			}
-			fn(ctx, id, m.Payload)
-		}), transport.QoS(c.subQoS()), transport.Buffer(8192))
-		if err != nil {
-			return fmt.Errorf("watch fleet: subscribe %s: %w", filter, err)
-		}
-		subs = append(subs, s)
-		return nil
-	}
-	if w.OnDelta != nil {
-		err := add(shadowstate.DeltaKind, func(ctx context.Context, id shadowstate.ID, payload []byte) {
-			var d shadowstate.DeltaMessage
-			if err := shadowstate.Unmarshal(payload, &d); err != nil || d.State == nil {
-				c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
-				return
-			}
-			w.OnDelta(ctx, id, &d)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	if w.OnDocuments != nil {
-		err := add(shadowstate.Documents, func(ctx context.Context, id shadowstate.ID, payload []byte) {
-			var d shadowstate.DocumentsMessage
-			var err error
-			if w.DocumentsStateOnly {
-				err = shadowstate.UnmarshalDocumentsStateOnly(payload, &d)
-			} else {
-				err = shadowstate.Unmarshal(payload, &d)
-			}
-			if err != nil {
-				c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
-				return
-			}
-			w.OnDocuments(ctx, id, &d)
-		})
-		if err != nil {
-			_ = unsubscribe(ctx)
-			return nil, err
-		}
+	unsubscribe, err := c.subscribeFleet(ctx, w)
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -141,12 +69,133 @@ func (c *Client) WatchFleet(ctx context.Context, w FleetWatch) (func(context.Con
 	c.nextW++
 	c.watches[n] = unsubscribe
 	c.mu.Unlock()
-	return func(ctx context.Context) error {
-		c.mu.Lock()
-		delete(c.watches, n)
-		c.mu.Unlock()
-		return unsubscribe(ctx)
-	}, nil
+	return func() { c.stopWatch(n, unsubscribe) }, nil
+}
+
+// validate checks a FleetWatch before anything is subscribed.
+func (w *FleetWatch) validate() error {
+	if w.Shadow != "" {
+		if err := (shadowstate.ID{Thing: "x", Name: w.Shadow}).Validate(); err != nil {
+			return err
+		}
+	}
+	if strings.ContainsAny(w.Group, "/+#") {
+		return fmt.Errorf("group %q may not contain '/', '+' or '#'", w.Group)
+	}
+	if w.OnDelta == nil && w.OnDocuments == nil {
+		return errors.New("no callback")
+	}
+	if strings.ContainsAny(w.Mirror, "+#") || strings.HasPrefix(w.Mirror, "$") || strings.HasSuffix(w.Mirror, "/") {
+		return fmt.Errorf("mirror prefix %q may not contain '+' or '#', start with '$' or end with '/'", w.Mirror)
+	}
+	return nil
+}
+
+// filter returns the topic filter of the watch for the delta or documents topic.
+func (w *FleetWatch) filter(kind string) string {
+	prefix := ""
+	if w.Group != "" {
+		prefix = "$share/" + w.Group + "/"
+	}
+	every := shadowstate.ID{Thing: "+", Name: w.Shadow}
+	return prefix + shadowstate.MirrorTopic(w.Mirror, every.Topic(shadowstate.OpUpdate, kind))
+}
+
+// subscribeFleet subscribes to the topics w has callbacks for, and returns the
+// function that unsubscribes them (once; later calls do nothing).
+func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context.Context) error, error) {
+	var subs []*transport.Subscription
+	var once sync.Once
+	unsubscribe := func(ctx context.Context) error {
+		var errs []error
+		once.Do(func() {
+			for _, s := range subs {
+				errs = append(errs, s.Unsubscribe(ctx))
+			}
+		})
+		return errors.Join(errs...)
+	}
+	type topic struct {
+		kind string
+		fn   func(context.Context, shadowstate.ID, []byte)
+	}
+	var topics []topic
+	if w.OnDelta != nil {
+		topics = append(topics, topic{shadowstate.DeltaKind, c.fleetDelta(w)})
+	}
+	if w.OnDocuments != nil {
+		topics = append(topics, topic{shadowstate.Documents, c.fleetDocuments(w)})
+	}
+	for _, t := range topics {
+		filter := w.filter(t.kind)
+		s, err := c.conn.Subscribe(ctx, filter, fleetHandler(w, t.kind, t.fn), transport.QoS(c.subQoS()), transport.Buffer(8192))
+		if err != nil {
+			_ = unsubscribe(ctx)
+			return nil, fmt.Errorf("watch fleet: subscribe %s: %w", filter, err)
+		}
+		subs = append(subs, s)
+	}
+	return unsubscribe, nil
+}
+
+// fleetHandler passes fn the messages of the watched shadow on the kind topic.
+func fleetHandler(w FleetWatch, kind string, fn func(context.Context, shadowstate.ID, []byte)) transport.Handler {
+	return transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
+		id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
+		if !ok || k != kind || id.Name != w.Shadow {
+			return
+		}
+		fn(ctx, id, m.Payload)
+	})
+}
+
+// fleetDelta decodes a delta message for w.OnDelta.
+func (c *Client) fleetDelta(w FleetWatch) func(context.Context, shadowstate.ID, []byte) {
+	return func(ctx context.Context, id shadowstate.ID, payload []byte) {
+		var d shadowstate.DeltaMessage
+		if err := shadowstate.Unmarshal(payload, &d); err != nil || d.State == nil {
+			c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+			return
+		}
+		w.OnDelta(ctx, id, &d)
+	}
+}
+
+// fleetDocuments decodes a documents message for w.OnDocuments.
+func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.ID, []byte) {
+	return func(ctx context.Context, id shadowstate.ID, payload []byte) {
+		var d shadowstate.DocumentsMessage
+		var err error
+		if w.DocumentsStateOnly {
+			err = shadowstate.UnmarshalDocumentsStateOnly(payload, &d)
+		} else {
+			err = shadowstate.Unmarshal(payload, &d)
+		}
+		if err != nil {
+			c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+			return
+		}
+		w.OnDocuments(ctx, id, &d)
+	}
+}
+
+// stopWatch ends fleet watch n, unsubscribing under the client's Timeout.
+func (c *Client) stopWatch(n int, unsubscribe func(context.Context) error) {
+	c.mu.Lock()
+	delete(c.watches, n)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	if err := unsubscribe(ctx); err != nil {
+		c.log.Warn("stopping a fleet watch: unsubscribe failed", "error", err)
+	}
+}
+
+// isClosed reports whether Close was called.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // unmirror turns a mirror topic back into the shadow topic it copies.

@@ -284,7 +284,8 @@ func (h *Handle) observe(v int64) {
 // started again (a shadow service that lost or restored its state), and what the
 // handle has seen is reset. fn runs on the client's
 // delta goroutine, one message at a time; it may call any Handle method. The returned
-// function unregisters fn.
+// function unregisters fn, the same shape as the stop of Client.WatchFleet; the
+// client keeps the subscription, which other callbacks may share.
 func (h *Handle) OnDelta(ctx context.Context, fn func(context.Context, *shadowstate.DeltaMessage)) (func(), error) {
 	if err := h.c.subs.watch(ctx, h.id, shadowstate.DeltaKind); err != nil {
 		return nil, fmt.Errorf("watch deltas of %v: %w", h.id, err)
