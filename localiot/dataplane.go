@@ -313,7 +313,7 @@ func (dp *dataPlane) shadow(w http.ResponseWriter, r *http.Request, p principal,
 		answer   []byte
 		rejected *shadowstate.Error
 	)
-	dp.srv.shadow.apply(id, op, body, func(kind string, msg any) {
+	dp.srv.shadow.apply(id, op, body, func(kind shadowstate.Kind, msg any) {
 		data, err := json.Marshal(msg)
 		if err != nil { // cannot happen for the message types of shadowstate
 			dp.srv.opts.Logger.Error("shadow reply does not encode", "shadow", id, "kind", kind, "error", err)

@@ -149,7 +149,7 @@ func TestBrokerShadowServiceBoundsItsBacklog(t *testing.T) {
 			t.Fatalf("reply %q: %v", m.Payload(), err)
 		}
 		kind := m.Topic()[strings.LastIndex(m.Topic(), "/")+1:]
-		if kind == shadowstate.Rejected {
+		if kind == string(shadowstate.Rejected) {
 			kind = fmt.Sprintf("%d %s", r.Code, r.Message)
 		}
 		got = append(got, answer{kind, r.ClientToken})

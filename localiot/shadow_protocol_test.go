@@ -45,7 +45,7 @@ func dialProtocolClient(t *testing.T, broker, thing string, configure func(*mqtt
 		filters := map[string]byte{}
 		for _, r := range []struct {
 			op   shadowstate.Op
-			kind string
+			kind shadowstate.Kind
 		}{
 			{shadowstate.OpGet, shadowstate.Accepted}, {shadowstate.OpGet, shadowstate.Rejected},
 			{shadowstate.OpUpdate, shadowstate.Accepted}, {shadowstate.OpUpdate, shadowstate.Rejected},
@@ -69,12 +69,12 @@ func dialProtocolClient(t *testing.T, broker, thing string, configure func(*mqtt
 
 // request publishes payload on the request topic of op and returns the replies that
 // follow, until want of them have arrived.
-func (pc *protocolClient) request(id shadowstate.ID, op shadowstate.Op, payload string, want int) map[string]map[string]any {
+func (pc *protocolClient) request(id shadowstate.ID, op shadowstate.Op, payload string, want int) map[shadowstate.Kind]map[string]any {
 	pc.t.Helper()
 	if tok := pc.c.Publish(id.Topic(op, shadowstate.Request), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		pc.t.Fatalf("publish %s: %v", op, tok.Error())
 	}
-	got := map[string]map[string]any{}
+	got := map[shadowstate.Kind]map[string]any{}
 	timeout := time.After(10 * time.Second)
 	for len(got) < want {
 		select {

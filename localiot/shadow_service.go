@@ -67,7 +67,7 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 	if kind != shadowstate.Request {
 		return false
 	}
-	s.apply(id, op, payload, func(kind string, msg any) {
+	s.apply(id, op, payload, func(kind shadowstate.Kind, msg any) {
 		data, err := json.Marshal(msg)
 		if err != nil { // cannot happen for the message types of shadowstate
 			s.log.Error("shadow reply does not encode", "shadow", id, "kind", kind, "error", err)
@@ -83,7 +83,7 @@ func (s *shadowService) handle(topic string, payload []byte, publish func(topic 
 // accepted or rejected first (kind shadowstate.Accepted or Rejected), then delta and
 // documents. emit is called while the shadow is locked, so messages about one shadow
 // leave in version order, and an update is saved before its accepted message.
-func (s *shadowService) apply(id shadowstate.ID, op shadowstate.Op, payload []byte, emit func(kind string, msg any)) {
+func (s *shadowService) apply(id shadowstate.ID, op shadowstate.Op, payload []byte, emit func(kind shadowstate.Kind, msg any)) {
 	lock := &s.locks[maphash.String(s.seed, id.Prefix())%uint64(len(s.locks))]
 	lock.Lock()
 	defer lock.Unlock()
@@ -145,7 +145,7 @@ func (s *shadowService) rejectInvalidName(topic string, payload []byte, publish 
 	default:
 		return false
 	}
-	reply := topic + "/" + shadowstate.Rejected
+	reply := topic + "/" + string(shadowstate.Rejected)
 	if !topicWithinLimits(reply) {
 		s.warnDropped(topic, op, why)
 		return true

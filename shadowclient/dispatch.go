@@ -32,7 +32,7 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 }
 
 // dispatchReply hands a reply to the request waiting for it, if it is ours.
-func (c *Client) dispatchReply(id shadowstate.ID, op shadowstate.Op, kind string, m transport.Message) {
+func (c *Client) dispatchReply(id shadowstate.ID, op shadowstate.Op, kind shadowstate.Kind, m transport.Message) {
 	p, token := c.claim(id, op, quickToken(m.Payload))
 	if p == nil {
 		// The quick look found nothing of ours; decode properly before deciding.

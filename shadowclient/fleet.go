@@ -92,7 +92,7 @@ func (w *FleetWatch) validate() error {
 }
 
 // filter returns the topic filter of the watch for the delta or documents topic.
-func (w *FleetWatch) filter(kind string) string {
+func (w *FleetWatch) filter(kind shadowstate.Kind) string {
 	prefix := ""
 	if w.Group != "" {
 		prefix = "$share/" + w.Group + "/"
@@ -116,7 +116,7 @@ func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context
 		return errors.Join(errs...)
 	}
 	type topic struct {
-		kind string
+		kind shadowstate.Kind
 		fn   func(context.Context, shadowstate.ID, []byte)
 	}
 	var topics []topic
@@ -139,7 +139,7 @@ func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context
 }
 
 // fleetHandler passes fn the messages of the watched shadow on the kind topic.
-func fleetHandler(w FleetWatch, kind string, fn func(context.Context, shadowstate.ID, []byte)) transport.Handler {
+func fleetHandler(w FleetWatch, kind shadowstate.Kind, fn func(context.Context, shadowstate.ID, []byte)) transport.Handler {
 	return transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
 		id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
 		if !ok || k != kind || id.Name != w.Shadow {

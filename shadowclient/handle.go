@@ -163,7 +163,7 @@ type pendingRequest struct {
 }
 
 type reply struct {
-	kind    string // Accepted or Rejected
+	kind    shadowstate.Kind // Accepted or Rejected
 	payload []byte
 	err     error
 }

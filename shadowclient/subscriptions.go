@@ -72,7 +72,7 @@ func (t *filterTable) acquire(ctx context.Context, id shadowstate.ID, op shadows
 }
 
 // watch makes sure the delta or documents topic of id is subscribed, for good.
-func (t *filterTable) watch(ctx context.Context, id shadowstate.ID, kind string) error {
+func (t *filterTable) watch(ctx context.Context, id shadowstate.ID, kind shadowstate.Kind) error {
 	entries, err := t.reserve([]string{id.Topic(shadowstate.OpUpdate, kind)}, false, true)
 	if err != nil {
 		return err
@@ -379,13 +379,13 @@ func wildcardOf(filter string) string {
 	switch {
 	case kind == shadowstate.Accepted || kind == shadowstate.Rejected:
 		if named {
-			return "$aws/things/+/shadow/name/+/+/" + kind
+			return "$aws/things/+/shadow/name/+/+/" + string(kind)
 		}
-		return "$aws/things/+/shadow/+/" + kind
+		return "$aws/things/+/shadow/+/" + string(kind)
 	case named:
-		return "$aws/things/+/shadow/name/+/update/" + kind
+		return "$aws/things/+/shadow/name/+/update/" + string(kind)
 	}
-	return "$aws/things/+/shadow/update/" + kind
+	return "$aws/things/+/shadow/update/" + string(kind)
 }
 
 // wildcardsOf maps wildcardOf over filters.

@@ -112,7 +112,7 @@ func TestTopics(t *testing.T) {
 		topic string
 		id    ID
 		op    Op
-		kind  string
+		kind  Kind
 	}{
 		{"$aws/things/Pump-7/shadow/update", classic, OpUpdate, Request},
 		{"$aws/things/Pump-7/shadow/update/accepted", classic, OpUpdate, Accepted},

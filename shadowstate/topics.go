@@ -21,14 +21,19 @@ func (id ID) String() string {
 	return id.Thing + "/" + id.Name
 }
 
-// Reply kinds: the suffixes the service appends to an operation's topic when it
-// answers. Request is the empty suffix, the topic a client publishes to.
+// Kind is what a shadow topic carries for its operation: the request a client
+// publishes, or the service's accepted or rejected reply, delta or documents message.
+// It is the suffix after the operation in the topic name.
+type Kind string
+
+// The kinds of shadow topic. Request is the empty suffix, the topic a client
+// publishes to.
 const (
-	Request   = ""
-	Accepted  = "accepted"
-	Rejected  = "rejected"
-	DeltaKind = "delta"
-	Documents = "documents"
+	Request   Kind = ""
+	Accepted  Kind = "accepted"
+	Rejected  Kind = "rejected"
+	DeltaKind Kind = "delta"
+	Documents Kind = "documents"
 )
 
 // Prefix returns the topic prefix of the shadow: $aws/things/{thing}/shadow for the
@@ -42,10 +47,10 @@ func (id ID) Prefix() string {
 
 // Topic returns the topic of an operation (kind Request) or of one of its replies.
 // Thing or Name may be the MQTT wildcard "+" to build a subscription filter.
-func (id ID) Topic(op Op, kind string) string {
+func (id ID) Topic(op Op, kind Kind) string {
 	t := id.Prefix() + "/" + string(op)
 	if kind != Request {
-		t += "/" + kind
+		t += "/" + string(kind)
 	}
 	return t
 }
@@ -53,7 +58,7 @@ func (id ID) Topic(op Op, kind string) string {
 // ParseTopic splits a shadow topic into the shadow, the operation and the reply kind
 // (Request for the topic a client publishes to). ok is false for any topic that is not
 // one of the shadow protocol's topics, including names that break AWS's rules.
-func ParseTopic(topic string) (id ID, op Op, kind string, ok bool) {
+func ParseTopic(topic string) (id ID, op Op, kind Kind, ok bool) {
 	rest, found := strings.CutPrefix(topic, "$aws/things/")
 	if !found {
 		return ID{}, "", "", false
@@ -76,7 +81,7 @@ func ParseTopic(topic string) (id ID, op Op, kind string, ok bool) {
 	}
 	op = Op(parts[0])
 	if len(parts) == 2 {
-		kind = parts[1]
+		kind = Kind(parts[1])
 	}
 	switch {
 	case kind == Request || kind == Accepted || kind == Rejected:
