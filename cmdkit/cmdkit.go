@@ -36,8 +36,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -63,6 +65,8 @@ type Flags struct {
 	Region string
 	// KeepAlive is the MQTT keep-alive; zero means transport's default (600 s).
 	KeepAlive time.Duration
+	// MaxPublishRate is --max-publish-rate: the cap on publishes per second.
+	MaxPublishRate PublishRate
 	// Thing is the thing whose shadow the program uses; RegisterFlags defines --thing
 	// only when given a default.
 	Thing string
@@ -80,6 +84,7 @@ func RegisterFlags(fs *flag.FlagSet, thing string) *Flags {
 	fs.StringVar(&f.ClientID, "client-id", "", "MQTT client `ID` (default: the program's name)")
 	fs.StringVar(&f.Region, "region", "", "AWS `REGION` for SigV4 on wss (default: from the endpoint's host name)")
 	fs.DurationVar(&f.KeepAlive, "keepalive", 0, "MQTT keep-alive `DURATION`, whole seconds (default 600s; AWS accepts 30s-20m)")
+	f.MaxPublishRate.Register(fs)
 	if thing != "" {
 		fs.StringVar(&f.Thing, "thing", thing, "thing `NAME` whose shadow is used")
 	}
@@ -93,7 +98,7 @@ func (f *Flags) Config(clientID string) transport.Config {
 	if f.ClientID != "" {
 		clientID = f.ClientID
 	}
-	return transport.Config{
+	cfg := transport.Config{
 		Endpoint:  f.Endpoint,
 		CAFile:    f.CAFile,
 		CertFile:  f.CertFile,
@@ -101,6 +106,52 @@ func (f *Flags) Config(clientID string) transport.Config {
 		ClientID:  clientID,
 		Region:    f.Region,
 		KeepAlive: f.KeepAlive,
+	}
+	f.MaxPublishRate.Apply(&cfg)
+	return cfg
+}
+
+// PublishRate is the --max-publish-rate flag. Left unset it keeps transport's
+// default: AWS IoT's 100 publishes per second on an AWS IoT endpoint, where faster
+// publishing is throttled, and no cap on any other broker. 0 lifts the cap; N > 0
+// caps at N per second. Register it on a flag set, then Apply it to a configuration.
+type PublishRate struct {
+	rate float64
+	set  bool
+}
+
+// Register defines --max-publish-rate on fs.
+func (p *PublishRate) Register(fs *flag.FlagSet) {
+	fs.Var(p, "max-publish-rate", "cap on publishes per `N` per second; 0 = no cap (default: AWS IoT's 100/s on AWS IoT endpoints, none elsewhere)")
+}
+
+// String returns the flag's value, "" when unset.
+func (p *PublishRate) String() string {
+	if p == nil || !p.set {
+		return ""
+	}
+	return strconv.FormatFloat(p.rate, 'g', -1, 64)
+}
+
+// Set parses a rate: a number of publishes per second, 0 or more.
+func (p *PublishRate) Set(s string) error {
+	r, err := strconv.ParseFloat(s, 64)
+	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		return fmt.Errorf("want a number of publishes per second, 0 or more (0 = no cap), got %q", s)
+	}
+	p.rate, p.set = r, true
+	return nil
+}
+
+// Apply sets cfg.MaxPublishRate as the flag says, and leaves it alone when the flag
+// was not given.
+func (p *PublishRate) Apply(cfg *transport.Config) {
+	switch {
+	case !p.set:
+	case p.rate == 0:
+		cfg.MaxPublishRate = -1
+	default:
+		cfg.MaxPublishRate = p.rate
 	}
 }
 

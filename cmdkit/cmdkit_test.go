@@ -172,3 +172,36 @@ func TestCloseAfterCallerCancels(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// --max-publish-rate: unset keeps transport's default (AWS IoT's cap on AWS IoT
+// endpoints only), 0 lifts the cap, N caps at N, and anything else is a usage error
+// naming the flag.
+func TestMaxPublishRateFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want float64
+	}{
+		{nil, 0},
+		{[]string{"--max-publish-rate", "0"}, -1},
+		{[]string{"--max-publish-rate", "250"}, 250},
+		{[]string{"--max-publish-rate=0.5"}, 0.5},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f := cmdkit.RegisterFlags(fs, "")
+		if err := cmdkit.Parse(fs, tc.args); err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if got := f.Config("id").MaxPublishRate; got != tc.want {
+			t.Errorf("%q: MaxPublishRate = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"-1", "fast", "NaN", "+Inf"} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cmdkit.RegisterFlags(fs, "")
+		err := cmdkit.Parse(fs, []string{"--max-publish-rate", bad})
+		if !errors.Is(err, cmdkit.ErrUsage) || !strings.Contains(err.Error(), "max-publish-rate") {
+			t.Errorf("--max-publish-rate %s: %v, want a usage error naming the flag", bad, err)
+		}
+	}
+}

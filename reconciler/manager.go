@@ -136,6 +136,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
+	mx.watchConn(conn)
 	client, err := shadowclient.New(conn, opts.Client)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)

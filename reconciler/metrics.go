@@ -12,6 +12,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
 )
 
 // metrics are the Prometheus collectors of one Manager and its controllers.
@@ -29,6 +30,7 @@ type metrics struct {
 	invalidDesired  *prometheus.CounterVec // by controller
 	droppedOnClosed prometheus.Counter
 	versionsBack    *prometheus.CounterVec // by controller
+	conn            []prometheus.Collector // read from the connection at scrape time
 }
 
 // Results of a reconcile, the "result" label of shadowsync_reconciles_total.
@@ -106,10 +108,10 @@ func newMetrics() *metrics {
 // register adds every collector to reg, or none of them.
 func (m *metrics) register(reg prometheus.Registerer) error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
 		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed, m.versionsBack,
-	} {
+	}, m.conn...) {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
 				reg.Unregister(d)
@@ -119,6 +121,25 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		done = append(done, c)
 	}
 	return nil
+}
+
+// watchConn adds the connection's own counters: publishes its rate cap delayed, and
+// messages dropped for handlers that fell behind.
+func (m *metrics) watchConn(conn *transport.Conn) {
+	m.conn = []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowsync_publishes_throttled_total",
+			Help: "Publishes the connection's MaxPublishRate delayed (AWS IoT's 100/s by default on AWS IoT endpoints).",
+		}, func() float64 { n, _ := conn.Throttled(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowsync_publish_throttle_seconds_total",
+			Help: "Time publishes waited for the connection's MaxPublishRate, in all.",
+		}, func() float64 { _, d := conn.Throttled(); return d.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowsync_messages_dropped_total",
+			Help: "Incoming messages dropped because a subscription's handler had a full buffer.",
+		}, func() float64 { return float64(conn.Dropped()) }),
+	}
 }
 
 // observeRequest is the shadow client's Observe hook.

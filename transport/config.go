@@ -40,11 +40,13 @@ const (
 	DefaultOfflineQueueSize = 20
 	// DefaultDrainRate is how many queued publishes per second are sent after a reconnect.
 	DefaultDrainRate = 2.0
-	// DefaultMaxSubscriptions is AWS IoT's subscriptions-per-connection cap.
+	// DefaultMaxSubscriptions is AWS IoT's subscriptions-per-connection cap, the
+	// default on AWS IoT endpoints.
 	DefaultMaxSubscriptions = awsiot.MaxSubscriptionsPerConnection
 	// DefaultMaxFiltersPerSubscribe is AWS IoT's topic-filters-per-SUBSCRIBE cap.
 	DefaultMaxFiltersPerSubscribe = awsiot.MaxFiltersPerSubscribe
-	// DefaultMaxPublishRate is AWS IoT's publishes per second per connection.
+	// DefaultMaxPublishRate is AWS IoT's publishes per second per connection, the
+	// default on AWS IoT endpoints.
 	DefaultMaxPublishRate float64 = awsiot.MaxPublishesPerSecond
 	// DefaultHandlerBuffer is how many messages may wait for one subscription's handler.
 	DefaultHandlerBuffer = 1024
@@ -194,14 +196,18 @@ type Config struct {
 	// Zero means 2 Hz; math.Inf(1) means as fast as they are acknowledged.
 	DrainRate float64
 
-	// MaxSubscriptions caps the topic filters one connection holds (AWS IoT: 50).
-	// Zero means 50; negative means no cap.
+	// MaxSubscriptions caps the topic filters one connection holds. Zero means AWS
+	// IoT's 50 on an AWS IoT endpoint (a host under amazonaws.com) and no cap on any
+	// other, which enforces its own limits if it has any; negative means no cap.
 	MaxSubscriptions int
 	// MaxFiltersPerSubscribe caps the filters in one SUBSCRIBE (AWS IoT: 8). Zero
 	// means 8.
 	MaxFiltersPerSubscribe int
-	// MaxPublishRate caps outgoing publishes per second (AWS IoT: 100 per connection,
-	// inbound and outbound). Zero means 100; negative means no cap.
+	// MaxPublishRate caps outgoing publishes per second, with bursts of one second's
+	// worth. Zero means AWS IoT's 100 per connection on an AWS IoT endpoint (a host
+	// under amazonaws.com), where going faster gets publishes throttled, and no cap on
+	// any other; negative means no cap. A publish the cap delays is counted
+	// (Conn.Throttled) and logged at Debug.
 	MaxPublishRate float64
 	// HandlerBuffer is how many messages may wait for one subscription's handler
 	// before further messages for it are dropped (and logged). Zero means 1024; the
@@ -349,13 +355,15 @@ func (c Config) validate() (*settings, error) {
 	switch {
 	case math.IsNaN(s.MaxPublishRate):
 		return nil, invalid("MaxPublishRate is NaN")
-	case s.MaxPublishRate == 0:
+	case s.MaxPublishRate == 0 && awsIoTHost(s.ep.host):
 		s.MaxPublishRate = DefaultMaxPublishRate
+	case s.MaxPublishRate == 0:
+		s.MaxPublishRate = -1
 	}
 	if s.MaxPublishRate > 0 && !math.IsInf(s.MaxPublishRate, 1) {
 		s.pubGap = time.Duration(float64(time.Second) / s.MaxPublishRate)
 	}
-	if s.MaxSubscriptions == 0 {
+	if s.MaxSubscriptions == 0 && awsIoTHost(s.ep.host) {
 		s.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	switch {

@@ -79,8 +79,8 @@ func TestConfigDefaults(t *testing.T) {
 	want := map[string]any{
 		"endpoint": "mqtt://127.0.0.1:1883", "op": 5 * time.Second, "connect": 30 * time.Second,
 		"keepalive": 600 * time.Second, "stable": 20 * time.Second, "queue": 20,
-		"drop": DropNewest, "drain": 500 * time.Millisecond, "subs": 50,
-		"filters": 8, "pubgap": 10 * time.Millisecond, "buffer": 1024,
+		"drop": DropNewest, "drain": 500 * time.Millisecond, "subs": 0,
+		"filters": 8, "pubgap": time.Duration(0), "buffer": 1024,
 		"backoff": []time.Duration{time.Second, 2 * time.Second, 32 * time.Second, 32 * time.Second, 32 * time.Second},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -95,6 +95,32 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if s.username != "?SDK=GoShadowsync&Version="+Version {
 		t.Errorf("metrics username = %q", s.username)
+	}
+}
+
+// AWS IoT's per-connection quotas are the defaults only on AWS IoT's endpoints; a
+// broker elsewhere enforces its own limits, if any, and an explicit value wins.
+func TestConfigQuotasOnlyOnAWS(t *testing.T) {
+	for _, tc := range []struct {
+		cfg     Config
+		subs    int
+		pubGap  time.Duration
+		comment string
+	}{
+		{Config{Endpoint: "mqtts://abc123-ats.iot.eu-west-1.amazonaws.com:8883"}, 50, 10 * time.Millisecond, "AWS IoT"},
+		{Config{Endpoint: "mqtts://abc123-ats.iot.cn-north-1.amazonaws.com.cn:8883"}, 50, 10 * time.Millisecond, "AWS IoT in China"},
+		{Config{Endpoint: "mqtts://broker.example.com:8883"}, 0, 0, "another broker"},
+		{Config{Endpoint: "mqtt://127.0.0.1:1883"}, 0, 0, "a local broker"},
+		{Config{Endpoint: "mqtt://127.0.0.1:1883", MaxPublishRate: 20, MaxSubscriptions: 7}, 7, 50 * time.Millisecond, "explicit caps"},
+		{Config{Endpoint: "mqtts://abc123-ats.iot.eu-west-1.amazonaws.com:8883", MaxPublishRate: -1, MaxSubscriptions: -1}, -1, 0, "caps lifted on AWS"},
+	} {
+		s, err := tc.cfg.validate()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.comment, err)
+		}
+		if s.MaxSubscriptions != tc.subs || s.pubGap != tc.pubGap {
+			t.Errorf("%s: MaxSubscriptions %d, publish gap %v; want %d, %v", tc.comment, s.MaxSubscriptions, s.pubGap, tc.subs, tc.pubGap)
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func New(cfg Config) (*Conn, error) {
 		clock:    realClock{},
 		offline:  q,
 		router:   router{log: log},
-		limit:    newLimiter(s.pubGap, s.MaxPublishRate),
+		limit:    newLimiter(s.pubGap, s.MaxPublishRate, s.Logger),
 		runDone:  make(chan struct{}),
 		onlineCh: make(chan struct{}),
 		failed:   make(chan struct{}),
@@ -124,6 +124,13 @@ func New(cfg Config) (*Conn, error) {
 // together (Subscription.Dropped counts one). A growing count means a handler cannot
 // keep up with what arrives; each drop is also logged.
 func (c *Conn) Dropped() uint64 { return c.router.dropped.Load() }
+
+// Throttled returns how many publishes Config.MaxPublishRate has delayed over the
+// Conn's life, and how long they waited in all: a cap that slows an application
+// down shows here (and in the reconciler's shadowsync_publishes_throttled_total).
+func (c *Conn) Throttled() (publishes int64, waited time.Duration) {
+	return c.limit.throttled.Load(), time.Duration(c.limit.waited.Load())
+}
 
 // unhandledFilter names Config.Unhandled's handler in logs; it is no topic filter.
 const unhandledFilter = "(unhandled)"

@@ -114,6 +114,13 @@ func regionFromHost(host string) (region string, ok bool) {
 	return "", false
 }
 
+// awsIoTHost reports whether host is one of AWS's (amazonaws.com or amazonaws.com.cn),
+// where AWS IoT's per-connection quotas apply.
+func awsIoTHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return strings.HasSuffix(host, ".amazonaws.com") || strings.HasSuffix(host, ".amazonaws.com.cn")
+}
+
 // isLoopback reports whether host names this machine.
 func isLoopback(host string) bool {
 	if host == "localhost" {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -246,13 +248,18 @@ func (c *Conn) drain(ctx context.Context, sess *session) error {
 type limiter struct {
 	gap   time.Duration // 0 means no limit
 	burst time.Duration
+	log   *slog.Logger
 
-	mu   sync.Mutex
-	next time.Time // earliest send time of the next publish, minus the burst
+	mu     sync.Mutex
+	next   time.Time // earliest send time of the next publish, minus the burst
+	logged time.Time // when a throttled publish was last logged
+
+	throttled atomic.Int64 // publishes the cap delayed
+	waited    atomic.Int64 // their total delay, in nanoseconds
 }
 
-func newLimiter(gap time.Duration, rate float64) *limiter {
-	l := &limiter{gap: gap}
+func newLimiter(gap time.Duration, rate float64, log *slog.Logger) *limiter {
+	l := &limiter{gap: gap, log: log}
 	if gap > 0 {
 		l.burst = time.Duration(rate) * gap
 	}
@@ -271,10 +278,19 @@ func (l *limiter) wait(ctx context.Context) error {
 	}
 	at := l.next
 	l.next = l.next.Add(l.gap)
-	l.mu.Unlock()
 	d := at.Sub(now)
+	logIt := d > 0 && now.Sub(l.logged) >= time.Second
+	if logIt {
+		l.logged = now
+	}
+	l.mu.Unlock()
 	if d <= 0 {
 		return nil
+	}
+	l.throttled.Add(1)
+	l.waited.Add(int64(d))
+	if logIt { // at most once a second: a throttled connection publishes a lot
+		l.log.Debug("publish delayed by MaxPublishRate", "delay", d, "rate_per_second", float64(time.Second)/float64(l.gap), "throttled_so_far", l.throttled.Load())
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

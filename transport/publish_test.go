@@ -1,14 +1,15 @@
 package transport
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 )
 
 // TestLimiter: the publish cap lets a second's worth through at once, then spaces
-// publishes at the rate.
+// publishes at the rate, and counts those it delayed.
 func TestLimiter(t *testing.T) {
-	l := newLimiter(10*time.Millisecond, 100)
+	l := newLimiter(10*time.Millisecond, 100, slog.New(slog.DiscardHandler))
 	start := time.Now()
 	for range 100 {
 		if err := l.wait(t.Context()); err != nil {
@@ -27,7 +28,10 @@ func TestLimiter(t *testing.T) {
 	if d := time.Since(start); d < 90*time.Millisecond {
 		t.Errorf("11 publishes past the burst took %v, want ≥ 100 ms at 100/s", d)
 	}
-	if err := newLimiter(0, 0).wait(t.Context()); err != nil {
+	if n, waited := l.throttled.Load(), time.Duration(l.waited.Load()); n < 10 || n > 11 || waited < 90*time.Millisecond {
+		t.Errorf("throttled = %d publishes, %v in all; want 10 or 11 of the 11 past the burst (the first may find the bucket refilled), ≥ 90 ms", n, waited)
+	}
+	if err := newLimiter(0, 0, slog.New(slog.DiscardHandler)).wait(t.Context()); err != nil {
 		t.Errorf("no limit: %v", err)
 	}
 }

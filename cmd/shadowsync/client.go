@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/cmdkit"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -25,6 +26,7 @@ type connFlags struct {
 	endpoint, ca, cert, key string
 	clientID, region        string
 	keepAlive               time.Duration
+	maxPublishRate          cmdkit.PublishRate
 	thing, shadow           string
 	timeout                 time.Duration
 	json                    bool
@@ -40,6 +42,7 @@ func addConnFlags(fs *flag.FlagSet) *connFlags {
 	fs.StringVar(&f.clientID, "client-id", "", "MQTT client `ID` (default: a unique generated ID)")
 	fs.StringVar(&f.region, "region", "", "AWS `REGION` for SigV4 on wss (default: from the endpoint's host name); credentials come from the standard AWS chain")
 	fs.DurationVar(&f.keepAlive, "keepalive", 0, "MQTT keep-alive `DURATION`, whole seconds (default 600s)")
+	f.maxPublishRate.Register(fs)
 	fs.StringVar(&f.thing, "thing", "", "thing `NAME` (required)")
 	fs.StringVar(&f.shadow, "shadow", "", "named shadow `NAME` (default: the thing's classic shadow)")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "bound on connecting and on each shadow request")
@@ -86,6 +89,7 @@ func (f *connFlags) open(ctx context.Context, configure func(*transport.Config))
 		Region:    f.region,
 		KeepAlive: f.keepAlive,
 	}
+	f.maxPublishRate.Apply(&cfg)
 	if configure != nil {
 		configure(&cfg)
 	}

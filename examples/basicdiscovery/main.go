@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	count := fs.Int("count", 3, "how many messages to publish")
 	text := fs.String("message", "Hello World!", "message `TEXT` to publish")
 	timeout := fs.Duration("timeout", 10*time.Second, "time-out of one discovery request (the Python sample's 10 s)")
+	var rate cmdkit.PublishRate
+	rate.Register(fs)
 	retries := fs.Int("retries", 3, "discovery attempts before giving up (throttling and time-outs are retried)")
 	discoverOnly := fs.Bool("discover-only", false, "print the discovery answer and exit (the Python sample's --print_discover_resp_only)")
 	if err := cmdkit.Parse(fs, args); err != nil {
@@ -98,6 +100,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	base := transport.Config{ClientID: *thing, CertFile: *certFile, KeyFile: *keyFile}
+	rate.Apply(&base)
 	if cfg.Certificate != nil {
 		base.CertFile, base.KeyFile = "", ""
 		base.TLS = cfg.TLS.Clone()

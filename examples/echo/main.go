@@ -67,9 +67,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer tgt.Close()
 
 	cfg := tgt.Config("echo")
-	if tgt.Local {
-		cfg.MaxPublishRate = -1 // localiot has no publish quota; AWS IoT's 100/s stays on otherwise
-	}
 	mgr, err := reconciler.NewManager(cfg, reconciler.Options{})
 	if err != nil {
 		return err
