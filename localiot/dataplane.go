@@ -330,6 +330,7 @@ func (dp *dataPlane) shadow(w http.ResponseWriter, r *http.Request, p principal,
 				return // a get's answer goes to the requester only
 			}
 		}
+		dp.srv.shadow.history.observe("HTTPS data plane ("+p.String()+")", id.Topic(op, kind), data)
 		if err := dp.srv.broker.Publish(id.Topic(op, kind), data, false, 1); err != nil {
 			dp.srv.opts.Logger.Error("shadow message not published", "shadow", id, "kind", kind, "error", err)
 		}

@@ -41,6 +41,9 @@ type Options struct {
 	// HTTPS is AWS IoT's HTTPS data plane: the Device Shadow REST API and HTTP Publish,
 	// for apps written with an AWS SDK's iotdataplane client. Nil means none.
 	HTTPS *HTTPSListener
+	// Console is the web console: things, shadows and clients, live, with an editor of
+	// desired state. Nil means none.
+	Console *ConsoleListener
 
 	// ThingTopics lists the topic filters, besides its own shadow topics, that a
 	// client acting as a thing may publish to, subscribe to and receive from. "${thing}"
@@ -340,6 +343,9 @@ func (o Options) validate() (Options, error) {
 		}
 	}
 	if err := o.HTTPS.validate(); err != nil {
+		return o, err
+	}
+	if err := o.Console.validate(); err != nil {
 		return o, err
 	}
 	for _, f := range o.ThingTopics {

@@ -35,6 +35,8 @@ type Server struct {
 	jobs   *jobsService // the Jobs service; see jobs_*.go
 	conns  *outboundConns
 
+	console *console // the web console; nil without Options.Console
+
 	refusals *refusalLog // refused connections, logged and counted
 
 	started atomic.Bool
@@ -59,6 +61,8 @@ type Endpoints struct {
 	// HTTPS is https://host:port of the data plane (Options.HTTPS), the endpoint an AWS
 	// SDK's iotdataplane client is given.
 	HTTPS string
+	// Console is http://host:port of the web console (Options.Console).
+	Console string
 }
 
 // New validates opts and prepares a server. It binds no socket and starts no
@@ -158,6 +162,9 @@ func New(opts Options) (*Server, error) {
 		ready:  make(chan struct{}),
 	}
 	s.refusals = refusals
+	if err := s.attachConsole(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -186,6 +193,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.conns.closeAll()
 		dp.close()
+		s.console.close()
 	}
 	var lc net.ListenConfig
 	if p := s.opts.Plain; p != nil {
@@ -257,6 +265,11 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		eps.HTTPS = dp.endpoint()
 	}
+	if err := s.console.listen(ctx, &lc); err != nil {
+		closeAll()
+		return fmt.Errorf("console listener: %w", err)
+	}
+	eps.Console = s.console.endpoint()
 	for _, l := range ls {
 		if err := s.broker.AddListener(l); err != nil {
 			closeAll()
@@ -279,14 +292,16 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	dp.serve()
+	s.console.serve()
 	s.mu.Lock()
 	s.eps = eps
 	s.mu.Unlock()
 	close(s.ready)
-	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "discovery", eps.Discovery, "https", eps.HTTPS)
+	s.opts.Logger.Info("localiot listening", "plain", eps.Plain, "tls", eps.TLS, "websocket", eps.WebSocket, "alpn", eps.ALPN, "discovery", eps.Discovery, "https", eps.HTTPS, "console", eps.Console)
 
 	<-ctx.Done()
 	dp.close() // finishes the HTTPS requests under way while the broker still runs
+	s.console.close()
 	// Closes the listeners (each returns once its connections' goroutines have
 	// ended), disconnects the clients and stops the event loop; then ends the
 	// connections' writers, dropping what they could not flush yet.

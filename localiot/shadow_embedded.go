@@ -26,7 +26,7 @@ func (s *Server) attachShadowService() error {
 				s.opts.Logger.Debug("last will on a shadow topic ignored, as AWS IoT does", "topic", pk.TopicName, "client", pk.Origin)
 				return
 			}
-			s.shadow.handle(pk.TopicName, pk.Payload, publish)
+			s.shadow.handle(pk.TopicName, pk.Payload, s.shadow.recorder(pk.Origin, publish))
 		})
 		if err != nil {
 			return fmt.Errorf("localiot: attach shadow service to %s: %w", filter, err)

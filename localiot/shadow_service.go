@@ -24,6 +24,9 @@ type shadowService struct {
 	log   *slog.Logger
 	seed  maphash.Seed
 	locks [64]sync.Mutex
+	// history records recent documents messages and their writers for the console;
+	// nil (no console) records nothing.
+	history *shadowHistory
 
 	warnMu     sync.Mutex
 	lastWarn   time.Time // when warnDropped last logged

@@ -42,6 +42,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		operatorPE = fs.String("operator-cert", "", "PEM `FILE` of one more client certificate with operator rights (on --mqtts and --ws)")
 		logLevel   = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 		metrics    = fs.String("metrics", "", "serve Prometheus metrics (connections refused) at http://`ADDR`/metrics")
+		consAddr   = fs.String("console", "", "serve the web console (things, shadows, history, clients, live; edits of desired state) at http://`ADDR`, a loopback address: it has no authentication")
+		consAny    = fs.Bool("console-insecure-any-address", false, "allow --console on an address that is not loopback: anyone who can reach it can read and change every shadow, with no authentication")
 		discAddr   = fs.String("discovery", "", "serve Greengrass discovery at https://`ADDR`/greengrass/discover/thing/NAME (AWS: port 8443), answering with the --mqtts listener as the group's one core; needs --mqtts")
 		things     listFlag
 		names      listFlag
@@ -134,6 +136,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
+	var err error
+	if opts.Console, err = consoleListener(*consAddr, *consAny, stderr); err != nil {
+		return err
+	}
 	if *dataDir != "" {
 		store, err := localiot.OpenBoltStore(filepath.Join(*dataDir, "shadows.db"))
 		if err != nil {
@@ -183,6 +189,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if eps.HTTPS != "" {
 		fmt.Fprintf(stdout, "https  %s  (AWS IoT data plane, SigV4 with access key %s)\n", eps.HTTPS, *keyID)
+	}
+	if eps.Console != "" {
+		fmt.Fprintf(stdout, "console %s  (web console: no authentication, local use only)\n", eps.Console)
 	}
 	if metricsLn != nil {
 		fmt.Fprintf(stdout, "metrics http://%s/metrics\n", metricsLn.Addr())
