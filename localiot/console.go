@@ -522,7 +522,7 @@ func (c *console) editDesired(w http.ResponseWriter, r *http.Request) {
 // data plane does: the accepted, delta and documents messages are published to MQTT
 // subscribers, so devices get the delta. It returns the new version or the rejection.
 func (c *console) update(id shadowstate.ID, payload []byte) (version int64, rejected *shadowstate.Error) {
-	c.srv.shadow.apply(id, shadowstate.OpUpdate, payload, func(kind string, msg any) {
+	c.srv.shadow.apply(id, shadowstate.OpUpdate, payload, func(kind shadowstate.Kind, msg any) {
 		if kind == shadowstate.Rejected {
 			rejected = msg.(*shadowstate.Error)
 			return
