@@ -1,6 +1,7 @@
 package localiot
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/sigv4"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -39,6 +41,16 @@ import (
 //
 // ListNamedShadowsForThing needs a Store that can list its shadows (MemoryStore and
 // BoltStore can, through an IDs method); with any other Store it answers 500.
+//
+// The same listener serves the Jobs operations of AWS IoT's control plane (CreateJob,
+// CancelJob, DeleteJob, DescribeJob, GetJobDocument, ListJobs, CancelJobExecution,
+// DescribeJobExecution, ListJobExecutionsForJob, ListJobExecutionsForThing) to
+// requests signed for service iot, as aws-sdk-go-v2's iot client and boto3's "iot"
+// client sign them, so that tools that manage jobs run against localiot unchanged. Their
+// paths (/jobs/..., /things/{thing}/jobs/...) do not collide with the data plane's
+// (/things/{thing}/shadow, /topics/..., /api/things/shadow/...); a request signed for
+// the other plane's service is refused. Only credentials without Thing (operators) may
+// use the control plane.
 type HTTPSListener struct {
 	// Addr is the host:port to listen on. "" means 127.0.0.1:0.
 	Addr string
@@ -54,6 +66,9 @@ type HTTPSListener struct {
 	// MaxSkew is how far X-Amz-Date may be from the server's clock. Zero means 5
 	// minutes, AWS's window.
 	MaxSkew time.Duration
+	// AccountID is the AWS account, 12 digits, in the ARNs the control plane answers
+	// with (jobArn, thingArn). "" means 123456789012, the account of AWS's examples.
+	AccountID string
 }
 
 // validate checks h; a nil h is valid (no data plane).
@@ -69,6 +84,9 @@ func (h *HTTPSListener) validate() error {
 	}
 	if h.MaxSkew < 0 {
 		return fmt.Errorf("%w: HTTPS.MaxSkew is negative", ErrInvalidOptions)
+	}
+	if h.AccountID != "" && !validAccountID(h.AccountID) {
+		return fmt.Errorf("%w: HTTPS.AccountID %q is not 12 digits", ErrInvalidOptions, h.AccountID)
 	}
 	seen := make(map[string]bool, len(h.Credentials))
 	for i, c := range h.Credentials {
@@ -109,20 +127,22 @@ type dataPlane struct {
 	auth    *sigV4Verifier
 	ln      net.Listener
 	http    *http.Server
+	account string        // the AWS account in control plane ARNs
 	started bool          // serve was called
 	done    chan struct{} // closed when serve's goroutine has returned
 	once    sync.Once
 }
 
 func newDataPlane(s *Server, h *HTTPSListener) *dataPlane {
-	auth := &sigV4Verifier{creds: make(map[string]Credential, len(h.Credentials)), region: h.Region, skew: h.MaxSkew, now: time.Now}
+	auth := &sigV4Verifier{creds: make(map[string]Credential, len(h.Credentials)), region: h.Region, skew: h.MaxSkew, now: time.Now,
+		services: []string{sigv4.ServiceIoTDeviceGateway, serviceIoTDataDeprecated, serviceIoTControl}}
 	for _, c := range h.Credentials {
 		auth.creds[c.AccessKeyID] = c
 	}
 	if auth.skew == 0 {
 		auth.skew = defaultMaxSkew
 	}
-	dp := &dataPlane{srv: s, auth: auth, done: make(chan struct{})}
+	dp := &dataPlane{srv: s, auth: auth, done: make(chan struct{}), account: cmp.Or(h.AccountID, defaultAccountID)}
 	dp.http = &http.Server{
 		Handler:           dp,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{h.Certificate}},
@@ -234,14 +254,26 @@ func (dp *dataPlane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dp.fail(w, log, err)
 		return
 	}
-	cred, err := dp.auth.verifyHeader(r, body)
+	cred, scope, err := dp.auth.verifyHeader(r, body)
+	if err == nil && (scope.service == serviceIoTControl) != isControlPath(r.URL.EscapedPath()) {
+		// AWS serves the two planes on different hosts; a signature for one is no
+		// good on the other.
+		log.Info("https request refused", "reason", fmt.Sprintf("signed for service %q", scope.service))
+		dp.fail(w, log, newAPIError(http.StatusForbidden, "Credential should be scoped to the service of this API: iot for /jobs and /things/{thingName}/jobs, iotdata for the data plane"))
+		return
+	}
 	if err != nil {
 		log.Info("https request refused", "reason", err)
 		dp.fail(w, log, newAPIError(http.StatusForbidden, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."))
 		return
 	}
 	p := principal{operator: cred.Thing == "", thing: cred.Thing}
-	if err := dp.route(w, r, p, body); err != nil {
+	if scope.service == serviceIoTControl {
+		err = dp.control(w, r, p, scope.region, body)
+	} else {
+		err = dp.route(w, r, p, body)
+	}
+	if err != nil {
 		dp.fail(w, log, err)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -145,6 +147,17 @@ func (s *Server) CancelJob(ctx context.Context, jobID string, opts CancelJobOpti
 // force an IN_PROGRESS one. Errors wrap ErrJobNotFound, or ErrJobState when the
 // execution is terminal or IN_PROGRESS without force.
 func (s *Server) CancelJobExecution(ctx context.Context, jobID, thing string, force bool) (jobstate.Execution, error) {
+	return s.cancelJobExecution(ctx, jobID, thing, force, nil, nil)
+}
+
+// errVersionConflict is CancelJobExecution's expectedVersion mismatch over HTTPS
+// (VersionConflictException); the Go API has no expected version.
+var errVersionConflict = errors.New("localiot: expectedVersion does not match the job execution's version")
+
+// cancelJobExecution is CancelJobExecution with the HTTPS API's optional checks: the
+// execution's version must be expectedVersion when that is not nil, and details, when
+// not nil, replace its status details.
+func (s *Server) cancelJobExecution(ctx context.Context, jobID, thing string, force bool, expectedVersion *int64, details map[string]string) (jobstate.Execution, error) {
 	if err := ctx.Err(); err != nil {
 		return jobstate.Execution{}, err
 	}
@@ -155,10 +168,16 @@ func (s *Server) CancelJobExecution(ctx context.Context, jobID, thing string, fo
 	if err != nil {
 		return jobstate.Execution{}, err
 	}
+	if expectedVersion != nil && *expectedVersion != old.Executions[i].VersionNumber {
+		return jobstate.Execution{}, fmt.Errorf("%w: execution of %s on %s is at version %d", errVersionConflict, jobID, thing, old.Executions[i].VersionNumber)
+	}
 	now := j.clock.Now()
 	e, changed := jobstate.Cancel(old.Executions[i], force, now)
 	if !changed {
 		return jobstate.Execution{}, fmt.Errorf("%w: execution of %s on %s is %s", ErrJobState, jobID, thing, e.Status)
+	}
+	if details != nil {
+		e.StatusDetails = maps.Clone(details)
 	}
 	job := old.clone()
 	job.Executions[i] = e

@@ -26,6 +26,9 @@ type sigV4Verifier struct {
 	region string                // "" accepts any region
 	skew   time.Duration
 	now    func() time.Time
+	// services are the service names a signature's scope may carry; nil means the
+	// device gateway's (iotdevicegateway, and iotdata, which the SDKs sign with).
+	services []string
 }
 
 func newSigV4Verifier(ws *WebSocketListener) *sigV4Verifier {
@@ -141,7 +144,11 @@ func (v *sigV4Verifier) checkScope(credential string) (Credential, credentialSco
 	if !ok {
 		return Credential{}, credentialScope{}, fmt.Errorf("%w: unknown access key ID %q", errSigV4, s.keyID)
 	}
-	if s.service != sigv4.ServiceIoTDeviceGateway && s.service != serviceIoTDataDeprecated {
+	services := v.services
+	if services == nil {
+		services = []string{sigv4.ServiceIoTDeviceGateway, serviceIoTDataDeprecated}
+	}
+	if !slices.Contains(services, s.service) {
 		return Credential{}, credentialScope{}, fmt.Errorf("%w: service %q", errSigV4, s.service)
 	}
 	if v.region != "" && s.region != v.region {

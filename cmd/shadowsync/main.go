@@ -9,6 +9,8 @@
 //	shadowsync update  [flags]   update desired or reported state
 //	shadowsync delete  [flags]   delete a shadow
 //	shadowsync watch   [flags]   stream deltas and documents
+//	shadowsync jobs    <create|list|describe|cancel|delete> [flags]
+//	                             manage jobs through the control plane's HTTPS API
 //	shadowsync schema  [flags]   print a device schema or check a document against it
 //	shadowsync bench   [flags]   measure an echo fleet against a bare MQTT client
 //	shadowsync help [command]
@@ -40,6 +42,7 @@ func commands() []command {
 		{"update", "update a shadow's desired or reported state", runUpdate},
 		{"delete", "delete a shadow", runDelete},
 		{"watch", "stream a shadow's deltas and documents until interrupted", runWatch},
+		{"jobs", "create, list, describe, cancel and delete jobs over the HTTPS control plane (serve --https)", runJobs},
 		{"bench", "measure an echo fleet on the framework against a bare MQTT client", runBench},
 		{"schema", "print the JSON Schema of a device type; check a desired-state document against it", runSchema},
 	}

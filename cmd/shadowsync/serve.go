@@ -34,7 +34,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plainAny   = fs.Bool("mqtt-insecure-any-address", false, "allow --mqtt on an address that is not loopback: anyone who can reach it gets operator rights, with no authentication")
 		tlsAddr    = fs.String("mqtts", "", "serve MQTT over TLS with client certificates on `ADDR`")
 		wsAddr     = fs.String("ws", "", "serve MQTT over secure WebSocket with SigV4 at wss://`ADDR`/mqtt and, as AWS IoT does on port 443, MQTT over TLS with client certificates to clients offering ALPN x-amzn-mqtt-ca on the same port")
-		httpsAddr  = fs.String("https", "", "also serve AWS IoT's HTTPS data plane (shadows and Publish for apps using an AWS SDK's iotdataplane client, SigV4-signed with --access-key-id) at https://`ADDR`; the MQTT listeners are as without it")
+		httpsAddr  = fs.String("https", "", "also serve AWS IoT's HTTPS data plane (shadows and Publish for apps using an AWS SDK's iotdataplane client) and its jobs control plane (CreateJob, DescribeJob, ... for the iot client and `shadowsync jobs`), SigV4-signed with --access-key-id, at https://`ADDR`; the MQTT listeners are as without it")
 		certDir    = fs.String("certs", "", "generate or reuse the CA, server, operator and thing certificates in `DIR` (default: a shadowsync directory in the user's cache directory)")
 		dataDir    = fs.String("data", "", "keep shadows in `DIR` so that they survive restarts (default: in memory)")
 		keyID      = fs.String("access-key-id", os.Getenv("AWS_ACCESS_KEY_ID"), "access key `ID` WebSocket and HTTPS clients sign with (default: $AWS_ACCESS_KEY_ID)")
@@ -188,7 +188,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "discovery https://%s/greengrass/discover/thing/NAME  (Greengrass discovery, client certificate required)\n", eps.Discovery)
 	}
 	if eps.HTTPS != "" {
-		fmt.Fprintf(stdout, "https  %s  (AWS IoT data plane, SigV4 with access key %s)\n", eps.HTTPS, *keyID)
+		fmt.Fprintf(stdout, "https  %s  (AWS IoT data plane and jobs control plane, SigV4 with access key %s)\n", eps.HTTPS, *keyID)
 	}
 	if eps.Console != "" {
 		fmt.Fprintf(stdout, "console %s  (web console: no authentication, local use only)\n", eps.Console)
