@@ -203,7 +203,21 @@ func (h *discoveryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Debug("discovery answered", "thing", thing, "operator", operator)
+	writeDiscoveryJSON(w, http.StatusOK, body)
+}
+
+// writeDiscoveryJSON answers with status and a JSON body. The body's length is sent
+// under the header name in lower case too, as AWS's endpoint sends it: the AWS IoT
+// Device SDK for Python v1's DiscoveryInfoProvider reads the response by hand and
+// finds the length only by the exact text "content-length: ". HTTP clients that
+// canonicalise names see one length, given twice with the same value, which HTTP
+// allows.
+func writeDiscoveryJSON(w http.ResponseWriter, status int, body []byte) {
+	n := strconv.Itoa(len(body))
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", n)
+	w.Header()["content-length"] = []string{n}
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
@@ -258,9 +272,7 @@ func (h *discoveryHandler) fail(w http.ResponseWriter, r *http.Request, status i
 	body, _ := json.Marshal(struct {
 		Message string `json:"message"`
 	}{msg})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeDiscoveryJSON(w, status, body)
 }
 
 func orString(v, def string) string {

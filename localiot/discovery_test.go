@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -167,6 +168,36 @@ func TestDiscoveryOptionsChecked(t *testing.T) {
 		edit(d, &o)
 		if _, err := localiot.New(o); !errors.Is(err, localiot.ErrInvalidOptions) || !strings.Contains(err.Error(), "Discovery") {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// The response names its body's length as "content-length: N", in lower case, as
+// AWS's endpoint does: the Python SDK v1's DiscoveryInfoProvider reads the raw
+// response and finds the length by that exact text, for answers and refusals alike.
+func TestDiscoveryResponseHeaderForHandWrittenClients(t *testing.T) {
+	certs, eps := startDiscovery(t, nil)
+	dev := certs.Things["dev"]
+	for _, thing := range []string{"dev", "other"} { // an answer, and a 403
+		conn, err := tls.Dial("tcp", eps.Discovery, &tls.Config{RootCAs: certs.Pool, Certificates: []tls.Certificate{dev}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(conn, "GET /greengrass/discover/thing/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", thing, eps.Discovery); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(conn)
+		_ = conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, body, ok := strings.Cut(string(raw), "\r\n\r\n")
+		if !ok {
+			t.Fatalf("%s: no end of header in %q", thing, raw)
+		}
+		if want := fmt.Sprintf("content-length: %d\r\n", len(body)); !strings.Contains(head+"\r\n", want) {
+			t.Errorf("%s: header lacks %q:\n%s", thing, want, head)
 		}
 	}
 }
