@@ -66,7 +66,7 @@ type Target struct {
 	flags *Flags
 	opts  Options
 	srv   *localiot.Server // the embedded localiot; nil with --endpoint
-	tls   *tls.Config // embedded TLS and WebSocket listeners: the client's config
+	tls   *tls.Config      // embedded TLS and WebSocket listeners: the client's config
 	stop  context.CancelFunc
 	done  chan error
 	once  sync.Once

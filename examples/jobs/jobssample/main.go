@@ -1,8 +1,7 @@
-// Jobssample is the jobs sample of the AWS IoT Device SDK for Python v1
-// (samples/jobs/jobsSample.py) in Go, on the low-level jobs client: it lists the
-// thing's pending jobs, starts the next one, "executes" it (prints its document),
-// reports it SUCCEEDED with the version it started, and repeats until nothing is
-// pending.
+// Jobssample is the jobs sample of the AWS IoT Device SDK for Python v1 in Go, on
+// the low-level jobs client: it lists the thing's pending jobs, starts the next one,
+// "executes" it (prints its document), reports it SUCCEEDED with the version it
+// started, and repeats until nothing is pending.
 //
 // The Python sample drives the same loop from callbacks on the reply topics
 // (createJobSubscription, sendJobsQuery, sendJobsStartNext, sendJobsUpdate); with
