@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		out.Printf("pending: %d in progress, %d queued", len(pending.InProgressJobs), len(pending.QueuedJobs))
-		started, err := th.StartNext(ctx, jobstate.StartNextRequest{StatusDetails: handledBy})
+		started, err := th.StartNext(ctx, jobstate.StartNextRequest{StatusDetails: map[string]string{"StartedBy": conn.ClientID()}})
 		if err != nil {
 			return err
 		}
@@ -95,9 +95,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return nil
 		}
 		out.Printf("executing job %s: %s", ex.JobID, ex.JobDocument)
-		version := ex.VersionNumber
+		version, number := ex.VersionNumber, ex.ExecutionNumber
 		if _, err := th.Update(ctx, ex.JobID, jobstate.UpdateRequest{
-			Status: jobstate.Succeeded, StatusDetails: handledBy, ExpectedVersion: &version,
+			Status: jobstate.Succeeded, StatusDetails: handledBy, ExpectedVersion: &version, ExecutionNumber: &number,
 		}); err != nil {
 			return err
 		}
