@@ -349,7 +349,7 @@ func TestJobVersionMismatchIsReReadNotFailed(t *testing.T) {
 	e := newJobEnv(t)
 	progressed := make(chan struct{})
 	meddled := make(chan struct{})
-	e.startJobs(reconciler.JobOptions{Things: []string{"dev-1"}}, reconciler.JobHandlerFunc[Firmware](func(ctx context.Context, job reconciler.Job[Firmware]) (reconciler.JobResult, error) {
+	m, _ := e.startJobs(reconciler.JobOptions{Things: []string{"dev-1"}}, reconciler.JobHandlerFunc[Firmware](func(ctx context.Context, job reconciler.Job[Firmware]) (reconciler.JobResult, error) {
 		if err := job.Progress(ctx, map[string]string{"step": "1"}); err != nil {
 			return reconciler.JobResult{}, err
 		}
@@ -384,6 +384,10 @@ func TestJobVersionMismatchIsReReadNotFailed(t *testing.T) {
 	x := e.awaitStatus("fw-1", "dev-1", jobstate.Succeeded)
 	if x.StatusDetails["step"] != "done" {
 		t.Errorf("details %v", x.StatusDetails)
+	}
+	// The stale update was rejected once (VersionMismatch), then written again.
+	if n := counterWith(t, m.Registry(), "shadowsync_job_requests_total", map[string]string{"operation": "update", "outcome": "rejected"}); n != 1 {
+		t.Errorf("%v rejected updates, want the one VersionMismatch", n)
 	}
 }
 
