@@ -72,7 +72,7 @@ func TestOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !target.Local || target.Endpoint == "" {
+			if !target.Local || target.Endpoint == "" || target.Server() == nil {
 				t.Fatalf("target %+v", target)
 			}
 			c, err := transport.Dial(ctx, target.Config("test-"+name))
@@ -97,7 +97,7 @@ func TestOpen(t *testing.T) {
 
 	f, _ := parse(t, "--endpoint", "mqtt://127.0.0.1:1")
 	target, err := cmdkit.Open(t.Context(), f, cmdkit.Options{Listener: cmdkit.TLS})
-	if err != nil || target.Local || target.Config("x").Endpoint != "mqtt://127.0.0.1:1" || target.Close() != nil {
+	if err != nil || target.Local || target.Server() != nil || target.Config("x").Endpoint != "mqtt://127.0.0.1:1" || target.Close() != nil {
 		t.Errorf("remote target %+v, %v", target, err)
 	}
 }

@@ -65,7 +65,8 @@ type Target struct {
 
 	flags *Flags
 	opts  Options
-	tls   *tls.Config // embedded TLS and WebSocket listeners: the client's config
+	srv   *localiot.Server // the embedded localiot; nil with --endpoint
+	tls   *tls.Config      // embedded TLS and WebSocket listeners: the client's config
 	stop  context.CancelFunc
 	done  chan error
 	once  sync.Once
@@ -141,10 +142,16 @@ func Open(ctx context.Context, f *Flags, opts Options) (*Target, error) {
 		<-t.done
 		return nil, ctx.Err()
 	}
+	t.srv = srv
 	eps := srv.Endpoints()
 	t.Endpoint = map[Listener]string{Plain: eps.Plain, TLS: eps.TLS, WebSocket: eps.WebSocket}[opts.Listener]
 	return t, nil
 }
+
+// Server returns the embedded localiot, or nil with --endpoint: a program's local run
+// acts on it as an operator would on AWS IoT, e.g. creating the job it then carries
+// out (Server.CreateJob).
+func (t *Target) Server() *localiot.Server { return t.srv }
 
 // Config returns the transport configuration of a client of the target, with clientID
 // as its client ID unless --client-id was given. On an embedded TLS listener with a

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shadowsync/shadowsync/jobsclient"
+	"github.com/shadowsync/shadowsync/jobstate"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -22,6 +24,9 @@ type Options struct {
 	// its request timeout, its logger); ControllerOptions.Shadow, by contrast, names
 	// the shadow a controller manages.
 	Client shadowclient.Options
+	// Jobs configures the jobs client the job controllers share (its request timeout,
+	// when it moves to a wildcard subscription); see RegisterJobs.
+	Jobs jobsclient.Options
 	// Resync, when positive, re-reads every managed shadow this often and reconciles
 	// any that drifted (desired and reported differ). Zero means no periodic resync;
 	// shadows are still re-read on start and after every reconnect.
@@ -60,6 +65,7 @@ type runnable interface {
 type Manager struct {
 	conn   *transport.Conn
 	client *shadowclient.Client
+	jobs   *jobsclient.Client
 	opts   Options
 	log    *slog.Logger
 
@@ -72,6 +78,7 @@ type Manager struct {
 	started     bool
 	runCtx      context.Context // set by Start; controllers' work runs under it
 	resyncs     chan string     // reasons to re-read every shadow
+	jobThings   map[string]bool // things a job controller handles: one controller each
 }
 
 // ErrStarted is returned by Start when called twice, and by Register after Start.
@@ -96,6 +103,9 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if opts.Client.Logger == nil {
 		opts.Client.Logger = opts.Logger
 	}
+	if opts.Jobs.Logger == nil {
+		opts.Jobs.Logger = opts.Logger
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
@@ -111,6 +121,14 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 		}
 	} else {
 		opts.Client.Observe = mx.observeRequest
+	}
+	if userObserve := opts.Jobs.Observe; userObserve != nil {
+		opts.Jobs.Observe = func(op jobstate.Op, outcome string, took time.Duration) {
+			mx.observeJobRequest(op, outcome, took)
+			userObserve(op, outcome, took)
+		}
+	} else {
+		opts.Jobs.Observe = mx.observeJobRequest
 	}
 	userOnline, userOffline := cfg.OnOnline, cfg.OnOffline
 	var everOnline bool
@@ -141,12 +159,16 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
+	jobs, err := jobsclient.New(conn, opts.Jobs)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
 	// Metrics are registered last, so that a NewManager that fails leaves the
 	// application's registry as it was.
 	if err := mx.register(opts.Registry); err != nil {
 		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
 	}
-	m.conn, m.client = conn, client
+	m.conn, m.client, m.jobs = conn, client, jobs
 	return m, nil
 }
 
@@ -167,6 +189,9 @@ func (m *Manager) Conn() *transport.Conn { return m.conn }
 
 // Client returns the manager's shadow client, for shadows no controller manages.
 func (m *Manager) Client() *shadowclient.Client { return m.client }
+
+// Jobs returns the manager's jobs client, for things no job controller handles.
+func (m *Manager) Jobs() *jobsclient.Client { return m.jobs }
 
 func (m *Manager) add(r runnable) error {
 	m.mu.Lock()
@@ -256,6 +281,9 @@ func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc
 	defer cancel()
 	for _, c := range controllers {
 		c.shutdown(shutCtx)
+	}
+	if err := m.jobs.Close(shutCtx); err != nil {
+		m.log.Warn("closing the jobs client", "error", err)
 	}
 	if err := m.client.Close(shutCtx); err != nil {
 		m.log.Warn("closing the shadow client", "error", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shadowsync/shadowsync/jobstate"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -29,9 +30,24 @@ type metrics struct {
 	reconnects      prometheus.Counter
 	invalidDesired  *prometheus.CounterVec // by controller
 	droppedOnClosed prometheus.Counter
-	versionsBack    *prometheus.CounterVec // by controller
-	conn            []prometheus.Collector // read from the connection at scrape time
+	versionsBack    *prometheus.CounterVec   // by controller
+	jobsStarted     *prometheus.CounterVec   // by controller
+	jobsFinished    *prometheus.CounterVec   // by controller and status
+	jobDuration     *prometheus.HistogramVec // by controller
+	jobRequests     *prometheus.CounterVec   // by operation and outcome
+	conn            []prometheus.Collector   // read from the connection at scrape time
 }
+
+// How a job handled by a job controller ended, the "status" label of
+// shadowsync_jobs_finished_total.
+const (
+	jobSucceeded   = "succeeded"
+	jobFailed      = "failed"
+	jobRejected    = "rejected"
+	jobEnded       = "ended"       // the service ended it: canceled, timed out, removed
+	jobInterrupted = "interrupted" // the manager stopped mid-job; resumed on restart
+	jobUnreported  = "unreported"  // its outcome could not be written yet
+)
 
 // Results of a reconcile, the "result" label of shadowsync_reconciles_total.
 const (
@@ -86,6 +102,23 @@ func newMetrics() *metrics {
 			Name: "shadowsync_shadow_version_backwards_total",
 			Help: "Shadows read at a lower version than the controller had seen: the service lost or restored its state (or recreated the shadow); the read was taken as the truth.",
 		}, []string{"controller"}),
+		jobsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_jobs_started_total",
+			Help: "Job executions handed to a job handler, new or resumed after a restart.",
+		}, []string{"controller"}),
+		jobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_jobs_finished_total",
+			Help: "Job executions a job controller finished, by status (succeeded, failed, rejected, ended by the service, interrupted by a shutdown, unreported).",
+		}, []string{"controller", "status"}),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowsync_job_handler_duration_seconds",
+			Help:    "Time spent in a job handler.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+		}, []string{"controller"}),
+		jobRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_job_requests_total",
+			Help: "Jobs requests, by operation (get-pending, start-next, describe, update) and outcome (accepted, rejected, timeout, offline, error).",
+		}, []string{"operation", "outcome"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shadowsync_connected",
 			Help: "1 while the connection is online, 0 otherwise.",
@@ -111,6 +144,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range append([]prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
 		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed, m.versionsBack,
+		m.jobsStarted, m.jobsFinished, m.jobDuration, m.jobRequests,
 	}, m.conn...) {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
@@ -148,6 +182,11 @@ func (m *metrics) observeRequest(op shadowstate.Op, outcome string, took time.Du
 	if outcome == shadowclient.OutcomeAccepted || outcome == shadowclient.OutcomeRejected {
 		m.shadowLatency.WithLabelValues(string(op)).Observe(took.Seconds())
 	}
+}
+
+// observeJobRequest is the jobs client's Observe hook.
+func (m *metrics) observeJobRequest(op jobstate.Op, outcome string, _ time.Duration) {
+	m.jobRequests.WithLabelValues(string(op), outcome).Inc()
 }
 
 // serveMetrics serves the registry's metrics at /metrics on addr until closed.

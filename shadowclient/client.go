@@ -2,8 +2,6 @@ package shadowclient
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -238,14 +236,6 @@ func (c *Client) subQoS() byte {
 		return 0
 	}
 	return 1
-}
-
-// newToken returns a fresh clientToken: 32 random hex digits, well within AWS's 64
-// bytes and unique across clients and processes.
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // handle returns the handle of id if one was made.

@@ -1,8 +1,9 @@
 package shadowclient
 
 import (
-	"bytes"
 	"context"
+
+	"github.com/shadowsync/shadowsync/internal/clienttoken"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
@@ -33,7 +34,7 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 
 // dispatchReply hands a reply to the request waiting for it, if it is ours.
 func (c *Client) dispatchReply(id shadowstate.ID, op shadowstate.Op, kind shadowstate.Kind, m transport.Message) {
-	p, token := c.claim(id, op, quickToken(m.Payload))
+	p, token := c.claim(id, op, clienttoken.Quick(m.Payload))
 	if p == nil {
 		// The quick look found nothing of ours; decode properly before deciding.
 		full, err := shadowstate.ReplyToken(m.Payload)
@@ -95,27 +96,4 @@ func (c *Client) claim(id shadowstate.ID, op shadowstate.Op, token string) (*pen
 	}
 	delete(c.pending, token)
 	return p, token
-}
-
-// quickToken finds the clientToken of a reply without decoding it: the tokens this
-// client makes are hex digits, so they appear verbatim after the last
-// "clientToken":" of the payload (the service writes it after the state). It
-// returns "" when it finds no such token; the caller then decodes the payload.
-func quickToken(payload []byte) string {
-	const key = `"clientToken":"`
-	i := bytes.LastIndex(payload, []byte(key))
-	if i < 0 {
-		return ""
-	}
-	rest := payload[i+len(key):]
-	end := bytes.IndexByte(rest, '"')
-	if end <= 0 || end > shadowstate.MaxClientTokenBytes {
-		return ""
-	}
-	for _, b := range rest[:end] {
-		if !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
-			return ""
-		}
-	}
-	return string(rest[:end])
 }

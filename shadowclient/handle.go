@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/clienttoken"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -195,7 +196,7 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 	}
 	defer release()
 
-	token := newToken()
+	token := clienttoken.New()
 	p := &pendingRequest{id: h.id, op: op, done: make(chan reply, 1)}
 	c.mu.Lock()
 	if c.closed {

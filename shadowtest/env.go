@@ -76,6 +76,10 @@ type Options struct {
 	ThingTopics []string
 	// Limits are passed to localiot.Options.Limits. The zero value enforces AWS IoT's.
 	Limits localiot.Limits
+	// JobsClock is passed to localiot.Options.Clock: the Jobs service's time source.
+	// A fake clock lets a test run step and in-progress timeouts without waiting;
+	// nil is the system clock. Not used with Broker.
+	JobsClock localiot.Clock
 	// Logger receives the logs of the broker, the shadow service and the clients made
 	// from DeviceConfig and AppConfig. Nil discards them; in a Ginkgo suite pass
 	// slog.New(slog.NewTextHandler(GinkgoWriter, nil)).
@@ -205,6 +209,7 @@ func (e *Env) serve(at localiot.Endpoints) error {
 		ThingTopics: e.opts.ThingTopics,
 		Limits:      e.opts.Limits,
 		Store:       e.store,
+		Clock:       e.opts.JobsClock,
 		Logger:      e.log.With("component", "localiot"),
 	})
 	if err != nil {

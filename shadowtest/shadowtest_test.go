@@ -10,6 +10,8 @@ import (
 	"github.com/onsi/gomega"
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/jobstate"
+	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/shadowtest"
@@ -147,4 +149,44 @@ func TestMatcherMessagesShowTheShadowAndItsDelta(t *testing.T) {
 	if ok, _ := shadowtest.BeInSync().Match(missing); ok || !strings.Contains(shadowtest.BeInSync().FailureMessage(missing), "shadow ghost does not exist") {
 		t.Error("a missing shadow must not be in sync, and the message must say it does not exist")
 	}
+}
+
+// A device's job handler, on the thing's own certificate, runs a job the test
+// creates; the matchers see the execution's outcome.
+func TestJobHelpers(t *testing.T) {
+	g := gomega.NewWithT(t)
+	env := shadowtest.Start(t, shadowtest.Options{})
+	th, err := env.CreateThing("dev-1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	type update struct {
+		Version string `json:"version" jsonschema:"required"`
+	}
+	shadowtest.StartDevice(t, func() (*reconciler.Manager, error) {
+		m, err := reconciler.NewManager(env.DeviceConfig(th), reconciler.Options{})
+		if err != nil {
+			return nil, err
+		}
+		_, err = reconciler.RegisterJobs(m, reconciler.JobOptions{Things: []string{"dev-1"}}, reconciler.JobHandlerFunc[update](
+			func(ctx context.Context, job reconciler.Job[update]) (reconciler.JobResult, error) {
+				return reconciler.JobResult{StatusDetails: map[string]string{"installed": job.Document.Version}}, nil
+			}))
+		return m, err
+	})
+	_, err = env.CreateJob(t.Context(), "fw-1", map[string]any{"version": "1.2"}, "dev-1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Eventually(env.JobExecution).WithArguments("fw-1", "dev-1").WithTimeout(20 * time.Second).Should(gomega.And(
+		shadowtest.HaveJobStatus(jobstate.Succeeded),
+		shadowtest.HaveJobStatusDetail("installed", "1.2"),
+	))
+	_, err = env.CreateJob(t.Context(), "fw-2", map[string]any{"size": 3}, "dev-1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Eventually(env.JobExecution).WithArguments("fw-2", "dev-1").WithTimeout(20 * time.Second).Should(gomega.And(
+		shadowtest.HaveJobStatus(jobstate.Rejected),
+		shadowtest.HaveJobStatusDetail("error", gomega.ContainSubstring("version")),
+	))
+	x, err := env.JobExecution("fw-2", "dev-1")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	m := shadowtest.HaveJobStatus(jobstate.Succeeded)
+	g.Expect(m.Match(x)).To(gomega.BeFalse())
+	g.Expect(m.FailureMessage(x)).To(gomega.ContainSubstring("REJECTED"))
 }

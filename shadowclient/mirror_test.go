@@ -6,24 +6,6 @@ import (
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
-func TestQuickToken(t *testing.T) {
-	for _, tc := range []struct{ payload, want string }{
-		{`{"state":{},"version":1,"clientToken":"0123abcd"}`, "0123abcd"},
-		{`{"state":{"desired":{"clientToken":"ffff"}},"clientToken":"abcd"}`, "abcd"},
-		{`{"clientToken":"abcd","state":{"reported":{"clientToken":"dead"}}}`, "dead"}, // found, but wrong: the caller decodes
-		{`{"clientToken":"not-hex"}`, ""},
-		{`{"clientToken":"a\"b"}`, ""},
-		{`{"clientToken":""}`, ""},
-		{`{"code":404,"message":"x"}`, ""},
-		{`{"clientToken":"` + string(make([]byte, 65)) + `"}`, ""},
-		{`"clientToken":"abc`, ""},
-	} {
-		if got := quickToken([]byte(tc.payload)); got != tc.want {
-			t.Errorf("quickToken(%q) = %q, want %q", tc.payload, got, tc.want)
-		}
-	}
-}
-
 func TestMirrorTopic(t *testing.T) {
 	for _, tc := range []struct{ prefix, topic, want string }{
 		{"", "$aws/things/a/shadow/update/delta", "$aws/things/a/shadow/update/delta"},
