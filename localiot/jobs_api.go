@@ -30,6 +30,11 @@ type JobSpec struct {
 	InProgressTimeout time.Duration
 	// Description is free text kept with the job.
 	Description string
+	// RetryConfig is AWS's jobExecutionsRetryConfig: when an execution ends FAILED or
+	// TIMED_OUT and the criteria allow another attempt, the thing gets a new execution
+	// of the job with the next execution number (jobstate.RetryConfig.Allows). Nil for
+	// no retries.
+	RetryConfig *jobstate.RetryConfig
 }
 
 // CancelJobOptions are CancelJob's optional settings.
@@ -66,6 +71,7 @@ func (s *Server) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 		Status:            jobstate.JobInProgress,
 		InProgressTimeout: spec.InProgressTimeout,
 		Description:       spec.Description,
+		RetryConfig:       spec.RetryConfig,
 		CreatedAt:         now,
 		LastUpdatedAt:     now,
 		Seq:               j.seq,
@@ -73,6 +79,7 @@ func (s *Server) CreateJob(ctx context.Context, spec JobSpec) (Job, error) {
 	for _, t := range spec.Targets {
 		job.Executions = append(job.Executions, jobstate.NewExecution(spec.JobID, t, j.seq, now))
 	}
+	*job = job.clone() // shares nothing with spec
 	events, err := j.replaceLocked(nil, job, now)
 	if err != nil {
 		return Job{}, err
@@ -103,6 +110,11 @@ func (spec JobSpec) validate() error {
 	}
 	if d := spec.InProgressTimeout; d != 0 && (d%time.Minute != 0 || d < jobstate.MinStepTimeoutMinutes*time.Minute || d > jobstate.MaxStepTimeoutMinutes*time.Minute) {
 		return fmt.Errorf("%w: InProgressTimeout %v: want whole minutes from %d to %d", ErrInvalidJob, d, jobstate.MinStepTimeoutMinutes, jobstate.MaxStepTimeoutMinutes)
+	}
+	if spec.RetryConfig != nil {
+		if err := jobstate.ValidateRetryConfig(*spec.RetryConfig); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidJob, err)
+		}
 	}
 	return nil
 }
@@ -258,8 +270,31 @@ func (s *Server) DescribeJobExecution(ctx context.Context, jobID, thing string) 
 	return job.Executions[i].Clone(), nil
 }
 
-// ListJobExecutionsForJob returns a job's executions, in its targets' order. Errors
-// wrap ErrJobNotFound.
+// DescribeJobExecutionNumber returns thing's execution of a job with the given
+// execution number: its latest, or one a retry replaced. Errors wrap ErrJobNotFound.
+func (s *Server) DescribeJobExecutionNumber(ctx context.Context, jobID, thing string, executionNumber int64) (jobstate.Execution, error) {
+	if err := ctx.Err(); err != nil {
+		return jobstate.Execution{}, err
+	}
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	job, i, err := s.jobs.findLocked(jobID, thing)
+	if err != nil {
+		return jobstate.Execution{}, err
+	}
+	if e := job.Executions[i]; e.ExecutionNumber == executionNumber {
+		return e.Clone(), nil
+	}
+	for _, e := range job.EarlierExecutions {
+		if e.ThingName == thing && e.ExecutionNumber == executionNumber {
+			return e.Clone(), nil
+		}
+	}
+	return jobstate.Execution{}, fmt.Errorf("%w: job %s has no execution number %d on %s", ErrJobNotFound, jobID, executionNumber, thing)
+}
+
+// ListJobExecutionsForJob returns a job's latest executions, one per target, in its
+// targets' order. Errors wrap ErrJobNotFound.
 func (s *Server) ListJobExecutionsForJob(ctx context.Context, jobID string) ([]jobstate.Execution, error) {
 	job, err := s.DescribeJob(ctx, jobID)
 	if err != nil {

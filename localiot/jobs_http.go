@@ -250,21 +250,22 @@ func (t awsTime) MarshalJSON() ([]byte, error) {
 // Wire types of the control plane's answers.
 type (
 	jobWire struct {
-		JobArn            string             `json:"jobArn"`
-		JobID             string             `json:"jobId"`
-		TargetSelection   string             `json:"targetSelection"`
-		Status            jobstate.JobStatus `json:"status"`
-		ForceCanceled     bool               `json:"forceCanceled"`
-		ReasonCode        string             `json:"reasonCode,omitempty"`
-		Comment           string             `json:"comment,omitempty"`
-		Targets           []string           `json:"targets"`
-		Description       string             `json:"description,omitempty"`
-		CreatedAt         awsTime            `json:"createdAt"`
-		LastUpdatedAt     awsTime            `json:"lastUpdatedAt"`
-		CompletedAt       awsTime            `json:"completedAt,omitzero"`
-		JobProcessDetails processDetailsWire `json:"jobProcessDetails"`
-		TimeoutConfig     *timeoutConfigWire `json:"timeoutConfig,omitempty"`
-		IsConcurrent      bool               `json:"isConcurrent"`
+		JobArn            string                `json:"jobArn"`
+		JobID             string                `json:"jobId"`
+		TargetSelection   string                `json:"targetSelection"`
+		Status            jobstate.JobStatus    `json:"status"`
+		ForceCanceled     bool                  `json:"forceCanceled"`
+		ReasonCode        string                `json:"reasonCode,omitempty"`
+		Comment           string                `json:"comment,omitempty"`
+		Targets           []string              `json:"targets"`
+		Description       string                `json:"description,omitempty"`
+		CreatedAt         awsTime               `json:"createdAt"`
+		LastUpdatedAt     awsTime               `json:"lastUpdatedAt"`
+		CompletedAt       awsTime               `json:"completedAt,omitzero"`
+		JobProcessDetails processDetailsWire    `json:"jobProcessDetails"`
+		TimeoutConfig     *timeoutConfigWire    `json:"timeoutConfig,omitempty"`
+		RetryConfig       *jobstate.RetryConfig `json:"jobExecutionsRetryConfig,omitempty"`
+		IsConcurrent      bool                  `json:"isConcurrent"`
 	}
 	processDetailsWire struct {
 		Canceled   int `json:"numberOfCanceledThings"`
@@ -333,6 +334,7 @@ func (c *controlRequest) job(j Job) jobWire {
 		CreatedAt:       awsTime(j.CreatedAt),
 		LastUpdatedAt:   awsTime(j.LastUpdatedAt),
 		CompletedAt:     awsTime(j.CompletedAt),
+		RetryConfig:     j.RetryConfig,
 	}
 	for _, t := range j.Targets {
 		out.Targets = append(out.Targets, c.thingARN(t))
@@ -390,6 +392,7 @@ func executionSummary(e jobstate.Execution) executionSummWire {
 		StartedAt:       awsTime(e.StartedAt),
 		LastUpdatedAt:   awsTime(e.LastUpdatedAt),
 		ExecutionNumber: e.ExecutionNumber,
+		RetryAttempt:    int(max(e.ExecutionNumber-1, 0)),
 	}
 }
 
@@ -440,11 +443,16 @@ type createJobRequest struct {
 	TimeoutConfig   *struct {
 		InProgressTimeoutInMinutes *int64 `json:"inProgressTimeoutInMinutes"`
 	} `json:"timeoutConfig"`
+	JobExecutionsRetryConfig *struct {
+		CriteriaList []struct {
+			FailureType     jobstate.RetryFailureType `json:"failureType"`
+			NumberOfRetries *int                      `json:"numberOfRetries"`
+		} `json:"criteriaList"`
+	} `json:"jobExecutionsRetryConfig"`
 	Tags json.RawMessage `json:"tags"` // accepted and not kept: localiot has no tagging API
 
 	DocumentSource             json.RawMessage `json:"documentSource"`
 	AbortConfig                json.RawMessage `json:"abortConfig"`
-	JobExecutionsRetryConfig   json.RawMessage `json:"jobExecutionsRetryConfig"`
 	JobExecutionsRolloutConfig json.RawMessage `json:"jobExecutionsRolloutConfig"`
 	SchedulingConfig           json.RawMessage `json:"schedulingConfig"`
 	PresignedURLConfig         json.RawMessage `json:"presignedUrlConfig"`
@@ -463,7 +471,6 @@ func (req *createJobRequest) unsupported() string {
 	}{
 		{"documentSource", req.DocumentSource},
 		{"abortConfig", req.AbortConfig},
-		{"jobExecutionsRetryConfig", req.JobExecutionsRetryConfig},
 		{"jobExecutionsRolloutConfig", req.JobExecutionsRolloutConfig},
 		{"schedulingConfig", req.SchedulingConfig},
 		{"presignedUrlConfig", req.PresignedURLConfig},
@@ -556,6 +563,15 @@ func (c *controlRequest) createJob(id string) error {
 			return invalid("timeoutConfig.inProgressTimeoutInMinutes %d: want %d to %d", m, jobstate.MinStepTimeoutMinutes, jobstate.MaxStepTimeoutMinutes)
 		}
 		spec.InProgressTimeout = time.Duration(m) * time.Minute
+	}
+	if rc := req.JobExecutionsRetryConfig; rc != nil {
+		spec.RetryConfig = &jobstate.RetryConfig{}
+		for _, cr := range rc.CriteriaList {
+			if cr.NumberOfRetries == nil {
+				return invalid("jobExecutionsRetryConfig: numberOfRetries is required")
+			}
+			spec.RetryConfig.CriteriaList = append(spec.RetryConfig.CriteriaList, jobstate.RetryCriteria{FailureType: cr.FailureType, NumberOfRetries: *cr.NumberOfRetries})
+		}
 	}
 	job, err := c.dp.srv.CreateJob(c.r.Context(), spec)
 	if err != nil {
@@ -758,8 +774,8 @@ func (c *controlRequest) listExecutionsForThing(thing string) error {
 }
 
 // describeExecution answers DescribeJobExecution (GET
-// /things/{thingName}/jobs/{jobId}?executionNumber=): {execution}. An executionNumber
-// other than the execution's is not found.
+// /things/{thingName}/jobs/{jobId}?executionNumber=): {execution}, the latest one, or
+// the one with executionNumber: the latest or one a retry replaced.
 func (c *controlRequest) describeExecution(id, thing string) error {
 	if err := checkJobID(id); err != nil {
 		return err
@@ -767,20 +783,21 @@ func (c *controlRequest) describeExecution(id, thing string) error {
 	if err := checkThingName(thing); err != nil {
 		return err
 	}
-	var want int64 = -1
+	var (
+		e   jobstate.Execution
+		err error
+	)
 	if v := c.q.Get("executionNumber"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 {
 			return invalid("executionNumber %q: want a number", v)
 		}
-		want = n
+		e, err = c.dp.srv.DescribeJobExecutionNumber(c.r.Context(), id, thing, n)
+	} else {
+		e, err = c.dp.srv.DescribeJobExecution(c.r.Context(), id, thing)
 	}
-	e, err := c.dp.srv.DescribeJobExecution(c.r.Context(), id, thing)
 	if err != nil {
 		return c.jobsError(err, false)
-	}
-	if want >= 0 && want != e.ExecutionNumber {
-		return c.jobsError(fmt.Errorf("%w: job %s has no execution number %d on %s", ErrJobNotFound, id, want, thing), false)
 	}
 	return c.write(map[string]any{"execution": c.execution(e)})
 }

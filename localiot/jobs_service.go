@@ -104,7 +104,9 @@ func (s *jobsService) handle(t jobstate.Topic, payload []byte, reply func(topic 
 	if e := out.Changed; e != nil {
 		old := s.jobs[e.JobID]
 		j := old.clone()
-		j.Executions[j.execution(e.ThingName)] = *e
+		i := j.execution(e.ThingName)
+		j.Executions[i] = *e
+		j.retry(i, now)
 		j.refreshStatus(now)
 		var err error
 		if events, err = s.replaceLocked(old, &j, now); err != nil {
@@ -194,6 +196,7 @@ func (s *jobsService) expireLocked() {
 		for i, e := range j.Executions {
 			if e2, ok := jobstate.Expire(e, now); ok {
 				j.Executions[i], changed = e2, true
+				j.retry(i, now)
 			}
 		}
 		if !changed {
@@ -243,6 +246,29 @@ func (s *jobsService) fire() {
 	}
 	s.stop, s.timerAt = nil, time.Time{}
 	s.expireLocked()
+}
+
+// retry queues a new execution in place of j's execution i when that has just ended
+// and the job's retry configuration allows another attempt (jobstate.RetryConfig.Allows):
+// the ended execution moves to EarlierExecutions and the new one, QUEUED at now with
+// the next execution number, joins the end of the thing's queue. A job that is no
+// longer IN_PROGRESS (canceled) retries nothing.
+func (j *Job) retry(i int, now time.Time) {
+	if j.RetryConfig == nil || j.Status != jobstate.JobInProgress {
+		return
+	}
+	e := j.Executions[i]
+	var earlier []jobstate.Status
+	for _, x := range j.EarlierExecutions {
+		if x.ThingName == e.ThingName {
+			earlier = append(earlier, x.Status)
+		}
+	}
+	if !j.RetryConfig.Allows(e.Status, earlier) {
+		return
+	}
+	j.EarlierExecutions = append(j.EarlierExecutions, e)
+	j.Executions[i] = jobstate.Retry(e, j.Seq, now)
 }
 
 // refreshStatus marks an IN_PROGRESS job COMPLETED once every execution is terminal.

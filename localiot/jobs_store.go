@@ -45,8 +45,14 @@ type Job struct {
 	// Seq orders jobs by creation; a thing's queue follows it among executions
 	// queued in the same instant.
 	Seq uint64 `json:"seq"`
-	// Executions are the job's executions, one per target, in Targets' order.
+	// Executions are the job's latest executions, one per target, in Targets' order.
 	Executions []jobstate.Execution `json:"executions"`
+	// RetryConfig is the job's jobExecutionsRetryConfig; nil for none.
+	RetryConfig *jobstate.RetryConfig `json:"retryConfig,omitempty"`
+	// EarlierExecutions are the executions that were retried, in the order they
+	// ended: each ended FAILED or TIMED_OUT, and an execution of the same thing with
+	// the next execution number took its place in Executions.
+	EarlierExecutions []jobstate.Execution `json:"earlierExecutions,omitempty"`
 }
 
 // clone returns a deep copy of j, sharing nothing with it.
@@ -56,6 +62,14 @@ func (j Job) clone() Job {
 	j.Executions = slices.Clone(j.Executions)
 	for i := range j.Executions {
 		j.Executions[i] = j.Executions[i].Clone()
+	}
+	if j.RetryConfig != nil {
+		rc := jobstate.RetryConfig{CriteriaList: slices.Clone(j.RetryConfig.CriteriaList)}
+		j.RetryConfig = &rc
+	}
+	j.EarlierExecutions = slices.Clone(j.EarlierExecutions)
+	for i := range j.EarlierExecutions {
+		j.EarlierExecutions[i] = j.EarlierExecutions[i].Clone()
 	}
 	return j
 }
