@@ -426,3 +426,39 @@ func TestJobsForManyThings(t *testing.T) {
 		t.Errorf("handler ran %d times", ran.Load())
 	}
 }
+
+// TestJobRetriedAfterStepTimeout: with a retry configuration, a step timeout ends the
+// execution TIMED_OUT and the service queues a retry, which the handler runs as
+// execution number 2.
+func TestJobRetriedAfterStepTimeout(t *testing.T) {
+	e := newJobEnv(t)
+	runs := make(chan int64, 2)
+	e.startJobs(reconciler.JobOptions{Things: []string{"dev-1"}, StepTimeout: time.Minute}, reconciler.JobHandlerFunc[Firmware](func(ctx context.Context, job reconciler.Job[Firmware]) (reconciler.JobResult, error) {
+		runs <- job.ExecutionNumber
+		if job.ExecutionNumber == 1 {
+			<-ctx.Done() // hangs until the step timeout ends it
+			return reconciler.JobResult{}, ctx.Err()
+		}
+		return succeed(ctx, job)
+	}))
+	_, err := e.srv.CreateJob(context.Background(), localiot.JobSpec{JobID: "fw-1", Targets: []string{"dev-1"}, Document: json.RawMessage(`{"version":"1.0"}`),
+		RetryConfig: &jobstate.RetryConfig{CriteriaList: []jobstate.RetryCriteria{{FailureType: jobstate.RetryTimedOut, NumberOfRetries: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := recv(t, runs, "first run"); n != 1 {
+		t.Fatalf("first run has execution number %d, want 1", n)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if n := recv(t, runs, "the retry's run"); n != 2 {
+		t.Fatalf("the retry runs as execution number %d, want 2", n)
+	}
+	x := e.awaitStatus("fw-1", "dev-1", jobstate.Succeeded)
+	if x.ExecutionNumber != 2 || x.StatusDetails["installed"] != "1.0" {
+		t.Errorf("final execution: %+v", x)
+	}
+	first, err := e.srv.DescribeJobExecutionNumber(context.Background(), "fw-1", "dev-1", 1)
+	if err != nil || first.Status != jobstate.TimedOut {
+		t.Errorf("execution number 1: %+v, %v; want TIMED_OUT", first, err)
+	}
+}
