@@ -194,7 +194,7 @@ func (s *Server) cancelJobExecution(ctx context.Context, jobID, thing string, fo
 	job := old.clone()
 	job.Executions[i] = e
 	job.refreshStatus(now)
-	events, err := j.replaceLocked(old, &job, now)
+	events, err := j.replaceLocked(old, &job, now, thing)
 	if err != nil {
 		return jobstate.Execution{}, err
 	}
@@ -326,7 +326,7 @@ func (s *jobsService) findLocked(jobID, thing string) (*Job, int, error) {
 	if !ok {
 		return nil, 0, fmt.Errorf("%w: %s", ErrJobNotFound, jobID)
 	}
-	i := job.execution(thing)
+	i := s.executionLocked(job, thing)
 	if i < 0 {
 		return nil, 0, fmt.Errorf("%w: job %s has no execution on %s", ErrJobNotFound, jobID, thing)
 	}

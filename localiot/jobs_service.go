@@ -48,6 +48,9 @@ type jobsService struct {
 	mu      sync.Mutex
 	publish func(topic string, payload []byte) // events, through the broker; set by attach
 	jobs    map[string]*Job
+	// index maps a job ID and a thing to the index of the thing's execution in the
+	// job's Executions, which keeps its targets' order for the job's life.
+	index   map[string]map[string]int
 	seq     uint64      // the last Job.Seq handed out
 	timerAt time.Time   // when the armed timer fires; zero for none
 	stop    func() bool // stops the armed timer
@@ -59,7 +62,7 @@ func newJobsService(store JobStore, clock Clock, log *slog.Logger) (*jobsService
 	if clock == nil {
 		clock = systemClock{}
 	}
-	s := &jobsService{store: store, clock: clock, log: log, jobs: map[string]*Job{}}
+	s := &jobsService{store: store, clock: clock, log: log, jobs: map[string]*Job{}, index: map[string]map[string]int{}}
 	jobs, err := store.LoadJobs()
 	if err != nil {
 		return nil, err
@@ -67,6 +70,7 @@ func newJobsService(store JobStore, clock Clock, log *slog.Logger) (*jobsService
 	for i := range jobs {
 		j := jobs[i]
 		s.jobs[j.JobID] = &j
+		s.index[j.JobID] = indexOf(&j)
 		s.seq = max(s.seq, j.Seq)
 	}
 	s.mu.Lock()
@@ -104,12 +108,12 @@ func (s *jobsService) handle(t jobstate.Topic, payload []byte, reply func(topic 
 	if e := out.Changed; e != nil {
 		old := s.jobs[e.JobID]
 		j := old.clone()
-		i := j.execution(e.ThingName)
+		i := s.executionLocked(&j, e.ThingName)
 		j.Executions[i] = *e
 		j.retry(i, now)
 		j.refreshStatus(now)
 		var err error
-		if events, err = s.replaceLocked(old, &j, now); err != nil {
+		if events, err = s.replaceLocked(old, &j, now, e.ThingName); err != nil {
 			s.log.Error("jobs store failed", "job", e.JobID, "thing", e.ThingName, "error", err)
 			rej := &jobstate.ErrorResponse{Code: jobstate.CodeInternalError, Message: jobstate.MsgInternal, ClientToken: jobstate.TokenOf(payload), Timestamp: now.Unix()}
 			out.Topic, out.Reply, out.Rejected = t.Name+"/"+string(jobstate.KindRejected), rej, rej
@@ -128,7 +132,7 @@ func (s *jobsService) handle(t jobstate.Topic, payload []byte, reply func(topic 
 func (s *jobsService) view(thing string) jobstate.ThingView {
 	v := jobstate.ThingView{Thing: thing, Jobs: map[string]jobstate.JobInfo{}}
 	for _, j := range s.jobs {
-		if i := j.execution(thing); i >= 0 {
+		if i := s.executionLocked(j, thing); i >= 0 {
 			v.Executions = append(v.Executions, j.Executions[i])
 			v.Jobs[j.JobID] = jobstate.JobInfo{Document: j.Document, InProgressTimeout: j.InProgressTimeout}
 		}
@@ -136,11 +140,36 @@ func (s *jobsService) view(thing string) jobstate.ThingView {
 	return v
 }
 
+// executionLocked returns the index of thing's execution in j (a job of the service,
+// or a copy of one), or -1.
+func (s *jobsService) executionLocked(j *Job, thing string) int {
+	if i, ok := s.index[j.JobID][thing]; ok {
+		return i
+	}
+	return -1
+}
+
+// indexOf returns the index of each target's execution in j.Executions.
+func indexOf(j *Job) map[string]int {
+	idx := make(map[string]int, len(j.Executions))
+	for i, e := range j.Executions {
+		idx[e.ThingName] = i
+	}
+	return idx
+}
+
 // replaceLocked stores next in old's place (next nil deletes old; old nil adds next),
 // rearms the timer, and returns the notify and notify-next messages for every thing
-// whose pending executions the change altered.
-func (s *jobsService) replaceLocked(old, next *Job, now time.Time) ([]message, error) {
-	things := sortedThings(old, next)
+// whose pending executions the change altered. things are the things whose executions
+// the change touched; none means every target of old and next. Naming them keeps an
+// update of one execution of a job aimed at many things from recomputing the pending
+// list of every target.
+func (s *jobsService) replaceLocked(old, next *Job, now time.Time, things ...string) ([]message, error) {
+	if len(things) == 0 {
+		things = sortedThings(old, next)
+	} else {
+		things = slices.Sorted(slices.Values(things))
+	}
 	before := make(map[string]jobstate.ThingView, len(things))
 	for _, t := range things {
 		before[t] = s.view(t)
@@ -157,6 +186,10 @@ func (s *jobsService) replaceLocked(old, next *Job, now time.Time) ([]message, e
 	switch {
 	case next == nil:
 		delete(s.jobs, old.JobID)
+		delete(s.index, old.JobID)
+	case old == nil:
+		s.jobs[next.JobID] = next
+		s.index[next.JobID] = indexOf(next)
 	default:
 		s.jobs[next.JobID] = next
 	}
@@ -191,19 +224,24 @@ func (s *jobsService) expireLocked() {
 	now := s.clock.Now()
 	for _, id := range slices.Sorted(maps.Keys(s.jobs)) {
 		old := s.jobs[id]
+		var things []string
+		for _, e := range old.Executions {
+			if _, ok := jobstate.Expire(e, now); ok {
+				things = append(things, e.ThingName)
+			}
+		}
+		if len(things) == 0 {
+			continue
+		}
 		j := old.clone()
-		changed := false
 		for i, e := range j.Executions {
 			if e2, ok := jobstate.Expire(e, now); ok {
-				j.Executions[i], changed = e2, true
+				j.Executions[i] = e2
 				j.retry(i, now)
 			}
 		}
-		if !changed {
-			continue
-		}
 		j.refreshStatus(now)
-		events, err := s.replaceLocked(old, &j, now)
+		events, err := s.replaceLocked(old, &j, now, things...)
 		if err != nil {
 			s.log.Error("jobs store failed: timed-out executions not saved", "job", id, "error", err)
 			continue

@@ -74,11 +74,6 @@ func (j Job) clone() Job {
 	return j
 }
 
-// execution returns the index of thing's execution in j, or -1.
-func (j *Job) execution(thing string) int {
-	return slices.IndexFunc(j.Executions, func(e jobstate.Execution) bool { return e.ThingName == thing })
-}
-
 // JobStore keeps the jobs of a local Jobs service. MemoryStore and BoltStore are
 // JobStores too, so a server whose Options.Store is one keeps its jobs with its
 // shadows; a BoltStore keeps them across restarts. Implementations must be safe for
