@@ -45,6 +45,14 @@ const (
 	WildcardsNever
 	// WildcardsAlways uses $aws/things/+/jobs/# from the start.
 	WildcardsAlways
+	// WildcardsReplies subscribes once to the reply topics of every thing
+	// ($aws/things/+/jobs/+/accepted and /rejected, $aws/things/+/jobs/+/+/accepted
+	// and /rejected) for the requests, and to a thing's own $aws/things/{thing}/jobs/#
+	// only when OnNotify or OnNotifyNext is called for it. It is the mode of a fleet
+	// service (WatchFleet): no filter of it covers the events of things it did not ask
+	// for by name, so a shared subscription's events are not also delivered to every
+	// process of the group through a filter of its own.
+	WildcardsReplies
 )
 
 // Options configure a Client. The zero value works.
@@ -107,20 +115,24 @@ type Client struct {
 
 	mu      sync.Mutex
 	things  map[string]*Thing
-	pending map[string]*pendingRequest // by clientToken
-	named   map[string]*sub            // by thing
-	wild    *sub                       // the wildcard filter, once used
+	pending map[string]*pendingRequest      // by clientToken
+	named   map[string]*sub                 // by thing
+	wild    *sub                            // the wildcard filter, once used
+	replies *sub                            // WildcardsReplies' reply filters, once used
+	fleet   map[int]*transport.Subscription // WatchFleet's, by watch
+	nextW   int
 	closed  bool
 	events  sync.WaitGroup // event goroutines of the things
 }
 
-// sub is one topic filter of the client: ready is closed once its SUBSCRIBE is
-// answered; err and s may be read then.
+// sub is one topic filter of the client (several for the reply filters of
+// WildcardsReplies): ready is closed once its SUBSCRIBEs are answered; err and ss may
+// be read then.
 type sub struct {
-	filter string
-	ready  chan struct{}
-	err    error
-	s      *transport.Subscription
+	filters []string
+	ready   chan struct{}
+	err     error
+	ss      []*transport.Subscription
 }
 
 // New returns a jobs client on conn. It subscribes to nothing until the first request
@@ -129,7 +141,7 @@ func New(conn *transport.Conn, opts Options) (*Client, error) {
 	if conn == nil {
 		return nil, errors.New("jobsclient: New: nil connection")
 	}
-	if opts.Wildcards < WildcardsAuto || opts.Wildcards > WildcardsAlways {
+	if opts.Wildcards < WildcardsAuto || opts.Wildcards > WildcardsReplies {
 		return nil, fmt.Errorf("jobsclient: New: unknown Wildcards %d", opts.Wildcards)
 	}
 	if opts.Timeout < 0 || opts.FilterBudget < 0 {
@@ -191,27 +203,39 @@ func (c *Client) Close(ctx context.Context) error {
 		delete(c.pending, tok)
 		p.finish(reply{err: ErrClientClosed})
 	}
-	subs := make([]*sub, 0, len(c.named)+1)
+	subs := make([]*sub, 0, len(c.named)+2)
 	for _, s := range c.named {
 		subs = append(subs, s)
 	}
-	if c.wild != nil {
-		subs = append(subs, c.wild)
+	for _, s := range []*sub{c.wild, c.replies} {
+		if s != nil {
+			subs = append(subs, s)
+		}
 	}
-	c.named, c.wild = map[string]*sub{}, nil
+	fleet := make([]*transport.Subscription, 0, len(c.fleet))
+	for _, s := range c.fleet {
+		fleet = append(fleet, s)
+	}
+	c.named, c.wild, c.replies, c.fleet = map[string]*sub{}, nil, nil, nil
 	c.mu.Unlock()
 	var errs []error
+	unsubscribe := func(s *transport.Subscription) {
+		if err := s.Unsubscribe(ctx); err != nil && !errors.Is(err, transport.ErrClosed) {
+			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", s.Filter(), err))
+		}
+	}
 	for _, s := range subs {
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if s.s != nil {
-			if err := s.s.Unsubscribe(ctx); err != nil && !errors.Is(err, transport.ErrClosed) {
-				errs = append(errs, fmt.Errorf("unsubscribe %s: %w", s.filter, err))
-			}
+		for _, ts := range s.ss {
+			unsubscribe(ts)
 		}
+	}
+	for _, s := range fleet {
+		unsubscribe(s)
 	}
 	done := make(chan struct{})
 	go func() { c.events.Wait(); close(done) }()
@@ -226,10 +250,18 @@ func (c *Client) Close(ctx context.Context) error {
 // wildcardFilter covers the jobs topics of every thing.
 const wildcardFilter = "$aws/things/+/jobs/#"
 
+// replyFilters are the filters of WildcardsReplies: the replies of every thing's
+// requests (GetPending and StartNext; Describe and Update), and none of its events.
+var replyFilters = []string{
+	"$aws/things/+/jobs/+/accepted", "$aws/things/+/jobs/+/rejected",
+	"$aws/things/+/jobs/+/+/accepted", "$aws/things/+/jobs/+/+/rejected",
+}
+
 // subscribed makes sure the jobs topics of thing are subscribed, waiting for the
-// SUBACK within ctx. Concurrent callers share one SUBSCRIBE; a failed one is
-// forgotten, so that a later call tries again.
-func (c *Client) subscribed(ctx context.Context, thing string) error {
+// SUBACK within ctx: its replies, and its events too when events is set. Concurrent
+// callers share one SUBSCRIBE; a failed one is forgotten, so that a later call tries
+// again.
+func (c *Client) subscribed(ctx context.Context, thing string, events bool) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -239,15 +271,29 @@ func (c *Client) subscribed(ctx context.Context, thing string) error {
 	if s == nil {
 		s = c.named[thing]
 	}
+	if s == nil && c.opts.Wildcards == WildcardsReplies {
+		switch {
+		case events:
+			s = &sub{filters: []string{jobstate.Prefix(thing) + "/#"}, ready: make(chan struct{})}
+			c.named[thing] = s
+			go c.subscribe(s, thing, false)
+		case c.replies != nil:
+			s = c.replies
+		default:
+			s = &sub{filters: replyFilters, ready: make(chan struct{})}
+			c.replies = s
+			go c.subscribe(s, "", true)
+		}
+	}
 	if s == nil {
 		useWild := c.opts.Wildcards == WildcardsAlways ||
 			c.opts.Wildcards == WildcardsAuto && len(c.named) >= c.opts.FilterBudget
 		if useWild {
-			s = &sub{filter: wildcardFilter, ready: make(chan struct{})}
+			s = &sub{filters: []string{wildcardFilter}, ready: make(chan struct{})}
 			c.wild = s
 			c.log.Info("jobs client moves to the wildcard subscription", "named_filters", len(c.named))
 		} else {
-			s = &sub{filter: jobstate.Prefix(thing) + "/#", ready: make(chan struct{})}
+			s = &sub{filters: []string{jobstate.Prefix(thing) + "/#"}, ready: make(chan struct{})}
 			c.named[thing] = s
 		}
 		go c.subscribe(s, thing, useWild)
@@ -275,11 +321,28 @@ func (c *Client) subscribe(s *sub, thing string, wild bool) {
 			}
 		}
 	}
-	ts, err := c.conn.Subscribe(ctx, s.filter, h, transport.QoS(1))
+	var err error
+	for _, f := range s.filters {
+		ts, serr := c.conn.Subscribe(ctx, f, h, transport.QoS(1))
+		if serr != nil {
+			err = serr
+			break
+		}
+		s.ss = append(s.ss, ts)
+	}
+	if err != nil {
+		for _, ts := range s.ss {
+			_ = ts.Unsubscribe(ctx)
+		}
+		s.ss = nil
+	}
 	c.mu.Lock()
-	s.s, s.err = ts, err
+	s.err = err
 	var retire []*sub
 	switch {
+	case err != nil && c.replies == s:
+		c.replies = nil
+	case c.replies == s:
 	case err != nil && wild && c.wild == s:
 		c.wild = nil
 	case err != nil && !wild && c.named[thing] == s:
@@ -293,13 +356,13 @@ func (c *Client) subscribe(s *sub, thing string, wild bool) {
 	close(s.ready)
 	c.mu.Unlock()
 	if err != nil {
-		c.log.Warn("jobs subscription failed", "filter", s.filter, "error", err)
+		c.log.Warn("jobs subscription failed", "filters", s.filters, "error", err)
 	}
 	for _, n := range retire {
 		<-n.ready
-		if n.s != nil {
-			if err := n.s.Unsubscribe(ctx); err != nil {
-				c.log.Debug("dropping a named jobs subscription after the move to the wildcard", "filter", n.filter, "error", err)
+		for _, ts := range n.ss {
+			if err := ts.Unsubscribe(ctx); err != nil {
+				c.log.Debug("dropping a named jobs subscription after the move to the wildcard", "filter", ts.Filter(), "error", err)
 			}
 		}
 	}

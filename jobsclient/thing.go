@@ -107,7 +107,7 @@ func (t *Thing) Update(ctx context.Context, jobID string, req jobstate.UpdateReq
 // status), once the thing's topics are subscribed (OnNotify waits for that). The
 // returned function unregisters fn.
 func (t *Thing) OnNotify(ctx context.Context, fn func(context.Context, *jobstate.ListNotification)) (func(), error) {
-	if err := t.c.subscribed(ctx, t.name); err != nil {
+	if err := t.c.subscribed(ctx, t.name, true); err != nil {
 		return nil, fmt.Errorf("watch notify of %s: %w", t.name, err)
 	}
 	t.mu.Lock()
@@ -126,7 +126,7 @@ func (t *Thing) OnNotify(ctx context.Context, fn func(context.Context, *jobstate
 // as OnNotify does. Events of one thing are delivered one at a time, in order, on a
 // goroutine of their own: fn may make requests.
 func (t *Thing) OnNotifyNext(ctx context.Context, fn func(context.Context, *jobstate.NextNotification)) (func(), error) {
-	if err := t.c.subscribed(ctx, t.name); err != nil {
+	if err := t.c.subscribed(ctx, t.name, true); err != nil {
 		return nil, fmt.Errorf("watch notify-next of %s: %w", t.name, err)
 	}
 	t.mu.Lock()
@@ -245,7 +245,7 @@ func (t *Thing) do(ctx context.Context, op jobstate.Op, jobID string, build func
 	if !c.conn.IsOnline() {
 		return fail(ErrOffline)
 	}
-	if err := c.subscribed(ctx, t.name); err != nil {
+	if err := c.subscribed(ctx, t.name, false); err != nil {
 		return fail(c.ctxError(caller, err))
 	}
 	token := clienttoken.New()

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,9 +39,13 @@ type JobOptions struct {
 	// Name identifies the controller in logs and metrics. Empty means the name of the
 	// document type D.
 	Name string
-	// Things are the things whose jobs the controller runs, at least one. A thing
-	// belongs to one job controller of a manager.
+	// Things are the things whose jobs the controller runs, at least one unless Fleet
+	// is set. A thing belongs to one job controller of a manager.
 	Things []string
+	// Fleet, when set, makes the controller run the jobs of every thing whose name
+	// has a prefix, discovered from their notify-next events, instead of a list:
+	// Things must then be empty.
+	Fleet *JobFleet
 	// Schema controls the JSON Schema derived from D that a job document must pass
 	// before the handler sees it; a document that fails it is REJECTED, the fields
 	// named in statusDetails. D that is not a struct gets no schema.
@@ -49,6 +54,27 @@ type JobOptions struct {
 	// (rounded up to whole minutes): the service ends the execution TIMED_OUT unless
 	// the handler finishes, or extends it with Job.ExtendStepTimeout, before then.
 	StepTimeout time.Duration
+}
+
+// JobFleet makes a job controller run the jobs of a whole fleet: every thing whose
+// name starts with Prefix, discovered from its notify-next events (MQTT cannot list
+// things), and possibly shared by several processes that join the same Group. A
+// thing is picked up at its first notify-next, so a job queued while no process was
+// listening is found only at the thing's next event (see docs/jobs.md). A manager has
+// at most one fleet job controller; things a listed job controller handles are left
+// to it. The connection's policy must allow the wildcard jobs filters.
+type JobFleet struct {
+	// Prefix selects the things: only names starting with it are handled. Empty
+	// means every thing.
+	Prefix string
+	// Group is the shared subscription group ($share/Group/...) the processes of a
+	// fleet join: each event goes to one of them. Every process then starts an
+	// execution only by moving it from QUEUED to IN_PROGRESS fenced by its version,
+	// so that exactly one of them runs it, and leaves alone an execution already
+	// IN_PROGRESS that it is not running itself (another process may be). Empty
+	// means this process handles every event, and resumes IN_PROGRESS executions as
+	// a listed thing's worker does.
+	Group string
 }
 
 // Job is one job execution handed to a JobHandler: its identity, its document
@@ -148,16 +174,22 @@ func RejectJob(err error) error {
 	return rejectError{err}
 }
 
-// JobController runs the jobs of a list of things with one JobHandler for document
-// type D. Create it with RegisterJobs.
+// JobController runs the jobs of a list of things, or of a fleet, with one
+// JobHandler for document type D. Create it with RegisterJobs.
 type JobController[D any] struct {
 	m      *Manager
 	opts   JobOptions
 	h      JobHandler[D]
 	schema *schemas.Schema // nil when D is not a struct
 	log    *slog.Logger
+	jobs   *jobsclient.Client // the manager's; a fleet controller's own (WildcardsReplies)
 
-	workers []*jobWorker
+	mu        sync.Mutex
+	workers   []*jobWorker          // every worker: listed, then discovered
+	byThing   map[string]*jobWorker // a fleet's discovered workers
+	listed    map[string]bool       // things of listed job controllers, left to them
+	stopped   bool                  // shutdown began: no more goroutines
+	stopWatch func()                // ends the fleet watch
 	// sem bounds the things looking for work or writing an outcome at once
 	// (Options.ReadConcurrency), so that a thousand things starting together do not
 	// put a thousand requests in flight on one connection.
@@ -173,6 +205,8 @@ type jobWorker struct {
 	kick  chan struct{} // buffered 1: "look for work"
 
 	mu      sync.Mutex
+	pending bool        // a fleet worker was woken since it last looked
+	active  bool        // a fleet worker's goroutine runs
 	running *jobRun     // the execution its handler runs, or nil
 	owed    *owedStatus // an outcome not written yet
 	backoff time.Duration
@@ -199,13 +233,18 @@ func RegisterJobs[D any](m *Manager, opts JobOptions, h JobHandler[D]) (*JobCont
 	if opts.Name == "" {
 		opts.Name = t.Name()
 	}
-	if len(opts.Things) == 0 {
+	switch f := opts.Fleet; {
+	case f == nil && len(opts.Things) == 0:
 		return nil, fmt.Errorf("reconciler: RegisterJobs %s: no things", opts.Name)
+	case f != nil && len(opts.Things) > 0:
+		return nil, fmt.Errorf("reconciler: RegisterJobs %s: Fleet and Things are exclusive", opts.Name)
+	case f != nil && strings.ContainsAny(f.Group, "/+#"):
+		return nil, fmt.Errorf("reconciler: RegisterJobs %s: group %q may not contain '/', '+' or '#'", opts.Name, f.Group)
 	}
 	if opts.StepTimeout < 0 || opts.StepTimeout > 10080*time.Minute {
 		return nil, fmt.Errorf("reconciler: RegisterJobs %s: StepTimeout must be 0 or up to 7 days", opts.Name)
 	}
-	c := &JobController[D]{m: m, opts: opts, h: h, log: m.log.With("jobs", opts.Name), sem: make(chan struct{}, m.opts.ReadConcurrency)}
+	c := &JobController[D]{m: m, opts: opts, h: h, log: m.log.With("jobs", opts.Name), sem: make(chan struct{}, m.opts.ReadConcurrency), jobs: m.jobs}
 	for k := t; ; k = k.Elem() {
 		if k.Kind() == reflect.Struct {
 			s, err := schemas.For[D](opts.Schema)
@@ -222,6 +261,30 @@ func RegisterJobs[D any](m *Manager, opts JobOptions, h JobHandler[D]) (*JobCont
 	defer m.mu.Unlock()
 	if m.started {
 		return nil, ErrStarted
+	}
+	if opts.Fleet != nil {
+		if m.jobFleet {
+			return nil, fmt.Errorf("reconciler: RegisterJobs %s: the manager already has a fleet job controller", opts.Name)
+		}
+		// A client of its own whose requests subscribe to reply topics only: a
+		// filter covering the fleet's events would hand every event to every
+		// process of the group, not to one of them.
+		jo := m.opts.Jobs
+		jo.Wildcards = jobsclient.WildcardsReplies
+		jo.Logger = m.log
+		user := jo.Observe
+		jo.Observe = func(op jobstate.Op, outcome string, took time.Duration) {
+			m.metrics.observeJobRequest(op, outcome, took)
+			if user != nil {
+				user(op, outcome, took)
+			}
+		}
+		jc, err := jobsclient.New(m.conn, jo)
+		if err != nil {
+			return nil, fmt.Errorf("reconciler: RegisterJobs %s: %w", opts.Name, err)
+		}
+		c.jobs, c.byThing = jc, map[string]*jobWorker{}
+		m.jobFleet = true
 	}
 	seen := map[string]bool{}
 	for _, name := range opts.Things {
@@ -245,10 +308,23 @@ func RegisterJobs[D any](m *Manager, opts JobOptions, h JobHandler[D]) (*JobCont
 
 func (c *JobController[D]) name() string { return c.opts.Name }
 
-// start watches each thing's notify-next and starts its worker. The workers look for
-// work once the connection is online (the manager's resync).
+// start watches each thing's notify-next (a fleet's: every thing's) and starts the
+// workers. The workers look for work once the connection is online (the manager's
+// resync); a fleet's look when their thing is discovered.
 func (c *JobController[D]) start(ctx context.Context) error {
 	c.ctx, c.stop = context.WithCancelCause(ctx)
+	if f := c.opts.Fleet; f != nil {
+		c.m.mu.Lock()
+		c.listed = maps.Clone(c.m.jobThings)
+		c.m.mu.Unlock()
+		stop, err := c.jobs.WatchFleet(ctx, jobsclient.FleetWatch{Prefix: f.Prefix, Group: f.Group, OnNotifyNext: c.onFleetNext})
+		if err != nil {
+			return err
+		}
+		c.stopWatch = stop
+		c.log.Info("fleet job controller started", "prefix", f.Prefix, "group", f.Group)
+		return nil
+	}
 	for _, w := range c.workers {
 		if _, err := w.thing.OnNotifyNext(ctx, func(ctx context.Context, n *jobstate.NextNotification) { c.onNext(ctx, w, n) }); err != nil {
 			return err
@@ -264,11 +340,83 @@ func (c *JobController[D]) start(ctx context.Context) error {
 // still runs: the level-triggered answer to a reconnect, whatever happened while the
 // device was offline.
 func (c *JobController[D]) resync(ctx context.Context, why string, all bool) {
-	for _, w := range c.workers {
-		w.poke()
+	c.mu.Lock()
+	workers := slices.Clone(c.workers)
+	c.mu.Unlock()
+	for _, w := range workers {
+		c.wake(w)
 		if r := w.current(); r != nil {
-			c.wg.Go(func() { c.verify(w, r) })
+			c.spawn(func() { c.verify(w, r) })
 		}
+	}
+}
+
+// onFleetNext handles a notify-next event of a fleet thing: the first event of a
+// thing makes its worker, as a listed thing has, and every event wakes it.
+func (c *JobController[D]) onFleetNext(ctx context.Context, t *jobsclient.Thing, n *jobstate.NextNotification) {
+	name := t.Name()
+	if c.listed[name] {
+		return // a listed job controller of this manager runs its jobs
+	}
+	c.mu.Lock()
+	w := c.byThing[name]
+	if w == nil {
+		w = &jobWorker{thing: t, kick: make(chan struct{}, 1)}
+		c.byThing[name] = w
+		c.workers = append(c.workers, w)
+	}
+	c.mu.Unlock()
+	c.onNext(ctx, w, n)
+}
+
+// spawn runs f on a goroutine the shutdown waits for, unless the shutdown has begun;
+// it reports whether f runs.
+func (c *JobController[D]) spawn(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return false
+	}
+	c.wg.Go(f)
+	return true
+}
+
+// wake makes w look for work. A listed thing's worker has a goroutine of its own,
+// which is poked; a fleet thing's worker gets a goroutine only while it has work to
+// look for, so that a fleet of many idle things costs no goroutines.
+func (c *JobController[D]) wake(w *jobWorker) {
+	if c.opts.Fleet == nil {
+		w.poke()
+		return
+	}
+	w.mu.Lock()
+	w.pending = true
+	if w.active {
+		w.mu.Unlock()
+		return
+	}
+	w.active = true
+	w.mu.Unlock()
+	if !c.spawn(func() { c.drain(w) }) {
+		w.mu.Lock()
+		w.active = false
+		w.mu.Unlock()
+	}
+}
+
+// drain is a fleet worker's goroutine: it looks for work until nobody woke the
+// worker since it last looked.
+func (c *JobController[D]) drain(w *jobWorker) {
+	for {
+		w.mu.Lock()
+		if !w.pending || c.ctx.Err() != nil {
+			w.active = false
+			w.mu.Unlock()
+			return
+		}
+		w.pending = false
+		w.mu.Unlock()
+		c.lookForWork(w)
 	}
 }
 
@@ -278,13 +426,24 @@ func (c *JobController[D]) shutdown(ctx context.Context) {
 	if c.stop == nil {
 		return
 	}
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 	c.stop(ErrManagerStopped)
+	if c.stopWatch != nil {
+		c.stopWatch()
+	}
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		c.log.Warn("shutdown: job handlers still running when the shutdown timeout passed")
+	}
+	if c.jobs != c.m.jobs {
+		if err := c.jobs.Close(ctx); err != nil {
+			c.log.Warn("closing the fleet's jobs client", "error", err)
+		}
 	}
 }
 
@@ -308,7 +467,7 @@ func (w *jobWorker) current() *jobRun {
 // The worker looks for work; if it runs an execution that is no longer first, that
 // one may have ended, and is checked.
 func (c *JobController[D]) onNext(_ context.Context, w *jobWorker, n *jobstate.NextNotification) {
-	w.poke()
+	c.wake(w)
 	r := w.current()
 	if r == nil {
 		return
@@ -347,8 +506,7 @@ func ended(err error) bool {
 	return false
 }
 
-// work is one thing's worker: on each poke it runs executions until none is pending,
-// retrying with backoff when a request fails.
+// work is a listed thing's worker: on each poke it looks for work.
 func (c *JobController[D]) work(w *jobWorker) {
 	for {
 		select {
@@ -356,20 +514,26 @@ func (c *JobController[D]) work(w *jobWorker) {
 		case <-c.ctx.Done():
 			return
 		}
-		for c.ctx.Err() == nil {
-			more, err := c.next(w)
-			if err != nil {
-				if c.ctx.Err() == nil {
-					c.retryLater(w, err)
-				}
-				break
+		c.lookForWork(w)
+	}
+}
+
+// lookForWork runs the thing's executions until none is pending, retrying with
+// backoff when a request fails.
+func (c *JobController[D]) lookForWork(w *jobWorker) {
+	for c.ctx.Err() == nil {
+		more, err := c.next(w)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.retryLater(w, err)
 			}
-			w.mu.Lock()
-			w.backoff = 0
-			w.mu.Unlock()
-			if !more {
-				break
-			}
+			return
+		}
+		w.mu.Lock()
+		w.backoff = 0
+		w.mu.Unlock()
+		if !more {
+			return
 		}
 	}
 }
@@ -386,7 +550,7 @@ func (c *JobController[D]) retryLater(w *jobWorker, err error) {
 	d := w.backoff
 	w.mu.Unlock()
 	c.log.Warn("jobs: looking for work failed; retrying", "thing", w.thing.Name(), "in", d, "error", err)
-	t := time.AfterFunc(d, w.poke)
+	t := time.AfterFunc(d, func() { c.wake(w) })
 	context.AfterFunc(c.ctx, func() { t.Stop() })
 }
 
@@ -424,11 +588,17 @@ func (c *JobController[D]) pick(ctx context.Context, w *jobWorker) (_ *jobstate.
 		return nil, false, false, err
 	}
 	var ex *jobstate.ExecutionData
+	shared := c.opts.Fleet != nil && c.opts.Fleet.Group != ""
 	switch {
 	case len(pend.InProgressJobs) > 0:
 		s := pend.InProgressJobs[0]
 		if done, err := c.payOwed(w, s); done || err != nil {
 			return nil, false, true, err
+		}
+		if shared {
+			// Another process of the group may be running it: its outcome, or its
+			// timeout, brings the next notify-next.
+			return nil, false, false, nil
 		}
 		d, err := w.thing.Describe(ctx, s.JobID, jobstate.DescribeRequest{ExecutionNumber: &s.ExecutionNumber})
 		if ended(err) {
@@ -438,11 +608,10 @@ func (c *JobController[D]) pick(ctx context.Context, w *jobWorker) (_ *jobstate.
 			return nil, false, false, err
 		}
 		ex, resumed = d.Execution, true
+	case len(pend.QueuedJobs) > 0 && shared:
+		return c.claim(ctx, w, pend.QueuedJobs[0])
 	case len(pend.QueuedJobs) > 0:
-		req := jobstate.StartNextRequest{}
-		if c.opts.StepTimeout > 0 {
-			req.StepTimeoutInMinutes = new(int64((c.opts.StepTimeout + time.Minute - 1) / time.Minute))
-		}
+		req := jobstate.StartNextRequest{StepTimeoutInMinutes: c.stepMinutes()}
 		st, err := w.thing.StartNext(ctx, req)
 		if err != nil {
 			return nil, false, false, err
@@ -450,6 +619,42 @@ func (c *JobController[D]) pick(ctx context.Context, w *jobWorker) (_ *jobstate.
 		ex = st.Execution
 	}
 	return ex, resumed, ex != nil, nil
+}
+
+// stepMinutes is JobOptions.StepTimeout in whole minutes, rounded up; nil for none.
+func (c *JobController[D]) stepMinutes() *int64 {
+	if c.opts.StepTimeout <= 0 {
+		return nil
+	}
+	return new(int64((c.opts.StepTimeout + time.Minute - 1) / time.Minute))
+}
+
+// claim starts the queued execution s for a process of a shared fleet: it moves it
+// to IN_PROGRESS fenced by the version GetPending listed. StartNext cannot do it,
+// since it returns an execution another process has just started as if it were
+// this one's; of several processes updating from one version, exactly one succeeds.
+// Losing the race is not an error: there is no work for this process.
+func (c *JobController[D]) claim(ctx context.Context, w *jobWorker, s jobstate.ExecutionSummary) (_ *jobstate.ExecutionData, resumed, found bool, _ error) {
+	acc, err := w.thing.Update(ctx, s.JobID, jobstate.UpdateRequest{
+		Status: jobstate.InProgress, ExpectedVersion: &s.VersionNumber, ExecutionNumber: &s.ExecutionNumber,
+		StepTimeoutInMinutes: c.stepMinutes(), IncludeJobExecutionState: true, IncludeJobDocument: true,
+	})
+	var rej *jobstate.ErrorResponse
+	switch {
+	case errors.As(err, &rej) && (rej.Code == jobstate.CodeVersionMismatch || ended(err)):
+		c.log.Debug("jobs: another process started the execution, or it ended", "thing", w.thing.Name(), "job", s.JobID, "code", rej.Code)
+		return nil, false, false, nil
+	case err != nil:
+		return nil, false, false, err
+	case acc.ExecutionState == nil:
+		return nil, false, false, fmt.Errorf("starting %s of %s: the reply has no execution state", s.JobID, w.thing.Name())
+	}
+	st := acc.ExecutionState
+	return &jobstate.ExecutionData{
+		JobID: s.JobID, ThingName: w.thing.Name(), JobDocument: acc.JobDocument,
+		Status: st.Status, StatusDetails: st.StatusDetails, QueuedAt: s.QueuedAt,
+		VersionNumber: st.VersionNumber, ExecutionNumber: s.ExecutionNumber,
+	}, false, true, nil
 }
 
 // payOwed writes the outcome the handler of execution s already earned, if any,

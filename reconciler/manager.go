@@ -79,6 +79,7 @@ type Manager struct {
 	runCtx      context.Context // set by Start; controllers' work runs under it
 	resyncs     chan string     // reasons to re-read every shadow
 	jobThings   map[string]bool // things a job controller handles: one controller each
+	jobFleet    bool            // a fleet job controller is registered: one at most
 }
 
 // ErrStarted is returned by Start when called twice, and by Register after Start.
