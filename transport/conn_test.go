@@ -53,13 +53,20 @@ func TestHandlersIsolated(t *testing.T) {
 	if _, err := c.Subscribe(ctx, "reply/#", replies, transport.QoS(1)); err != nil {
 		t.Fatal(err)
 	}
+	// The handler reports when its calls have returned: the reply can reach the test
+	// before the handler's publish is acknowledged, and the test must not end (and
+	// close the connection) under it.
+	asked := make(chan error, 4)
 	subscribe("ask/#", func(ctx context.Context, m transport.Message) {
 		if _, err := c.Subscribe(ctx, "ask/extra", transport.HandlerFunc(func(context.Context, transport.Message) {}), transport.QoS(1)); err != nil {
-			t.Errorf("Subscribe from a handler: %v", err)
+			asked <- fmt.Errorf("Subscribe from a handler: %w", err)
+			return
 		}
 		if err := c.Publish(ctx, "reply/"+m.Topic, m.Payload, transport.QoS(1)); err != nil {
-			t.Errorf("Publish from a handler: %v", err)
+			asked <- fmt.Errorf("Publish from a handler: %w", err)
+			return
 		}
+		asked <- nil
 	})
 
 	const n = 20 // more than the blocked handler's buffer of 4
@@ -86,6 +93,14 @@ func TestHandlersIsolated(t *testing.T) {
 	}
 	if m := replies.next(t); m.Topic != "reply/ask/1" {
 		t.Errorf("reply on %s", m.Topic)
+	}
+	select {
+	case err := <-asked:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the handler's Subscribe and Publish did not return")
 	}
 	if !c.IsOnline() {
 		t.Error("connection went down")
