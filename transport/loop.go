@@ -125,6 +125,12 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 	case <-actx.Done():
 		_ = d.conn.Close() // unblocks the CONNACK read
 		<-tok.Done()
+		if tok.Error() == nil {
+			// The CONNACK won the race against the deadline: paho started its workers
+			// on a connection closed under them, and, not yet connected when it saw the
+			// close, would leave them running. Disconnect stops them.
+			cli.Disconnect(0)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
