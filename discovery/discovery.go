@@ -315,6 +315,10 @@ func Discover(ctx context.Context, cfg Config) (*Info, error) {
 	}
 	info, err := Parse(body)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The deadline cut the response short: say so, not that it was malformed.
+			return nil, requestError(ctx, r, err)
+		}
 		return nil, fmt.Errorf("discovery of %s: %w", r.thing, err)
 	}
 	return info, nil
@@ -327,7 +331,8 @@ func requestError(ctx context.Context, r *request, err error) error {
 	switch {
 	case errors.Is(context.Cause(ctx), ErrTimeout):
 		return fmt.Errorf("discovery of %s: %w: %w", r.thing, context.Cause(ctx), err)
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
 		return fmt.Errorf("discovery of %s: %w: %w", r.thing, ErrTimeout, err)
 	}
 	return fmt.Errorf("discovery of %s: %w", r.thing, err)

@@ -20,7 +20,7 @@ import (
 // once: the late reply must be dropped and must not be taken for the second's.
 func TestClientLateReplyAfterTimeout(t *testing.T) {
 	addr := mosquitto.Start(t)
-	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("slow-service"))
+	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("slow-service").SetAutoReconnect(false))
 	if tok := svc.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("service connect: %v", tok.Error())
 	}
@@ -73,7 +73,7 @@ func TestClientLateReplyAfterTimeout(t *testing.T) {
 // can only come over the connection that is gone.
 func TestClientRequestInFlightFailsWhenTheConnectionIsLost(t *testing.T) {
 	addr := mosquitto.Start(t)
-	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("mute-service"))
+	svc := mqttc.NewClient(mqttc.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("mute-service").SetAutoReconnect(false))
 	if tok := svc.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("service connect: %v", tok.Error())
 	}
