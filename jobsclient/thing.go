@@ -246,7 +246,7 @@ func (t *Thing) do(ctx context.Context, op jobstate.Op, jobID string, build func
 		return fail(ErrOffline)
 	}
 	if err := c.subscribed(ctx, t.name, false); err != nil {
-		return fail(c.ctxError(caller, err))
+		return fail(clienttoken.WaitError(caller, err, ErrRequestTimeout, c.opts.Timeout))
 	}
 	token := clienttoken.New()
 	payload, err := json.Marshal(build(token))
@@ -274,7 +274,7 @@ func (t *Thing) do(ctx context.Context, op jobstate.Op, jobID string, build func
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
 	}
 	if err != nil {
-		return fail(c.ctxError(caller, err))
+		return fail(clienttoken.WaitError(caller, err, ErrRequestTimeout, c.opts.Timeout))
 	}
 	select {
 	case r := <-p.done:
@@ -287,7 +287,7 @@ func (t *Thing) do(ctx context.Context, op jobstate.Op, jobID string, build func
 		}
 		return fail(ErrReplyLost)
 	case <-ctx.Done():
-		return fail(c.ctxError(caller, ctx.Err()))
+		return fail(clienttoken.WaitError(caller, ctx.Err(), ErrRequestTimeout, c.opts.Timeout))
 	}
 }
 
@@ -308,20 +308,6 @@ func decodeReply(r reply, out any, fail func(error) error) error {
 		return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
 	}
 	return nil
-}
-
-// ctxError reports why a request stopped waiting: the caller's own cancellation or
-// deadline as the caller's context says, and the expiry of the client's timeout as
-// ErrRequestTimeout.
-func (c *Client) ctxError(caller context.Context, err error) error {
-	isCtx := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-	if cerr := caller.Err(); cerr != nil && isCtx {
-		return cerr
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w (waited %v)", ErrRequestTimeout, c.opts.Timeout)
-	}
-	return err
 }
 
 // dispatch receives every message on the client's filters and routes it by topic:

@@ -192,7 +192,7 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 	}
 	release, err := c.subs.acquire(ctx, h.id, op)
 	if err != nil {
-		return fail(h.ctxError(caller, err))
+		return fail(clienttoken.WaitError(caller, err, ErrRequestTimeout, h.c.opts.Timeout))
 	}
 	defer release()
 
@@ -222,7 +222,7 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 		return fail(fmt.Errorf("%w: %w", ErrOffline, err))
 	}
 	if err != nil {
-		return fail(h.ctxError(caller, err))
+		return fail(clienttoken.WaitError(caller, err, ErrRequestTimeout, h.c.opts.Timeout))
 	}
 	select {
 	case r := <-p.done:
@@ -235,7 +235,7 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 		}
 		return fail(ErrReplyLost)
 	case <-ctx.Done():
-		return fail(h.ctxError(caller, ctx.Err()))
+		return fail(clienttoken.WaitError(caller, ctx.Err(), ErrRequestTimeout, h.c.opts.Timeout))
 	}
 }
 
@@ -255,20 +255,6 @@ func (h *Handle) reply(r reply, out any, fail func(error) error) error {
 		return fail(fmt.Errorf("malformed reply %q: %w", r.payload, err))
 	}
 	return nil
-}
-
-// ctxError reports why a request stopped waiting: the caller's own cancellation or
-// deadline as the caller's context says, and the expiry of the client's timeout as
-// ErrRequestTimeout.
-func (h *Handle) ctxError(caller context.Context, err error) error {
-	isCtx := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-	if cerr := caller.Err(); cerr != nil && isCtx {
-		return cerr
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w (waited %v)", ErrRequestTimeout, h.c.opts.Timeout)
-	}
-	return err
 }
 
 // observe records a version seen in an accepted reply.

@@ -1,13 +1,18 @@
 // Package clienttoken makes and finds the clientTokens that correlate a request of an
 // AWS IoT MQTT API (Device Shadow, Jobs) with its reply. Both clients use it, so
 // that their tokens have one form and the fast path that finds a token in a reply
-// without decoding it stays in step with how tokens are made.
+// without decoding it stays in step with how tokens are made; WaitError gives their
+// requests one way to say why they stopped waiting.
 package clienttoken
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
 )
 
 // MaxBytes is AWS IoT's limit on a clientToken, for the shadow and the jobs APIs.
@@ -43,4 +48,19 @@ func Quick(payload []byte) string {
 		}
 	}
 	return string(rest[:end])
+}
+
+// WaitError says why a request stopped waiting for its reply, the same way for both
+// clients: when the caller's own ctx ended, its error (context.Canceled or
+// DeadlineExceeded); when only the client's own bound expired, errTimeout with how
+// long it waited; anything else unchanged.
+func WaitError(caller context.Context, err, errTimeout error, waited time.Duration) error {
+	isCtx := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if cerr := caller.Err(); cerr != nil && isCtx {
+		return cerr
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (waited %v)", errTimeout, waited)
+	}
+	return err
 }
