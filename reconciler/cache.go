@@ -318,6 +318,24 @@ func (e *entry) expectOwn(v int64) {
 	e.mu.Unlock()
 }
 
+// reportResult returns the test UpdateByDocuments applies to a documents message that
+// carries no clientToken: whether the message's state at version+1 is exactly what a
+// report of patch makes of the cached state at version — desired as it was, reported
+// with patch merged in. When the cache is no longer at version, the report was computed
+// from a state that is gone, and nothing matches (it fails with 409, as the service
+// answers it).
+func (e *entry) reportResult(patch shadowstate.Object, version int64) func(*shadowstate.DocumentsMessage) bool {
+	desired, reported, v, _ := e.snapshot()
+	if v != version {
+		return func(*shadowstate.DocumentsMessage) bool { return false }
+	}
+	return func(d *shadowstate.DocumentsMessage) bool {
+		cur := d.Current
+		return cur.Version == version+1 && shadowstate.Equal(cur.State.Desired, desired) &&
+			shadowstate.Equal(cur.State.Reported, shadowstate.Merge(reported, patch))
+	}
+}
+
 // reportAccepted records this controller's accepted report: patch merged into
 // reported, at version.
 func (e *entry) reportAccepted(patch shadowstate.Object, version int64) {

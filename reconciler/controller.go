@@ -206,15 +206,20 @@ func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 // the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
 	if f := c.opts.Fleet; f != nil {
-		_, err := c.m.client.WatchFleet(ctx, shadowclient.FleetWatch{
+		w := shadowclient.FleetWatch{
 			Shadow:      c.opts.Shadow,
 			Group:       f.Group,
 			Mirror:      f.Mirror,
-			OnDelta:     func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) },
 			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
 			// The cache keeps only the current state and version.
 			DocumentsStateOnly: true,
-		})
+		}
+		if c.sharedFleet() {
+			// The group shares deltas and documents messages independently: only the
+			// delta decides which member reconciles an update (applyDocuments).
+			w.OnDelta = func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }
+		}
+		_, err := c.m.client.WatchFleet(ctx, w)
 		if err != nil {
 			return err
 		}
@@ -235,24 +240,21 @@ func (c *Controller[T]) start(ctx context.Context) error {
 	return nil
 }
 
-// watch registers the delta and documents callbacks of a listed shadow, waiting for
-// the subscriptions, and keeps their removal on its entry.
+// watch registers the documents callback of a listed shadow, waiting for the
+// subscription, and keeps its removal on its entry. The documents message of every
+// accepted update carries the whole state and version, so it is all the cache needs:
+// the delta topic, which says less about the same updates, is not subscribed.
 func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) error {
 	h, err := c.m.client.Shadow(id.Thing, id.Name)
 	if err != nil {
 		return err
 	}
-	offDelta, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) })
-	if err != nil {
-		return err
-	}
 	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowclient.StateOnly())
 	if err != nil {
-		offDelta()
 		return err
 	}
 	e.mu.Lock()
-	e.unwatch = []func(){offDelta, offDocs}
+	e.unwatch = []func(){offDocs}
 	e.mu.Unlock()
 	return nil
 }
