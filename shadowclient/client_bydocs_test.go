@@ -31,7 +31,10 @@ func TestClientUpdateByDocuments(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			never := func(*shadowstate.DocumentsMessage) bool { t.Error("a message with our token was tested by content"); return false }
+			never := func(*shadowstate.DocumentsMessage) bool {
+				t.Error("a message with our token was tested by content")
+				return false
+			}
 			acc, err := h.UpdateByDocuments(t.Context(), shadowstate.StateUpdate{Reported: []byte(`{"n":2}`)}, first.Version, never)
 			if err != nil || acc.Version != first.Version+1 || acc.ClientToken == "" {
 				t.Fatalf("UpdateByDocuments = %+v, %v; want version %d", acc, err, first.Version+1)
