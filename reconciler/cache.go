@@ -40,7 +40,7 @@ type entry struct {
 	// one update, a duplicate) does not trigger another one.
 	seen int64
 	// own and written are the versions of this controller's report in flight and of
-	// its last accepted one: the delta and documents messages a report causes do not
+	// its last accepted one: the documents (and delta) messages a report causes do not
 	// trigger another reconcile (the outcome of the reconcile already decided
 	// whether and when it runs again).
 	own, written int64
@@ -55,7 +55,7 @@ type entry struct {
 	// failed: what the device is, written before anything else acts on the shadow.
 	pending        shadowstate.Object
 	pendingDeletes [][]string
-	// unwatch removes the shadow's delta and documents callbacks (a listed shadow of
+	// unwatch removes the shadow's documents callback (a listed shadow of
 	// a running controller); RemoveThing calls them.
 	unwatch []func()
 	// removed is set by RemoveThing: a reconcile or Report that got the entry before

@@ -202,8 +202,8 @@ func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 	return true
 }
 
-// start subscribes to the deltas and documents of every managed shadow and starts
-// the workers. The shadows are read once the connection is online.
+// start subscribes to the documents messages of every managed shadow (and, in a
+// shared fleet, to the deltas) and starts the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
 	if f := c.opts.Fleet; f != nil {
 		w := shadowclient.FleetWatch{
@@ -266,7 +266,7 @@ var ErrFleetThings = errors.New("reconciler: a fleet controller discovers its th
 // AddThing makes the controller manage thing's shadow too, before or after the
 // manager starts, for a gateway whose sub-devices come and go (fleet mode instead
 // discovers every thing of a prefix by itself). On a running controller it subscribes
-// to the shadow's delta and documents topics (waiting, within ctx, for the broker to
+// to the shadow's documents topic (waiting, within ctx, for the broker to
 // acknowledge them), then reads the shadow and reconciles it as the controller's
 // start does. It fails for a thing already managed or a name AWS IoT would refuse.
 func (c *Controller[T]) AddThing(ctx context.Context, thing string) error {
