@@ -81,7 +81,7 @@ type Options struct {
 	// With the clean sessions shadowsync uses, QoS 1 brings no redelivery after a
 	// reconnect either, and shadowsync re-reads what it manages when it reconnects;
 	// but a broker under load may drop QoS 0 messages it would have kept at QoS 1, and
-	// a lost delta then waits for the next re-read (reconciler Options.Resync) or
+	// a lost documents message then waits for the next re-read (reconciler Options.Resync) or
 	// reconnect. For services with many shadows that set a Resync period.
 	QoS0 bool
 	// Observe, when set, is called after every request with its operation, its
