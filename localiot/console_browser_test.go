@@ -165,7 +165,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(subs, "$aws/things/lamp-1/shadow/update/delta") {
-		t.Errorf("the device's row does not show its delta subscription: %q", subs)
+	if !strings.Contains(subs, "$aws/things/lamp-1/shadow/update/documents") {
+		t.Errorf("the device's row does not show its documents subscription: %q", subs)
 	}
 }

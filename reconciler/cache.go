@@ -40,7 +40,7 @@ type entry struct {
 	// one update, a duplicate) does not trigger another one.
 	seen int64
 	// own and written are the versions of this controller's report in flight and of
-	// its last accepted one: the delta and documents messages a report causes do not
+	// its last accepted one: the documents (and delta) messages a report causes do not
 	// trigger another reconcile (the outcome of the reconcile already decided
 	// whether and when it runs again).
 	own, written int64
@@ -55,7 +55,7 @@ type entry struct {
 	// failed: what the device is, written before anything else acts on the shadow.
 	pending        shadowstate.Object
 	pendingDeletes [][]string
-	// unwatch removes the shadow's delta and documents callbacks (a listed shadow of
+	// unwatch removes the shadow's documents callback (a listed shadow of
 	// a running controller); RemoveThing calls them.
 	unwatch []func()
 	// removed is set by RemoveThing: a reconcile or Report that got the entry before
@@ -316,6 +316,24 @@ func (e *entry) expectOwn(v int64) {
 	e.mu.Lock()
 	e.own = v
 	e.mu.Unlock()
+}
+
+// reportResult returns the test UpdateByDocuments applies to a documents message that
+// carries no clientToken: whether the message's state at version+1 is exactly what a
+// report of patch makes of the cached state at version — desired as it was, reported
+// with patch merged in. When the cache is no longer at version, the report was computed
+// from a state that is gone, and nothing matches (it fails with 409, as the service
+// answers it).
+func (e *entry) reportResult(patch shadowstate.Object, version int64) func(*shadowstate.DocumentsMessage) bool {
+	desired, reported, v, _ := e.snapshot()
+	if v != version {
+		return func(*shadowstate.DocumentsMessage) bool { return false }
+	}
+	return func(d *shadowstate.DocumentsMessage) bool {
+		cur := d.Current
+		return cur.Version == version+1 && shadowstate.Equal(cur.State.Desired, desired) &&
+			shadowstate.Equal(cur.State.Reported, shadowstate.Merge(reported, patch))
+	}
 }
 
 // reportAccepted records this controller's accepted report: patch merged into

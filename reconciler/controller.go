@@ -202,19 +202,24 @@ func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 	return true
 }
 
-// start subscribes to the deltas and documents of every managed shadow and starts
-// the workers. The shadows are read once the connection is online.
+// start subscribes to the documents messages of every managed shadow (and, in a
+// shared fleet, to the deltas) and starts the workers. The shadows are read once the connection is online.
 func (c *Controller[T]) start(ctx context.Context) error {
 	if f := c.opts.Fleet; f != nil {
-		_, err := c.m.client.WatchFleet(ctx, shadowclient.FleetWatch{
+		w := shadowclient.FleetWatch{
 			Shadow:      c.opts.Shadow,
 			Group:       f.Group,
 			Mirror:      f.Mirror,
-			OnDelta:     func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) },
 			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
 			// The cache keeps only the current state and version.
 			DocumentsStateOnly: true,
-		})
+		}
+		if c.sharedFleet() {
+			// The group shares deltas and documents messages independently: only the
+			// delta decides which member reconciles an update (applyDocuments).
+			w.OnDelta = func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }
+		}
+		_, err := c.m.client.WatchFleet(ctx, w)
 		if err != nil {
 			return err
 		}
@@ -235,24 +240,21 @@ func (c *Controller[T]) start(ctx context.Context) error {
 	return nil
 }
 
-// watch registers the delta and documents callbacks of a listed shadow, waiting for
-// the subscriptions, and keeps their removal on its entry.
+// watch registers the documents callback of a listed shadow, waiting for the
+// subscription, and keeps its removal on its entry. The documents message of every
+// accepted update carries the whole state and version, so it is all the cache needs:
+// the delta topic, which says less about the same updates, is not subscribed.
 func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) error {
 	h, err := c.m.client.Shadow(id.Thing, id.Name)
 	if err != nil {
 		return err
 	}
-	offDelta, err := h.OnDelta(ctx, func(_ context.Context, d *shadowstate.DeltaMessage) { c.onDelta(id, d) })
-	if err != nil {
-		return err
-	}
 	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowclient.StateOnly())
 	if err != nil {
-		offDelta()
 		return err
 	}
 	e.mu.Lock()
-	e.unwatch = []func(){offDelta, offDocs}
+	e.unwatch = []func(){offDocs}
 	e.mu.Unlock()
 	return nil
 }
@@ -264,7 +266,7 @@ var ErrFleetThings = errors.New("reconciler: a fleet controller discovers its th
 // AddThing makes the controller manage thing's shadow too, before or after the
 // manager starts, for a gateway whose sub-devices come and go (fleet mode instead
 // discovers every thing of a prefix by itself). On a running controller it subscribes
-// to the shadow's delta and documents topics (waiting, within ctx, for the broker to
+// to the shadow's documents topic (waiting, within ctx, for the broker to
 // acknowledge them), then reads the shadow and reconciles it as the controller's
 // start does. It fails for a thing already managed or a name AWS IoT would refuse.
 func (c *Controller[T]) AddThing(ctx context.Context, thing string) error {

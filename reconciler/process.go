@@ -267,12 +267,10 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 	if err != nil {
 		return err
 	}
-	var opts []shadowclient.UpdateOption
 	if exists {
-		opts = append(opts, shadowclient.ExpectVersion(version))
 		e.expectOwn(version + 1)
 	}
-	acc, err := h.Update(ctx, shadowstate.StateUpdate{Reported: raw}, opts...)
+	acc, err := c.send(ctx, h, e, shadowstate.StateUpdate{Reported: raw}, patch, version, exists)
 	if err != nil {
 		// The version this report expected may now be someone else's, and the
 		// events about it were taken for this controller's own: reconcile again.
@@ -293,6 +291,21 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 	e.reportAccepted(patch, acc.Version)
 	c.log.Debug("reported", "thing", id.Thing, "shadow", id.Name, "version", acc.Version)
 	return nil
+}
+
+// send sends a report: fenced by version when the shadow exists, and then, unless
+// the fleet is shared, confirmed by its documents message (UpdateByDocuments), which
+// this controller receives anyway, rather than by an /update/accepted reply. In a
+// shared fleet the documents message may go to another member, so the report waits
+// for its accepted reply; a report that creates the shadow has no version to fence.
+func (c *Controller[T]) send(ctx context.Context, h *shadowclient.Handle, e *entry, state shadowstate.StateUpdate, patch shadowstate.Object, version int64, exists bool) (*shadowstate.UpdateAccepted, error) {
+	switch {
+	case !exists:
+		return h.Update(ctx, state)
+	case c.sharedFleet():
+		return h.Update(ctx, state, shadowclient.ExpectVersion(version))
+	}
+	return h.UpdateByDocuments(ctx, state, version, e.reportResult(patch, version))
 }
 
 // writeStatus reports only the status, for desired state that never reached

@@ -9,8 +9,8 @@ import (
 )
 
 // Fleet makes a controller manage a whole fleet instead of a list of things: every
-// thing whose name starts with Prefix, discovered from the delta and documents
-// messages of its shadow (MQTT cannot list things). Several processes share a fleet
+// thing whose name starts with Prefix, discovered from the documents messages of its
+// shadow, and with a Group its deltas (MQTT cannot list things). Several processes share a fleet
 // by joining the same Group: the broker (AWS IoT Core, or any MQTT broker with shared
 // subscriptions) hands each event to one of them, and versioned reports keep
 // concurrent writers correct. The connection's policy must allow the wildcard filters

@@ -56,7 +56,8 @@ const (
 	// WildcardsNever always names each shadow. Devices whose AWS IoT policy allows
 	// only their own topics need it once they use many shadows.
 	WildcardsNever
-	// WildcardsAlways uses the wildcard filters from the start (8 filters in all).
+	// WildcardsAlways uses the wildcard filters from the start (at most 12: see
+	// wildcardOf).
 	WildcardsAlways
 )
 
@@ -68,7 +69,7 @@ type Options struct {
 	// Wildcards is WildcardsAuto (the zero value), WildcardsNever or WildcardsAlways.
 	Wildcards Wildcards
 	// FilterBudget is how many topic filters the client may hold while it names each
-	// shadow, before WildcardsAuto moves to the 8 wildcard filters. Zero means 24,
+	// shadow, before WildcardsAuto moves to the wildcard filters. Zero means 24,
 	// about half of AWS IoT's 50 per connection, leaving the rest to the application.
 	FilterBudget int
 	// Timeout bounds each request on top of its ctx. Zero means 5 s, the Python SDK
@@ -80,7 +81,7 @@ type Options struct {
 	// With the clean sessions shadowsync uses, QoS 1 brings no redelivery after a
 	// reconnect either, and shadowsync re-reads what it manages when it reconnects;
 	// but a broker under load may drop QoS 0 messages it would have kept at QoS 1, and
-	// a lost delta then waits for the next re-read (reconciler Options.Resync) or
+	// a lost documents message then waits for the next re-read (reconciler Options.Resync) or
 	// reconnect. For services with many shadows that set a Resync period.
 	QoS0 bool
 	// Observe, when set, is called after every request with its operation, its

@@ -76,10 +76,66 @@ func (c *Client) dispatchDocuments(ctx context.Context, h *Handle, payload []byt
 			return
 		}
 		if h.deliverDocuments(ctx, &d, stateOnly) || !stateOnly {
+			c.confirmDocuments(h.id, &d)
 			return
 		}
 		stateOnly = false // a callback wanting everything came meanwhile
 	}
+}
+
+// confirmDocuments answers the UpdateByDocuments request whose outcome d is, if one
+// waits: the request whose clientToken d carries, or, when d carries none, the request
+// fenced at the version d moved the shadow from (see UpdateByDocuments). It runs after
+// the documents callbacks, so a caller whose cache they feed finds it current.
+func (c *Client) confirmDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
+	if d.ClientToken != "" {
+		if p := c.claimDocs(id, d.ClientToken); p != nil {
+			p.finish(reply{kind: shadowstate.Accepted, docs: d})
+		}
+		return
+	}
+	h := c.handle(id)
+	if h == nil {
+		return
+	}
+	for _, token := range h.fencedAt(d.Current.Version - 1) {
+		p := c.claimDocs(id, token)
+		if p == nil {
+			continue
+		}
+		if p.docs.matches(d) {
+			p.finish(reply{kind: shadowstate.Accepted, docs: d})
+		} else {
+			p.finish(reply{err: &shadowstate.Error{Code: 409, Message: shadowstate.MsgVersionConflict}})
+		}
+	}
+}
+
+// fencedAt returns the tokens of the UpdateByDocuments requests of h that expect
+// version v.
+func (h *Handle) fencedAt(v int64) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var tokens []string
+	for token, p := range h.byDocs {
+		if p.docs.version == v {
+			tokens = append(tokens, token)
+		}
+	}
+	return tokens
+}
+
+// claimDocs removes and returns the UpdateByDocuments request of token on id; nil
+// when there is none (a request answered on /update/accepted waits for that reply).
+func (c *Client) claimDocs(id shadowstate.ID, token string) *pendingRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending[token]
+	if p == nil || p.docs == nil || p.id != id || p.op != shadowstate.OpUpdate {
+		return nil
+	}
+	delete(c.pending, token)
+	return p
 }
 
 // claim removes and returns the request waiting for token if it is the one on id for

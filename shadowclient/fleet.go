@@ -176,6 +176,7 @@ func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.
 			return
 		}
 		w.OnDocuments(ctx, id, &d)
+		c.confirmDocuments(id, &d)
 	}
 }
 

@@ -36,6 +36,9 @@ type Handle struct {
 	nextFn              int
 	deltaFns            map[int]func(context.Context, *shadowstate.DeltaMessage)
 	docFns              map[int]docWatcher
+	// byDocs holds the UpdateByDocuments requests in flight, by clientToken, for a
+	// documents message that carries no clientToken (see confirmDocuments).
+	byDocs map[string]*pendingRequest
 }
 
 // docWatcher is a callback registered with OnDocuments.
@@ -139,6 +142,45 @@ func (h *Handle) update(ctx context.Context, req shadowstate.UpdateRequest) (*sh
 	return &acc, nil
 }
 
+// UpdateByDocuments sends an update fenced by version (ExpectVersion) and learns its
+// acceptance from the shadow's /update/documents message instead of /update/accepted,
+// so that a client watching the documents topic receives one message per update
+// rather than two, and needs only the /update/rejected topic subscribed for it. The
+// caller must be watching the shadow's documents messages on this client (OnDocuments,
+// or a WatchFleet without a Group, whose messages all reach this client); otherwise
+// the update times out.
+//
+// The documents message carrying the request's clientToken accepts it. For a service
+// that leaves clientToken out of documents messages, the version fence decides: the
+// message taking the shadow from version to version+1 is the outcome of this update
+// or of another one that got there first (this one then fails with 409). matches
+// tells, from that message, whether the shadow is now what this update makes of
+// version — when it is, the update counts as accepted (if another writer wrote exactly
+// the same, this one's 409 changes nothing of the state) — and when it is not, the
+// update fails with 409 Version conflict, as the service will answer it. matches runs
+// on the client's message goroutine and must be quick.
+//
+// The UpdateAccepted returned holds the version, the timestamp and the clientToken;
+// not the state and metadata an /update/accepted reply echoes.
+func (h *Handle) UpdateByDocuments(ctx context.Context, state shadowstate.StateUpdate, version int64, matches func(*shadowstate.DocumentsMessage) bool) (*shadowstate.UpdateAccepted, error) {
+	req := shadowstate.UpdateRequest{State: &state, Version: &version}
+	var acc shadowstate.UpdateAccepted
+	err := h.run(ctx, request{
+		op: shadowstate.OpUpdate,
+		build: func(token string) ([]byte, error) {
+			req.ClientToken = token
+			return json.Marshal(req)
+		},
+		out:  &acc,
+		docs: &docsConfirm{version: version, matches: matches},
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.observe(acc.Version)
+	return &acc, nil
+}
+
 // Delete deletes the shadow and returns the version it had. A shadow that does not
 // exist is an *Error with Code 404.
 func (h *Handle) Delete(ctx context.Context) (*shadowstate.DeleteAccepted, error) {
@@ -159,25 +201,58 @@ func (h *Handle) Delete(ctx context.Context) (*shadowstate.DeleteAccepted, error
 type pendingRequest struct {
 	id   shadowstate.ID
 	op   shadowstate.Op
-	done chan reply // buffered: finish never blocks
+	docs *docsConfirm // set for UpdateByDocuments
+	done chan reply   // buffered: finish never blocks
 	once sync.Once
+}
+
+// docsConfirm is how an UpdateByDocuments request recognises its documents message
+// when the message carries no clientToken.
+type docsConfirm struct {
+	version int64 // the version the update expects
+	matches func(*shadowstate.DocumentsMessage) bool
 }
 
 type reply struct {
 	kind    shadowstate.Kind // Accepted or Rejected
 	payload []byte
+	docs    *shadowstate.DocumentsMessage // the documents message that accepted an UpdateByDocuments
 	err     error
+}
+
+// request is one request for do: what to send, where the answer comes from, and
+// where to decode an acceptance.
+type request struct {
+	op    shadowstate.Op
+	build func(token string) ([]byte, error)
+	out   any
+	docs  *docsConfirm // nil: the answer is the /accepted or /rejected reply
+}
+
+// replyKinds returns the reply topics r needs subscribed: both, or only the
+// rejections for an update confirmed by its documents message.
+func (r *request) replyKinds() []shadowstate.Kind {
+	if r.docs != nil {
+		return []shadowstate.Kind{shadowstate.Rejected}
+	}
+	return []shadowstate.Kind{shadowstate.Accepted, shadowstate.Rejected}
 }
 
 func (p *pendingRequest) finish(r reply) {
 	p.once.Do(func() { p.done <- r })
 }
 
-// do runs one request: it makes sure the reply topics are subscribed, publishes the
+// do runs one request answered on the accepted and rejected topics of op.
+func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token string) ([]byte, error), out any) error {
+	return h.run(ctx, request{op: op, build: build, out: out})
+}
+
+// run runs one request: it makes sure the reply topics are subscribed, publishes the
 // request at QoS 1 with a fresh clientToken, and waits for the matching reply,
 // decoding an acceptance into out.
-func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token string) ([]byte, error), out any) (err error) {
+func (h *Handle) run(ctx context.Context, rq request) (err error) {
 	c := h.c
+	op := rq.op
 	if c.opts.Observe != nil {
 		start := time.Now()
 		defer func() { c.opts.Observe(op, outcome(err), time.Since(start)) }()
@@ -190,28 +265,20 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 	if !c.conn.IsOnline() {
 		return fail(ErrOffline)
 	}
-	release, err := c.subs.acquire(ctx, h.id, op)
+	release, err := c.subs.acquire(ctx, h.id, op, rq.replyKinds())
 	if err != nil {
 		return fail(clienttoken.WaitError(caller, err, ErrRequestTimeout, h.c.opts.Timeout))
 	}
 	defer release()
 
 	token := clienttoken.New()
-	p := &pendingRequest{id: h.id, op: op, done: make(chan reply, 1)}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return fail(ErrClientClosed)
+	p := &pendingRequest{id: h.id, op: op, docs: rq.docs, done: make(chan reply, 1)}
+	if err := h.register(token, p); err != nil {
+		return fail(err)
 	}
-	c.pending[token] = p
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, token) // a reply arriving after this is dropped
-		c.mu.Unlock()
-	}()
+	defer h.unregister(token, p)
 
-	payload, err := build(token)
+	payload, err := rq.build(token)
 	if err != nil {
 		return fail(err)
 	}
@@ -226,11 +293,11 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 	}
 	select {
 	case r := <-p.done:
-		return h.reply(r, out, fail)
+		return h.reply(r, rq.out, fail)
 	case <-lost:
 		select {
 		case r := <-p.done: // the reply came just before the loss
-			return h.reply(r, out, fail)
+			return h.reply(r, rq.out, fail)
 		default:
 		}
 		return fail(ErrReplyLost)
@@ -239,9 +306,47 @@ func (h *Handle) do(ctx context.Context, op shadowstate.Op, build func(token str
 	}
 }
 
+// register records p as waiting for the reply to token.
+func (h *Handle) register(token string, p *pendingRequest) error {
+	c := h.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientClosed
+	}
+	c.pending[token] = p
+	if p.docs != nil {
+		h.mu.Lock()
+		if h.byDocs == nil {
+			h.byDocs = make(map[string]*pendingRequest)
+		}
+		h.byDocs[token] = p
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// unregister forgets the request of token: a reply arriving after this is dropped.
+func (h *Handle) unregister(token string, p *pendingRequest) {
+	c := h.c
+	c.mu.Lock()
+	delete(c.pending, token)
+	c.mu.Unlock()
+	if p.docs != nil {
+		h.mu.Lock()
+		delete(h.byDocs, token)
+		h.mu.Unlock()
+	}
+}
+
 // reply turns a request's reply into its result, decoding an acceptance into out.
 func (h *Handle) reply(r reply, out any, fail func(error) error) error {
 	switch {
+	case r.docs != nil:
+		if acc, ok := out.(*shadowstate.UpdateAccepted); ok {
+			*acc = shadowstate.UpdateAccepted{Version: r.docs.Current.Version, Timestamp: r.docs.Timestamp, ClientToken: r.docs.ClientToken}
+		}
+		return nil
 	case r.err != nil:
 		return fail(r.err)
 	case r.kind == shadowstate.Rejected:

@@ -56,10 +56,14 @@ func (t *filterTable) init(c *Client) {
 	t.wildcard = c.opts.Wildcards == WildcardsAlways
 }
 
-// acquire makes sure the accepted and rejected topics of op on id are subscribed,
-// waiting for the SUBACK, and returns a function to call once the request is over.
-func (t *filterTable) acquire(ctx context.Context, id shadowstate.ID, op shadowstate.Op) (func(), error) {
-	filters := []string{id.Topic(op, shadowstate.Accepted), id.Topic(op, shadowstate.Rejected)}
+// acquire makes sure the reply topics of op on id are subscribed — the given kinds
+// (Accepted, Rejected) —, waiting for the SUBACK, and returns a function to call once
+// the request is over.
+func (t *filterTable) acquire(ctx context.Context, id shadowstate.ID, op shadowstate.Op, kinds []shadowstate.Kind) (func(), error) {
+	filters := make([]string, len(kinds))
+	for i, k := range kinds {
+		filters[i] = id.Topic(op, k)
+	}
 	entries, err := t.reserve(filters, true, t.c.opts.Subscriptions == Persistent)
 	if err != nil {
 		return nil, err
@@ -367,17 +371,25 @@ func (t *filterTable) held() []string {
 }
 
 // wildcardOf returns the filter that covers a per-shadow filter for every thing:
-// replies of every operation on the classic or named shadows, or the delta or
-// documents topic. One SUBSCRIBE of at most 8 such filters serves any number of
-// shadows.
+// the accepted replies of one operation, the rejections of every operation, or the
+// delta or documents topic, on the classic or on named shadows. At most 12 such
+// filters serve any number of shadows. Accepted replies get a filter per operation
+// because every client's accepted replies come through it: an app's update is
+// answered on /update/accepted, which a client that only reads (get) or confirms its
+// updates from the documents messages (UpdateByDocuments) need not receive.
+// Rejections are rare, so one filter takes them all.
 func wildcardOf(filter string) string {
-	id, _, kind, ok := shadowstate.ParseTopic(filter)
+	id, op, kind, ok := shadowstate.ParseTopic(filter)
 	if !ok {
 		return filter
 	}
 	named := id.Name != ""
 	switch {
-	case kind == shadowstate.Accepted || kind == shadowstate.Rejected:
+	case kind == shadowstate.Accepted && named:
+		return "$aws/things/+/shadow/name/+/" + string(op) + "/" + string(kind)
+	case kind == shadowstate.Accepted:
+		return "$aws/things/+/shadow/" + string(op) + "/" + string(kind)
+	case kind == shadowstate.Rejected:
 		if named {
 			return "$aws/things/+/shadow/name/+/+/" + string(kind)
 		}

@@ -40,6 +40,7 @@ type Conn struct {
 	offline *offlinequeue.Offline[*outgoing]
 	router  router
 	limit   *limiter
+	sent    atomic.Uint64 // PUBLISH messages handed to paho (Sent)
 	// Lock order, where one is taken while another is held: wireMu, then mu, then
 	// router.mu or handlersMu; router.mu, then a mailbox's mu. No other lock of the
 	// Conn's is held while taking one (the limiter's, the notifier's, the offline
@@ -124,6 +125,15 @@ func New(cfg Config) (*Conn, error) {
 // together (Subscription.Dropped counts one). A growing count means a handler cannot
 // keep up with what arrives; each drop is also logged.
 func (c *Conn) Dropped() uint64 { return c.router.dropped.Load() }
+
+// Received returns how many PUBLISH messages the Conn has received over its life,
+// whether a handler took them or not: what a client costs in incoming traffic, as
+// `shadowsync bench` reports per update.
+func (c *Conn) Received() uint64 { return c.router.received.Load() }
+
+// Sent returns how many PUBLISH messages the Conn has handed to the connection over
+// its life (a message re-sent after a reconnect counts again).
+func (c *Conn) Sent() uint64 { return c.sent.Load() }
 
 // Throttled returns how many publishes Config.MaxPublishRate has delayed over the
 // Conn's life, and how long they waited in all: a cap that slows an application

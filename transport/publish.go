@@ -165,6 +165,7 @@ func (c *Conn) send(ctx context.Context, sess *session, p *outgoing) error {
 	if err != nil {
 		return err
 	}
+	c.sent.Add(1)
 	return c.await(ctx, sess, tok)
 }
 

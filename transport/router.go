@@ -121,6 +121,9 @@ type router struct {
 	// dropped counts the messages dropped for a full handler buffer, over the Conn's
 	// life (Conn.Dropped).
 	dropped atomic.Uint64
+	// received counts the PUBLISH messages routed, over the Conn's life
+	// (Conn.Received).
+	received atomic.Uint64
 
 	mu      sync.RWMutex
 	routes  map[string]*route // by filter
@@ -237,6 +240,7 @@ func (r *router) filters() (map[string]byte, uint64) {
 // A filter without wildcards is found by a map lookup; only wildcard and shared
 // filters are matched one by one, so thousands of exact filters cost nothing.
 func (r *router) dispatch(m Message) {
+	r.received.Add(1)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	matched := false

@@ -164,6 +164,8 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	row("p99 latency", msString(fw.P99Ms), msString(fl.P99Ms), ra.P99, verdict(ra.P99 <= 1.5, "≤ 1.5"))
 	row("max latency", msString(fw.MaxMs), msString(fl.MaxMs), benchfleet.Ratio(fw.MaxMs, fl.MaxMs), "")
 	row("CPU per update", fmt.Sprintf("%.1f µs", fw.CPUPerUpdateUs), fmt.Sprintf("%.1f µs", fl.CPUPerUpdateUs), ra.CPUPerUpdate, "")
+	row("messages in / update", fmt.Sprintf("%.2f", fw.ReceivedPerUpdate), fmt.Sprintf("%.2f", fl.ReceivedPerUpdate), benchfleet.Ratio(fw.ReceivedPerUpdate, fl.ReceivedPerUpdate), "")
+	row("messages out / update", fmt.Sprintf("%.2f", fw.PublishedPerUpdate), fmt.Sprintf("%.2f", fl.PublishedPerUpdate), benchfleet.Ratio(fw.PublishedPerUpdate, fl.PublishedPerUpdate), "")
 	row("peak heap", mib(fw.PeakHeapBytes), mib(fl.PeakHeapBytes), ra.PeakHeap, "")
 	row("heap per shadow", fmt.Sprintf("%.0f B", fw.HeapPerShadowBytes), fmt.Sprintf("%.0f B", fl.HeapPerShadowBytes), 0, verdict(fw.HeapPerShadowBytes <= 4096, "≤ 4 KB"))
 	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), benchfleet.Ratio(fw.StartSeconds, fl.StartSeconds), "")

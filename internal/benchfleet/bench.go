@@ -28,6 +28,12 @@ type CPUMeter interface {
 	CPUTime() time.Duration
 }
 
+// MessageCounter tells how many MQTT messages a Side's connection has received and
+// published so far, so that the bench can report the messages each update costs.
+type MessageCounter interface {
+	Messages() (received, published uint64)
+}
+
 // bench is a seeded fleet with its app and watcher, on which sides are measured one
 // after another against the same server. It is not safe for concurrent use.
 type bench struct {
@@ -90,6 +96,11 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 	if meter != nil {
 		sideCPU0 = meter.CPUTime()
 	}
+	counter, _ := s.(MessageCounter)
+	var in0, out0 uint64
+	if counter != nil {
+		in0, out0 = counter.Messages()
+	}
 	cpu0 := b.self.CPUTime()
 	var total time.Duration
 	for i := range b.opts.Rounds {
@@ -104,6 +115,11 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 		log.Info("round", "n", i+1, "seconds", d.Seconds())
 	}
 	cpu := b.self.CPUTime() - cpu0
+	var in, out uint64
+	if counter != nil {
+		in1, out1 := counter.Messages()
+		in, out = in1-in0, out1-out0
+	}
 	var sideCPU time.Duration = -1
 	if sideCPU0 >= 0 {
 		if now := meter.CPUTime(); now >= 0 {
@@ -124,6 +140,10 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 	res.MaxMs = ms(percentile(lat, 1))
 	if cpu0 >= 0 && res.Updates > 0 {
 		res.CPUPerUpdateUs = float64(cpu.Microseconds()) / float64(res.Updates)
+	}
+	if counter != nil && res.Updates > 0 {
+		res.ReceivedPerUpdate = float64(in) / float64(res.Updates)
+		res.PublishedPerUpdate = float64(out) / float64(res.Updates)
 	}
 	if sideCPU >= 0 && res.Updates > 0 {
 		res.SideCPUPerUpdateUs = float64(sideCPU.Microseconds()) / float64(res.Updates)

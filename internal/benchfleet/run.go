@@ -123,6 +123,12 @@ type Result struct {
 	// CPUPerUpdateUs then counts this process alone: the app, the watcher and, when in
 	// process, the server. Zero when unknown.
 	SideCPUPerUpdateUs float64 `json:"side_cpu_us_per_update,omitempty"`
+	// ReceivedPerUpdate and PublishedPerUpdate are, for a side whose connection
+	// counts its messages (a MessageCounter: the framework), the MQTT messages it
+	// received and published during the measured rounds divided by Updates. Zero when
+	// unknown. The floor receives one (the delta) and publishes one (the report).
+	ReceivedPerUpdate  float64 `json:"received_per_update,omitempty"`
+	PublishedPerUpdate float64 `json:"published_per_update,omitempty"`
 }
 
 // Ratios compare the framework with the floor: framework / floor.

@@ -18,8 +18,10 @@ import (
 )
 
 var (
-	_ Side = (*frameworkSide)(nil)
-	_ Side = (*floorSide)(nil)
+	_ MessageCounter = (*frameworkSide)(nil)
+	_ Side           = (*frameworkSide)(nil)
+	_ Side           = (*floorSide)(nil)
+	_ MessageCounter = (*floorSide)(nil)
 )
 
 // frameworkSide is the Side that echoes the fleet with a reconciler.Manager on one
@@ -28,6 +30,7 @@ type frameworkSide struct {
 	opts     Options
 	names    []string
 	clientID string
+	conn     *transport.Conn // the manager's, once started
 
 	cancel context.CancelFunc
 	done   chan error
@@ -52,6 +55,7 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	f.conn = m.Conn()
 	if f.opts.Workers <= 1 {
 		_, err = reconciler.Echo(m, f.names...)
 	} else {
@@ -88,6 +92,11 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 	return failure
 }
 
+// Messages counts the messages of the manager's connection.
+func (f *frameworkSide) Messages() (received, published uint64) {
+	return f.conn.Received(), f.conn.Sent()
+}
+
 func (f *frameworkSide) Stop() {
 	if f.cancel == nil {
 		return
@@ -107,7 +116,12 @@ type floorSide struct {
 	opts     Options
 	clientID string
 	c        mqttc.Client
+	// in and out count the deltas received and the reports published.
+	in, out atomic.Uint64
 }
+
+// Messages counts the deltas the floor received and the reports it published.
+func (f *floorSide) Messages() (received, published uint64) { return f.in.Load(), f.out.Load() }
 
 func (f *floorSide) Start(ctx context.Context) error {
 	var c mqttc.Client
@@ -118,7 +132,7 @@ func (f *floorSide) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := await(ctx, c.Subscribe(deltaFilter, 1, floorEcho), 10*time.Second); err != nil {
+	if err := await(ctx, c.Subscribe(deltaFilter, 1, f.echo), 10*time.Second); err != nil {
 		c.Disconnect(0)
 		return fmt.Errorf("subscribe %s: %w", deltaFilter, err)
 	}
@@ -133,9 +147,10 @@ func (f *floorSide) Stop() {
 	}
 }
 
-// floorEcho publishes a delta's state back as reported state. It does not wait for
+// echo publishes a delta's state back as reported state. It does not wait for
 // the PUBACK: paho calls it on its delivery goroutine, which must not block.
-func floorEcho(c mqttc.Client, m mqttc.Message) {
+func (f *floorSide) echo(c mqttc.Client, m mqttc.Message) {
+	f.in.Add(1)
 	prefix, ok := strings.CutSuffix(m.Topic(), "/delta")
 	if !ok {
 		return
@@ -150,5 +165,6 @@ func floorEcho(c mqttc.Client, m mqttc.Message) {
 	payload = append(payload, `{"state":{"reported":`...)
 	payload = append(payload, d.State...)
 	payload = append(payload, "}}"...)
+	f.out.Add(1)
 	c.Publish(prefix, 1, false, payload)
 }
