@@ -190,17 +190,26 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 	}
 	defer client.Disconnect(250)
 
+	// Replies are published without waiting for each PUBACK in turn (which would cost
+	// a round trip to the broker per reply, three per update): up to
+	// maxRepliesInFlight are outstanding, and one goroutine waits for their
+	// acknowledgements in order and logs any that fails.
+	sent := make(chan sentReply, maxRepliesInFlight)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		for r := range sent {
+			r.await(ctx, log)
+		}
+	}()
+	defer func() {
+		close(sent)
+		<-acked
+	}()
 	send := func(topic string, payload []byte) {
 		t := client.Publish(topic, 1, false, payload)
-		timer := time.NewTimer(10 * time.Second)
-		defer timer.Stop()
 		select {
-		case <-t.Done():
-			if t.Error() != nil {
-				log.Error("shadow reply not delivered to the broker", "topic", topic, "error", t.Error())
-			}
-		case <-timer.C:
-			log.Error("shadow reply not acknowledged by the broker within 10s", "topic", topic)
+		case sent <- sentReply{topic: topic, token: t, at: time.Now()}:
 		case <-ctx.Done(): // stopping: the broker may be gone already
 		}
 	}
@@ -236,6 +245,38 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 			return nil
 		case <-b.wake:
 		}
+	}
+}
+
+// maxRepliesInFlight bounds the replies published and not yet acknowledged by the
+// broker; the service waits when it is reached, so a broker that stops acknowledging
+// slows it down instead of letting replies pile up.
+const maxRepliesInFlight = 256
+
+// replyAckTimeout is how long a reply may wait for the broker's PUBACK before it is
+// logged as not acknowledged.
+const replyAckTimeout = 10 * time.Second
+
+// sentReply is a reply handed to paho, waiting for the broker's acknowledgement.
+type sentReply struct {
+	topic string
+	token mqttc.Token
+	at    time.Time
+}
+
+// await waits for r's acknowledgement, up to replyAckTimeout after it was sent, and
+// logs a reply that failed or was not acknowledged.
+func (r sentReply) await(ctx context.Context, log *slog.Logger) {
+	timer := time.NewTimer(time.Until(r.at.Add(replyAckTimeout)))
+	defer timer.Stop()
+	select {
+	case <-r.token.Done():
+		if err := r.token.Error(); err != nil {
+			log.Error("shadow reply not delivered to the broker", "topic", r.topic, "error", err)
+		}
+	case <-timer.C:
+		log.Error("shadow reply not acknowledged by the broker within 10s", "topic", r.topic)
+	case <-ctx.Done(): // stopping: the broker may be gone already
 	}
 }
 
