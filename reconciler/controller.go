@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,7 @@ type Controller[T any] struct {
 	queue  *queue.Work[shadowstate.ID]
 
 	set     *shadowSet // the shadows managed, fixed or discovered
+	acks    *ackBook   // fleet events waiting for their reconcile; nil unless Fleet.PersistentSession
 	workers sync.WaitGroup
 	// waitingSince records when a shadow was added to the queue, for the queue wait
 	// metric; an add while one is recorded keeps the earlier time.
@@ -104,8 +106,10 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		return nil, fmt.Errorf("reconciler: Register %s: no things to manage (set Things or Fleet)", opts.Name)
 	case len(opts.Things) > 0 && opts.Fleet != nil:
 		return nil, fmt.Errorf("reconciler: Register %s: set Things or Fleet, not both", opts.Name)
-	case opts.Fleet != nil && (opts.Fleet.MaxShadows < 0 || strings.ContainsAny(opts.Fleet.Group, "/+#")):
-		return nil, fmt.Errorf("reconciler: Register %s: Fleet: MaxShadows must not be negative and Group may not contain '/', '+' or '#'", opts.Name)
+	case opts.Fleet != nil && (opts.Fleet.MaxShadows < 0 || opts.Fleet.MaxUnacked < 0 || strings.ContainsAny(opts.Fleet.Group, "/+#")):
+		return nil, fmt.Errorf("reconciler: Register %s: Fleet: MaxShadows and MaxUnacked must not be negative and Group may not contain '/', '+' or '#'", opts.Name)
+	case opts.Fleet != nil && opts.Fleet.PersistentSession && !m.persistent:
+		return nil, fmt.Errorf("reconciler: Register %s: Fleet.PersistentSession needs a connection with a persistent session (transport.Config.PersistentSession and a ClientID stable across restarts)", opts.Name)
 	}
 	if opts.MaxConcurrentReconciles < 0 {
 		return nil, fmt.Errorf("reconciler: Register %s: MaxConcurrentReconciles is negative", opts.Name)
@@ -128,6 +132,9 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		log:   m.log.With("controller", opts.Name),
 		queue: queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
 		set:   newShadowSet(opts.Fleet, opts.Shadow),
+	}
+	if f := opts.Fleet; f != nil && f.PersistentSession {
+		c.acks = newAckBook(cmp.Or(f.MaxUnacked, DefaultMaxUnacked))
 	}
 	for k := t; ; k = k.Elem() {
 		if k.Kind() == reflect.Struct {
@@ -207,20 +214,32 @@ func (c *Controller[T]) lostToShutdown(id shadowstate.ID, what string) bool {
 func (c *Controller[T]) start(ctx context.Context) error {
 	if f := c.opts.Fleet; f != nil {
 		w := shadowclient.FleetWatch{
-			Shadow:      c.opts.Shadow,
-			Group:       f.Group,
-			Mirror:      f.Mirror,
-			OnDocuments: func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) },
+			Shadow: c.opts.Shadow,
+			Group:  f.Group,
+			Mirror: f.Mirror,
 			// The cache keeps only the current state and version.
 			DocumentsStateOnly: true,
 		}
-		if c.sharedFleet() {
-			// The group shares deltas and documents messages independently: only the
-			// delta decides which member reconciles an update (applyDocuments).
-			w.OnDelta = func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d) }
+		// The group shares deltas and documents messages independently: only the delta
+		// decides which member reconciles an update (applyDocuments), so only a shared
+		// fleet subscribes to deltas.
+		shared := c.sharedFleet()
+		if c.acks == nil {
+			w.OnDocuments = func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d, nil) }
+			if shared {
+				w.OnDelta = func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage) { c.onDelta(id, d, nil) }
+			}
+		} else {
+			w.OnDocumentsAck = func(_ context.Context, id shadowstate.ID, d *shadowstate.DocumentsMessage, ack func()) {
+				c.onDocuments(id, d, ack)
+			}
+			if shared {
+				w.OnDeltaAck = func(_ context.Context, id shadowstate.ID, d *shadowstate.DeltaMessage, ack func()) {
+					c.onDelta(id, d, ack)
+				}
+			}
 		}
-		_, err := c.m.client.WatchFleet(ctx, w)
-		if err != nil {
+		if _, err := c.m.client.WatchFleet(ctx, w); err != nil {
 			return err
 		}
 	}
@@ -249,7 +268,7 @@ func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) 
 	if err != nil {
 		return err
 	}
-	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d) }, shadowclient.StateOnly())
+	offDocs, err := h.OnDocuments(ctx, func(_ context.Context, d *shadowstate.DocumentsMessage) { c.onDocuments(id, d, nil) }, shadowclient.StateOnly())
 	if err != nil {
 		return err
 	}
@@ -342,11 +361,21 @@ func (c *Controller[T]) work(ctx context.Context) {
 		if since, ok := c.waitingSince.LoadAndDelete(id); ok {
 			mx.queueWait.WithLabelValues(c.opts.Name).Observe(time.Since(since.(time.Time)).Seconds())
 		}
+		// The events that queued this shadow are covered by this run: it reads the
+		// cache they updated. Later ones queue it again and are taken by that run.
+		acks := c.takeAcks(id)
 		start := time.Now()
 		result := c.process(ctx, id)
 		mx.reconcileTime.WithLabelValues(c.opts.Name).Observe(time.Since(start).Seconds())
 		if result != "" {
 			mx.reconciles.WithLabelValues(c.opts.Name, result).Inc()
+		}
+		if ctx.Err() == nil {
+			// Cut short by the shutdown, the run leaves its events unacknowledged, for
+			// the persistent session to deliver again.
+			for _, ack := range acks {
+				ack()
+			}
 		}
 		c.queue.Done(id)
 	}
@@ -457,31 +486,67 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
 	c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
 }
 
-// onDelta updates the cache with a delta and enqueues its shadow.
-func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage) {
+// onDelta updates the cache with a delta and enqueues its shadow. ack, nil unless
+// Fleet.PersistentSession, acknowledges the event: once the reconcile it queues has
+// run, or at once when it queues none.
+func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage, ack func()) {
 	e := c.set.get(id)
 	if e == nil {
+		c.ackNow(ack)
 		return
 	}
 	queued := e.applyDelta(d)
 	c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "queued", queued)
-	if queued {
-		c.enqueue(id)
-	}
+	c.enqueueEvent(id, queued, ack)
 }
 
 // onDocuments updates the cache with a full snapshot and enqueues the shadow when it
-// differs, unless the snapshot is the result of this controller's own report.
-func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage) {
+// differs, unless the snapshot is the result of this controller's own report. ack is
+// as for onDelta.
+func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsMessage, ack func()) {
 	e := c.set.get(id)
 	if e == nil {
+		c.ackNow(ack)
 		return
 	}
 	queued := e.applyDocuments(d, c.sharedFleet())
 	c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "queued", queued)
-	if queued {
-		c.enqueue(id)
+	c.enqueueEvent(id, queued, ack)
+}
+
+// enqueueEvent queues the shadow an event was about when the event needs a
+// reconcile, holding the event's ack for that reconcile; an event that needs none is
+// acknowledged at once. The ack is held before the shadow is queued, so the run that
+// takes the shadow (or, when one is already running, the run after it) finds it.
+func (c *Controller[T]) enqueueEvent(id shadowstate.ID, queued bool, ack func()) {
+	if !queued {
+		c.ackNow(ack)
+		return
 	}
+	if ack != nil && c.acks != nil {
+		if early := c.acks.hold(id, ack); early > 0 {
+			c.m.metrics.acksEarly.WithLabelValues(c.opts.Name).Add(float64(early))
+		}
+		c.m.metrics.acksHeld.WithLabelValues(c.opts.Name).Set(float64(c.acks.len()))
+	}
+	c.enqueue(id)
+}
+
+// ackNow acknowledges an event that needs no reconcile.
+func (c *Controller[T]) ackNow(ack func()) {
+	if ack != nil {
+		ack()
+	}
+}
+
+// takeAcks returns the acks of the events waiting for id's reconcile.
+func (c *Controller[T]) takeAcks(id shadowstate.ID) []func() {
+	if c.acks == nil {
+		return nil
+	}
+	acks := c.acks.take(id)
+	c.m.metrics.acksHeld.WithLabelValues(c.opts.Name).Set(float64(c.acks.len()))
+	return acks
 }
 
 // sharedFleet reports whether the controller shares a fleet with other processes.

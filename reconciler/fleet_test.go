@@ -16,19 +16,31 @@ import (
 
 // TestFleetSharedByTwoManagers: two managers in one shared-subscription group manage
 // every thing with a prefix, discovered from events; each delta is handled by one of
-// them, things outside the prefix are left alone, and every thing converges.
+// them, things outside the prefix are left alone, and every thing converges — also
+// when the members keep persistent sessions and acknowledge each event after its
+// reconcile (with a bound on held events below the burst, so some are acknowledged
+// early).
 func TestFleetSharedByTwoManagers(t *testing.T) {
+	t.Run("clean", func(t *testing.T) { testFleetShared(t, false) })
+	t.Run("persistent", func(t *testing.T) { testFleetShared(t, true) })
+}
+
+func testFleetShared(t *testing.T, persistent bool) {
 	srv := testserver.Start(t, localiot.Options{})
 	const n = 200
 	var handled [2]atomic.Int64
 	for i := range handled {
-		m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t)})
+		cfg := fastConfig(srv.Endpoints().Plain)
+		if persistent {
+			cfg.PersistentSession, cfg.ClientID = true, fmt.Sprintf("member-%d", i)
+		}
+		m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = reconciler.Register(m, reconciler.ControllerOptions{
 			Name:                    "fleet",
-			Fleet:                   &reconciler.Fleet{Prefix: "fl-", Group: "echoers", MaxShadows: 150},
+			Fleet:                   &reconciler.Fleet{Prefix: "fl-", Group: "echoers", MaxShadows: 150, PersistentSession: persistent, MaxUnacked: 16},
 			MaxConcurrentReconciles: 4,
 		}, reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
 			handled[i].Add(1)
@@ -86,6 +98,9 @@ func TestFleetOptionsErrors(t *testing.T) {
 		{Things: []string{"a"}, Fleet: &reconciler.Fleet{}},
 		{Fleet: &reconciler.Fleet{Group: "a/b"}},
 		{Fleet: &reconciler.Fleet{MaxShadows: -1}},
+		{Fleet: &reconciler.Fleet{MaxUnacked: -1}},
+		// The manager's connection keeps no persistent session.
+		{Fleet: &reconciler.Fleet{PersistentSession: true}},
 	} {
 		if _, err := reconciler.Register(m, opts, noop); err == nil {
 			t.Errorf("Register accepted %+v", opts)

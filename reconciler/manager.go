@@ -80,6 +80,7 @@ type Manager struct {
 	resyncs     chan string     // reasons to re-read every shadow
 	jobThings   map[string]bool // things a job controller handles: one controller each
 	jobFleet    bool            // a fleet job controller is registered: one at most
+	persistent  bool            // the connection keeps a persistent session
 }
 
 // ErrStarted is returned by Start when called twice, and by Register after Start.
@@ -170,6 +171,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
 	}
 	m.conn, m.client, m.jobs = conn, client, jobs
+	m.persistent = cfg.PersistentSession
 	return m, nil
 }
 

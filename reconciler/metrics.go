@@ -31,6 +31,8 @@ type metrics struct {
 	invalidDesired  *prometheus.CounterVec // by controller
 	droppedOnClosed prometheus.Counter
 	versionsBack    *prometheus.CounterVec   // by controller
+	acksHeld        *prometheus.GaugeVec     // by controller
+	acksEarly       *prometheus.CounterVec   // by controller
 	jobsStarted     *prometheus.CounterVec   // by controller
 	jobsFinished    *prometheus.CounterVec   // by controller and status
 	jobDuration     *prometheus.HistogramVec // by controller
@@ -83,6 +85,14 @@ func newMetrics() *metrics {
 		queueRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_queue_retries_total",
 			Help: "Shadows put back in a controller's work queue with backoff after a failure.",
+		}, []string{"controller"}),
+		acksHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shadowsync_fleet_events_unacked",
+			Help: "Fleet events held unacknowledged until their reconcile has run (Fleet.PersistentSession).",
+		}, []string{"controller"}),
+		acksEarly: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowsync_fleet_events_acked_early_total",
+			Help: "Fleet events acknowledged before their reconcile because Fleet.MaxUnacked were already held.",
 		}, []string{"controller"}),
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shadowsync_queue_wait_seconds",
@@ -144,6 +154,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range append([]prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
 		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed, m.versionsBack,
+		m.acksHeld, m.acksEarly,
 		m.jobsStarted, m.jobsFinished, m.jobDuration, m.jobRequests,
 	}, m.conn...) {
 		if err := reg.Register(c); err != nil {

@@ -30,6 +30,22 @@ type Fleet struct {
 	// idle shadow is forgotten (and read again when it next has an event), so memory
 	// stays flat however large the fleet. Zero means 100,000.
 	MaxShadows int
+	// PersistentSession makes an event handed to this process survive its crash: the
+	// controller acknowledges each event to the broker only once the reconcile it
+	// triggered has run (succeeded, failed for good, or failed and been queued for
+	// its retry), so the broker still holds what a killed process received and had
+	// not reconciled, together with what arrived for it while it was down, and
+	// delivers all of it when the process comes back with the same client ID. The
+	// manager's connection must keep a persistent session
+	// (transport.Config.PersistentSession with a ClientID that each member keeps
+	// across restarts and no two members share); Register refuses it otherwise. See
+	// docs/fleet.md for what is still lost.
+	PersistentSession bool
+	// MaxUnacked bounds the events, with PersistentSession, held unacknowledged while
+	// they wait for their reconcile; past it the oldest is acknowledged at once
+	// (losing its protection) so that the broker, which sends a client only so many
+	// unacknowledged messages, keeps delivering. Zero means DefaultMaxUnacked.
+	MaxUnacked int
 }
 
 // shadowSet holds the shadows a controller manages: a fixed list, or in fleet mode

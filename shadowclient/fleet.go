@@ -30,6 +30,17 @@ type FleetWatch struct {
 	// goroutine of its own, one message at a time, and may call any client method.
 	OnDelta     func(ctx context.Context, id shadowstate.ID, m *shadowstate.DeltaMessage)
 	OnDocuments func(ctx context.Context, id shadowstate.ID, m *shadowstate.DocumentsMessage)
+	// OnDeltaAck and OnDocumentsAck replace OnDelta and OnDocuments (set one of each
+	// pair at most) for a watch that acknowledges each event to the broker only when
+	// it has acted on it: the callback calls ack then, from any goroutine
+	// (transport.ManualAck). Over a persistent session (transport.Config.
+	// PersistentSession) an event not yet acknowledged when the process dies is
+	// delivered again when it comes back, to it or, once its session is gone, to
+	// nobody. Call ack for every event, soon: the broker sends a client only so many
+	// unacknowledged messages at a time. Events that are malformed or about another
+	// shadow are acknowledged without reaching the callback.
+	OnDeltaAck     func(ctx context.Context, id shadowstate.ID, m *shadowstate.DeltaMessage, ack func())
+	OnDocumentsAck func(ctx context.Context, id shadowstate.ID, m *shadowstate.DocumentsMessage, ack func())
 	// DocumentsStateOnly leaves the metadata and the previous state out of the
 	// documents messages given to OnDocuments, as StateOnly does for a Handle: for
 	// callbacks that need only the current state, at a fraction of the decoding cost.
@@ -82,8 +93,11 @@ func (w *FleetWatch) validate() error {
 	if strings.ContainsAny(w.Group, "/+#") {
 		return fmt.Errorf("group %q may not contain '/', '+' or '#'", w.Group)
 	}
-	if w.OnDelta == nil && w.OnDocuments == nil {
+	if w.OnDelta == nil && w.OnDocuments == nil && w.OnDeltaAck == nil && w.OnDocumentsAck == nil {
 		return errors.New("no callback")
+	}
+	if (w.OnDelta != nil && w.OnDeltaAck != nil) || (w.OnDocuments != nil && w.OnDocumentsAck != nil) {
+		return errors.New("set OnDelta or OnDeltaAck, OnDocuments or OnDocumentsAck, not both")
 	}
 	if strings.ContainsAny(w.Mirror, "+#") || strings.HasPrefix(w.Mirror, "$") || strings.HasSuffix(w.Mirror, "/") {
 		return fmt.Errorf("mirror prefix %q may not contain '+' or '#', start with '$' or end with '/'", w.Mirror)
@@ -116,19 +130,24 @@ func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context
 		return errors.Join(errs...)
 	}
 	type topic struct {
-		kind shadowstate.Kind
-		fn   func(context.Context, shadowstate.ID, []byte)
+		kind   shadowstate.Kind
+		fn     func(context.Context, shadowstate.ID, []byte, func())
+		manual bool // the callback acks
 	}
 	var topics []topic
-	if w.OnDelta != nil {
-		topics = append(topics, topic{shadowstate.DeltaKind, c.fleetDelta(w)})
+	if w.OnDelta != nil || w.OnDeltaAck != nil {
+		topics = append(topics, topic{shadowstate.DeltaKind, c.fleetDelta(w), w.OnDeltaAck != nil})
 	}
-	if w.OnDocuments != nil {
-		topics = append(topics, topic{shadowstate.Documents, c.fleetDocuments(w)})
+	if w.OnDocuments != nil || w.OnDocumentsAck != nil {
+		topics = append(topics, topic{shadowstate.Documents, c.fleetDocuments(w), w.OnDocumentsAck != nil})
 	}
 	for _, t := range topics {
 		filter := w.filter(t.kind)
-		s, err := c.conn.Subscribe(ctx, filter, fleetHandler(w, t.kind, t.fn), transport.QoS(c.subQoS()), transport.Buffer(8192))
+		opts := []transport.Option{transport.QoS(c.subQoS()), transport.Buffer(8192)}
+		if t.manual {
+			opts = append(opts, transport.ManualAck())
+		}
+		s, err := c.conn.Subscribe(ctx, filter, fleetHandler(w, t.kind, t.fn), opts...)
 		if err != nil {
 			_ = unsubscribe(ctx)
 			return nil, fmt.Errorf("watch fleet: subscribe %s: %w", filter, err)
@@ -138,32 +157,39 @@ func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context
 	return unsubscribe, nil
 }
 
-// fleetHandler passes fn the messages of the watched shadow on the kind topic.
-func fleetHandler(w FleetWatch, kind shadowstate.Kind, fn func(context.Context, shadowstate.ID, []byte)) transport.Handler {
+// fleetHandler passes fn the messages of the watched shadow on the kind topic, with
+// the function that acknowledges each; others are acknowledged here.
+func fleetHandler(w FleetWatch, kind shadowstate.Kind, fn func(context.Context, shadowstate.ID, []byte, func())) transport.Handler {
 	return transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
 		id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
 		if !ok || k != kind || id.Name != w.Shadow {
+			m.Ack()
 			return
 		}
-		fn(ctx, id, m.Payload)
+		fn(ctx, id, m.Payload, m.Ack)
 	})
 }
 
-// fleetDelta decodes a delta message for w.OnDelta.
-func (c *Client) fleetDelta(w FleetWatch) func(context.Context, shadowstate.ID, []byte) {
-	return func(ctx context.Context, id shadowstate.ID, payload []byte) {
+// fleetDelta decodes a delta message for w.OnDelta or w.OnDeltaAck.
+func (c *Client) fleetDelta(w FleetWatch) func(context.Context, shadowstate.ID, []byte, func()) {
+	return func(ctx context.Context, id shadowstate.ID, payload []byte, ack func()) {
 		var d shadowstate.DeltaMessage
 		if err := shadowstate.Unmarshal(payload, &d); err != nil || d.State == nil {
+			ack()
 			c.log.Warn("malformed delta message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+			return
+		}
+		if w.OnDeltaAck != nil {
+			w.OnDeltaAck(ctx, id, &d, ack)
 			return
 		}
 		w.OnDelta(ctx, id, &d)
 	}
 }
 
-// fleetDocuments decodes a documents message for w.OnDocuments.
-func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.ID, []byte) {
-	return func(ctx context.Context, id shadowstate.ID, payload []byte) {
+// fleetDocuments decodes a documents message for w.OnDocuments or w.OnDocumentsAck.
+func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.ID, []byte, func()) {
+	return func(ctx context.Context, id shadowstate.ID, payload []byte, ack func()) {
 		var d shadowstate.DocumentsMessage
 		var err error
 		if w.DocumentsStateOnly {
@@ -172,7 +198,12 @@ func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.
 			err = shadowstate.Unmarshal(payload, &d)
 		}
 		if err != nil {
+			ack()
 			c.log.Warn("malformed documents message dropped", "shadow", id, "error", err, "payload_bytes", len(payload))
+			return
+		}
+		if w.OnDocumentsAck != nil {
+			w.OnDocumentsAck(ctx, id, &d, ack)
 			return
 		}
 		w.OnDocuments(ctx, id, &d)

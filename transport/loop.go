@@ -183,6 +183,9 @@ func (c *Conn) pahoOptions(sess *session, conn net.Conn) *paho.ClientOptions {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetResumeSubs(false).
+		// The router acknowledges each message: on arrival, or for a handler
+		// subscribed with ManualAck once it has acted on the message.
+		SetAutoAckDisabled(true).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 			c.router.dispatch(Message{
 				Topic:     m.Topic(),
@@ -190,7 +193,7 @@ func (c *Conn) pahoOptions(sess *session, conn net.Conn) *paho.ClientOptions {
 				QoS:       m.Qos(),
 				Retained:  m.Retained(),
 				Duplicate: m.Duplicate(),
-			})
+			}, sessionAck(sess, m))
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { sess.markLost(err) }).
 		SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return conn, nil })
@@ -198,6 +201,23 @@ func (c *Conn) pahoOptions(sess *session, conn net.Conn) *paho.ClientOptions {
 		o.SetBinaryWill(w.Topic, w.Payload, w.QoS, w.Retain)
 	}
 	return o
+}
+
+// sessionAck returns the function that acknowledges m, received over sess, or nil
+// for QoS 0, which has no acknowledgement. Once sess is lost the function does
+// nothing: paho would drop the PUBACK anyway (it belongs to that connection's packet
+// identifiers), and a resumed persistent session delivers m again.
+func sessionAck(sess *session, m paho.Message) func() {
+	if m.Qos() == 0 {
+		return nil
+	}
+	return func() {
+		select {
+		case <-sess.lost:
+		default:
+			m.Ack()
+		}
+	}
 }
 
 // serve restores a new session (resubscribe, then drain), reports online, and waits

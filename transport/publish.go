@@ -23,6 +23,7 @@ type options struct {
 	retain    bool
 	noOffline bool
 	buffer    int
+	manualAck bool
 }
 
 // QoS sets the quality of service: 0 (at most once, the default) or 1 (at least
@@ -44,6 +45,23 @@ func NoOfflineQueue() Option { return func(o *options) { o.noOffline = true } }
 // buffer bounds what a stuck handler can hold, a large one absorbs bursts. Publish
 // ignores it.
 func Buffer(n int) Option { return func(o *options) { o.buffer = n } }
+
+// ManualAck makes the subscription's handler acknowledge each QoS 1 message itself,
+// by calling Message.Ack once it has acted on it, instead of the Conn acknowledging
+// (MQTT PUBACK) on arrival. A message the server delivered and the client never
+// acknowledged is delivered again (flagged Duplicate) when a persistent session
+// (Config.PersistentSession) resumes, so a process that dies before acting on a
+// message gets it back when it returns. A message several handlers receive is
+// acknowledged once every ManualAck handler has acked it and at once when none
+// of them uses ManualAck. Publish ignores it.
+//
+// Acknowledge every message, and soon: a server sends a client only so many
+// unacknowledged messages at a time (AWS IoT 100, see docs/transport.md), and the
+// other subscriptions of the Conn wait behind them. A message dropped for a full
+// handler buffer, one whose handler panicked, and those still waiting when the
+// subscription is removed are acknowledged by the Conn; those waiting when the
+// Conn closes are not, so a persistent session gets them back.
+func ManualAck() Option { return func(o *options) { o.manualAck = true } }
 
 func applyOptions(opts []Option) options {
 	var o options

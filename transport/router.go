@@ -19,6 +19,8 @@ type Message struct {
 	QoS       byte
 	Retained  bool
 	Duplicate bool
+
+	ack *ackHandle // the handler's share of the acknowledgement; nil unless ManualAck
 }
 
 // Handler handles messages for a subscription. HandleMessage runs on the
@@ -42,6 +44,7 @@ type Subscription struct {
 	filter string
 	qos    byte
 	h      Handler
+	manual bool // the handler acknowledges each message itself (ManualAck)
 
 	box     *mailbox      // messages waiting for the handler
 	dropped atomic.Uint64 // messages dropped because box was full
@@ -70,6 +73,7 @@ func (s *Subscription) run(ctx context.Context, log *slog.Logger) {
 	for {
 		select {
 		case <-s.quit:
+			s.ackLeft(ctx)
 			return
 		case <-ctx.Done():
 			return
@@ -77,6 +81,7 @@ func (s *Subscription) run(ctx context.Context, log *slog.Logger) {
 			for {
 				select {
 				case <-s.quit:
+					s.ackLeft(ctx)
 					return
 				default:
 				}
@@ -94,9 +99,28 @@ func (s *Subscription) call(ctx context.Context, m Message, log *slog.Logger) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("message handler panicked", "filter", s.filter, "topic", m.Topic, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			m.Ack() // it will not be acked now; a redelivery would panic again
 		}
 	}()
 	s.h.HandleMessage(ctx, m)
+}
+
+// ackLeft acknowledges the messages still waiting for a ManualAck handler that is
+// removed while the Conn lives on: nobody will act on them, and unacknowledged they
+// would hold the server's in-flight window until the next connection. When the Conn
+// is closing (ctx ended) they stay unacknowledged, for a persistent session to
+// deliver again.
+func (s *Subscription) ackLeft(ctx context.Context) {
+	if !s.manual || ctx.Err() != nil {
+		return
+	}
+	for {
+		m, ok := s.box.take()
+		if !ok {
+			return
+		}
+		m.Ack()
+	}
 }
 
 func (s *Subscription) halt() { s.stop.Do(func() { close(s.quit) }) }
@@ -239,19 +263,27 @@ func (r *router) filters() (map[string]byte, uint64) {
 // dispatch hands m to every handler whose filter matches its topic, without blocking.
 // A filter without wildcards is found by a map lookup; only wildcard and shared
 // filters are matched one by one, so thousands of exact filters cost nothing.
-func (r *router) dispatch(m Message) {
+//
+// ack, nil for QoS 0, sends the message's acknowledgement: at once when no ManualAck
+// handler took the message, else once each of them has acked it.
+func (r *router) dispatch(m Message, ack func()) {
 	r.received.Add(1)
+	var p *pendingAck
+	if ack != nil {
+		p = newPendingAck(ack)
+		defer p.release() // the router's hold: the last holder sends the ack
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	matched := false
 	if rt := r.routes[m.Topic]; rt != nil && !rt.wild {
 		matched = true
-		r.deliver(rt, m)
+		r.deliver(rt, m, p)
 	}
 	for _, rt := range r.wild {
 		if matchFilter(rt.filter, m.Topic) {
 			matched = true
-			r.deliver(rt, m)
+			r.deliver(rt, m, p)
 		}
 	}
 	if !matched {
@@ -268,10 +300,17 @@ func (r *router) dispatch(m Message) {
 }
 
 // deliver puts m in the buffer of every handler of rt, dropping it (and logging)
-// for a handler whose buffer is full.
-func (r *router) deliver(rt *route, m Message) {
+// for a handler whose buffer is full. A ManualAck handler gets a hold on p, the
+// message's acknowledgement, released when it acks; a dropped message's is released
+// at once.
+func (r *router) deliver(rt *route, m Message, p *pendingAck) {
 	for _, s := range rt.subs {
+		m.ack = nil
+		if s.manual && p != nil {
+			m.ack = p.hold()
+		}
 		if !s.box.put(m) {
+			m.Ack()
 			s.dropped.Add(1)
 			r.dropped.Add(1)
 			r.log.Warn("handler too slow, message dropped", "filter", rt.filter, "topic", m.Topic, "buffer", s.box.limit)

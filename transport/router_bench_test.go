@@ -59,7 +59,7 @@ func BenchmarkRouterDispatch(b *testing.B) {
 			m := Message{Topic: tc.topic, Payload: []byte(`{"state":{"seq":1}}`), QoS: 1}
 			b.ReportAllocs()
 			for b.Loop() {
-				r.dispatch(m)
+				r.dispatch(m, nil)
 				for _, s := range want {
 					if _, ok := s.box.take(); !ok {
 						b.Fatal("not delivered")

@@ -88,7 +88,7 @@ func TestRouterIsolation(t *testing.T) {
 	}
 	start := time.Now()
 	for _, topic := range []string{"t/1", "t/2", "t/3"} {
-		r.dispatch(Message{Topic: topic})
+		r.dispatch(Message{Topic: topic}, nil)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("dispatch blocked for %v", d)
@@ -121,7 +121,7 @@ func TestRouterRoutesExactAndWildcardFilters(t *testing.T) {
 		r.add(s)
 		subs[f] = s
 	}
-	r.dispatch(Message{Topic: "a/b"})
+	r.dispatch(Message{Topic: "a/b"}, nil)
 	for f, s := range subs {
 		want := map[string]int{"a/b": 1, "a/+": 1, "#": 1, "$share/g/a/b": 1}[f]
 		if got := s.box.len(); got != want {
@@ -133,7 +133,7 @@ func TestRouterRoutesExactAndWildcardFilters(t *testing.T) {
 	}
 	r.remove(subs["a/+"])
 	r.remove(subs["a/b"])
-	r.dispatch(Message{Topic: "a/b"})
+	r.dispatch(Message{Topic: "a/b"}, nil)
 	if subs["a/+"].box.len() != 0 || subs["a/b"].box.len() != 0 {
 		t.Error("a removed filter still gets messages")
 	}

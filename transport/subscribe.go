@@ -39,7 +39,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, h Handler, opts ...
 	c.wireMu.Lock()
 	defer c.wireMu.Unlock()
 	sub := &Subscription{
-		conn: c, filter: filter, qos: o.qos, h: h,
+		conn: c, filter: filter, qos: o.qos, h: h, manual: o.manualAck,
 		box:  newMailbox(cmp.Or(max(o.buffer, 0), c.s.HandlerBuffer)),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),

@@ -2,7 +2,9 @@
 // each manages every thing whose name has --prefix, discovered from the things'
 // shadow events, and processes that share a --group split the events between them
 // through an MQTT shared subscription. Versioned reports keep them correct when two
-// act on one thing; a periodic re-read picks up events lost with a crashed process.
+// act on one thing; a periodic re-read picks up events lost with a crashed process,
+// and with --persistent-session (and a --client-id per process) the broker keeps a
+// crashed process's events until it comes back.
 //
 // Against `shadowsync serve` (or any broker running the localiot shadow service):
 //
@@ -35,6 +37,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	maxShadows := fs.Int("max-shadows", 0, "how many shadows to cache at most (default 100,000)")
 	mirror := fs.String("mirror", "", "watch the event copies a shadow service publishes under topic `PREFIX` (for brokers, such as mosquitto 2.0, that never deliver '$' topics to shared subscriptions)")
 	resync := fs.Duration("resync", 5*time.Second, "re-read every known shadow this often, to pick up events lost with another process (0 = never)")
+	persistent := fs.Bool("persistent-session", false, "keep a persistent session and acknowledge each event only once it is reconciled, so that events survive a crash of this process (needs a --client-id of its own, kept across restarts)")
+	maxUnacked := fs.Int("max-unacked", 0, "with --persistent-session, hold at most `N` events unacknowledged (default 64, below AWS IoT's 100 in flight)")
+	workTime := fs.Duration("work-time", 0, "spend this long in each reconcile, as a device doing real work would (for demos and tests)")
 	if err := cmdkit.Parse(fs, args); err != nil {
 		return err
 	}
@@ -43,16 +48,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	out := cmdkit.NewPrinter(stdout)
 
+	if *persistent && conn.ClientID == "" {
+		return cmdkit.Usagef("--persistent-session needs --client-id: the broker finds the session by it, so each process needs its own, the same after a restart")
+	}
 	cfg := conn.Config("")
+	cfg.PersistentSession = *persistent
 	mgr, err := reconciler.NewManager(cfg, reconciler.Options{Resync: *resync})
 	if err != nil {
 		return err
 	}
 	_, err = reconciler.Register(mgr, reconciler.ControllerOptions{
-		Name:                    "fleet-echo",
-		Fleet:                   &reconciler.Fleet{Prefix: *prefix, Group: *group, Mirror: *mirror, MaxShadows: *maxShadows},
+		Name: "fleet-echo",
+		Fleet: &reconciler.Fleet{Prefix: *prefix, Group: *group, Mirror: *mirror, MaxShadows: *maxShadows,
+			PersistentSession: *persistent, MaxUnacked: *maxUnacked},
 		MaxConcurrentReconciles: *workers,
-	}, reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+	}, reconciler.ReconcilerFunc[shadowstate.Object](func(ctx context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+		if *workTime > 0 {
+			select {
+			case <-time.After(*workTime):
+			case <-ctx.Done():
+				return reconciler.Result{}, ctx.Err()
+			}
+		}
 		*req.Reported = shadowstate.Merge(*req.Reported, req.Delta)
 		return reconciler.Result{}, nil
 	}))
