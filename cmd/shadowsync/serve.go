@@ -44,6 +44,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		metrics    = fs.String("metrics", "", "serve Prometheus metrics (connections refused) at http://`ADDR`/metrics")
 		consAddr   = fs.String("console", "", "serve the web console (things, shadows, history, clients, live; edits of desired state) at http://`ADDR`, a loopback address: it has no authentication")
 		consAny    = fs.Bool("console-insecure-any-address", false, "allow --console on an address that is not loopback: anyone who can reach it can read and change every shadow, with no authentication")
+		attach     = fs.String("attach", "", "run only the Device Shadow service, as a client of the broker at `URL` (mqtt://HOST:PORT or mqtts://HOST:PORT; user:password@ in the URL if the broker asks for them), for brokers with no shadow service of their own such as mosquitto; no listener of localiot's own")
+		attachCA   = fs.String("attach-ca", "", "with --attach mqtts://: trust the broker certificates signed by the CA in PEM `FILE` (default: the system's roots)")
+		mirror     = fs.String("event-mirror", "", "with --attach: also publish every delta and documents message under `PREFIX`/things/... (no $aws), for fleets on brokers that never deliver $ topics to shared subscriptions (mosquitto 2.0)")
 		discAddr   = fs.String("discovery", "", "serve Greengrass discovery at https://`ADDR`/greengrass/discover/thing/NAME (AWS: port 8443), answering with the --mqtts listener as the group's one core; needs --mqtts")
 		things     listFlag
 		names      listFlag
@@ -61,6 +64,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := checkAttachFlags(fs, *attach != ""); err != nil {
+		return err
+	}
+	if *attach != "" {
+		return runAttached(ctx, attachOptions{broker: *attach, caFile: *attachCA, eventMirror: *mirror, dataDir: *dataDir}, log, stdout)
+	}
 
 	if *plainAny && *plainAddr == "" {
 		return fmt.Errorf("%w: --mqtt-insecure-any-address needs --mqtt", errUsage)
