@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/shadowsync/shadowsync/internal/quickack"
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
@@ -154,9 +156,7 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 		SetMaxReconnectInterval(5 * time.Second).
 		SetKeepAlive(30 * time.Second).
 		SetConnectTimeout(10 * time.Second)
-	if b.opts.TLSConfig != nil {
-		co.SetTLSConfig(b.opts.TLSConfig)
-	}
+	co.SetCustomOpenConnectionFn(b.dial)
 	co.SetOnConnectHandler(func(c mqttc.Client) {
 		filters := make(map[string]byte, len(shadowRequestFilters))
 		for _, f := range shadowRequestFilters {
@@ -278,6 +278,40 @@ func (r sentReply) await(ctx context.Context, log *slog.Logger) {
 		log.Error("shadow reply not acknowledged by the broker within 10s", "topic", r.topic)
 	case <-ctx.Done(): // stopping: the broker may be gone already
 	}
+}
+
+// dial opens the service's connection to the broker (tcp:// or ssl://, the schemes
+// NewBrokerShadowService leaves) for paho. It asks the kernel to acknowledge what
+// arrives at once (internal/quickack): the service receives its replies' PUBACKs and
+// sends nothing back, and a broker using Nagle's algorithm (mosquitto by default)
+// would hold the next request behind a delayed acknowledgement for up to 40 ms.
+func (b *BrokerShadowService) dial(u *url.URL, o mqttc.ClientOptions) (net.Conn, error) {
+	d := net.Dialer{Timeout: o.ConnectTimeout}
+	conn, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	conn = quickack.Wrap(conn)
+	if u.Scheme != "ssl" {
+		return conn, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if b.opts.TLSConfig != nil {
+		cfg = b.opts.TLSConfig.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(conn, cfg)
+	if o.ConnectTimeout > 0 {
+		_ = conn.SetDeadline(time.Now().Add(o.ConnectTimeout))
+	}
+	if err := tc.Handshake(); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // throttledIn counts the throttled requests of batch.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/gorilla/websocket"
+
+	"github.com/shadowsync/shadowsync/internal/quickack"
 )
 
 // dialer opens the network connection of one connect attempt. It is immutable after
@@ -35,9 +37,10 @@ type dialed struct {
 func (d *dialer) dial(ctx context.Context) (dialed, error) {
 	s := d.s
 	var (
-		conn  net.Conn
-		creds *aws.Credentials
-		err   error
+		conn     net.Conn
+		creds    *aws.Credentials
+		err      error
+		quickAck func()
 	)
 	if s.tls != nil {
 		if err := checkClientCert(s.tls, d.now()); err != nil {
@@ -52,6 +55,7 @@ func (d *dialer) dial(ctx context.Context) (dialed, error) {
 		if err != nil {
 			return dialed{}, fmt.Errorf("dial %s: %w", s.ep.addr(), err)
 		}
+		quickAck = quickack.Func(conn)
 		if s.tls != nil {
 			tc := tls.Client(conn, s.tls)
 			if err = tc.HandshakeContext(ctx); err != nil {
@@ -65,7 +69,7 @@ func (d *dialer) dial(ctx context.Context) (dialed, error) {
 		return dialed{}, err
 	}
 	idle := s.keepAlive + s.keepAlive/2
-	return dialed{conn: newIdleConn(conn, idle, s.OperationTimeout, s.ClientID), creds: creds}, nil
+	return dialed{conn: newIdleConn(conn, idle, s.OperationTimeout, s.ClientID, quickAck), creds: creds}, nil
 }
 
 // dialWebSocket presigns the URL and performs the WebSocket upgrade with

@@ -67,5 +67,5 @@ var ConnectionGone = connectionGone
 
 // NewIdleConn wraps c as Dial does, with the given idle limit and write timeout.
 func NewIdleConn(c net.Conn, idle, writeTimeout time.Duration) net.Conn {
-	return newIdleConn(c, idle, writeTimeout, "test")
+	return newIdleConn(c, idle, writeTimeout, "test", nil)
 }

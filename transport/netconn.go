@@ -28,6 +28,7 @@ type idleConn struct {
 	clientID string
 	armed    atomic.Bool
 	out      *batchWriter
+	quickAck func() // after each read that returned data (quickAcker); nil for none
 
 	// The read buffer belongs to the one goroutine reading at a time (paho's
 	// connect, then its reader): buf[r:w] is read from the socket and not yet
@@ -37,8 +38,8 @@ type idleConn struct {
 	err  error
 }
 
-func newIdleConn(conn net.Conn, idle, writeTimeout time.Duration, clientID string) *idleConn {
-	return &idleConn{Conn: conn, idle: idle, clientID: clientID, out: newBatchWriter(conn, writeTimeout)}
+func newIdleConn(conn net.Conn, idle, writeTimeout time.Duration, clientID string, quickAck func()) *idleConn {
+	return &idleConn{Conn: conn, idle: idle, clientID: clientID, out: newBatchWriter(conn, writeTimeout), quickAck: quickAck}
 }
 
 // Write buffers p for the connection's flusher (batchWriter).
@@ -87,6 +88,9 @@ func (c *idleConn) readSocket(p []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Read(p)
+	if n > 0 && c.quickAck != nil {
+		c.quickAck()
+	}
 	if err != nil && errors.Is(err, net.ErrClosed) {
 		if werr := c.out.writeErr(); werr != nil && !errors.Is(werr, net.ErrClosed) {
 			// The flusher closed the socket because a write failed. paho ignores a read
