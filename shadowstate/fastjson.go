@@ -113,7 +113,26 @@ type parser struct {
 	depth int
 	// repeated records that some object had a key twice.
 	repeated bool
+	// keys and vals hold the members and elements of the objects and arrays being
+	// read, innermost last, so that each is allocated once at its final size instead
+	// of growing as it is read.
+	keys []string
+	vals []any
+	// lastNum is the text of the last number read and lastVal its value: metadata
+	// repeats one timestamp for every leaf an update wrote, and equal numbers can
+	// share one value.
+	lastNum []byte
+	lastVal any
 }
+
+// smallInts holds the values of the integers 0 to 255, the most common numbers of
+// device state, so that reading one allocates nothing.
+var smallInts = func() (t [256]any) {
+	for i := range t {
+		t[i] = json.Number(strconv.Itoa(i))
+	}
+	return t
+}()
 
 func (p *parser) skipWS() {
 	for p.pos < len(p.data) {
@@ -165,37 +184,48 @@ func (p *parser) literal(word string) bool {
 }
 
 func (p *parser) object() (any, bool) {
-	o := make(Object)
+	base := len(p.vals)
 	ok := p.container(false, func(k string) bool {
 		val, ok := p.value()
-		if !ok {
-			return false
-		}
-		n := len(o)
-		o[k] = val // a repeated key: the last one wins, as in encoding/json
-		if len(o) == n {
-			p.repeated = true
-		}
-		return true
-	})
-	if !ok {
-		return nil, false
-	}
-	return o, true
-}
-
-func (p *parser) array() (any, bool) {
-	a := []any{}
-	ok := p.container(false, func(string) bool {
-		val, ok := p.value()
 		if ok {
-			a = append(a, val)
+			p.keys = append(p.keys, k)
+			p.vals = append(p.vals, val)
 		}
 		return ok
 	})
 	if !ok {
 		return nil, false
 	}
+	keys, vals := p.keys[base:], p.vals[base:]
+	o := make(Object, len(keys))
+	for i, k := range keys {
+		o[k] = vals[i] // a repeated key: the last one wins, as in encoding/json
+	}
+	if len(o) < len(keys) {
+		p.repeated = true
+	}
+	clear(vals)
+	p.keys, p.vals = p.keys[:base], p.vals[:base]
+	return o, true
+}
+
+func (p *parser) array() (any, bool) {
+	base := len(p.vals)
+	ok := p.container(false, func(string) bool {
+		val, ok := p.value()
+		if ok {
+			p.keys = append(p.keys, "")
+			p.vals = append(p.vals, val)
+		}
+		return ok
+	})
+	if !ok {
+		return nil, false
+	}
+	a := make([]any, len(p.vals)-base)
+	copy(a, p.vals[base:])
+	clear(p.vals[base:])
+	p.keys, p.vals = p.keys[:base], p.vals[:base]
 	return a, true
 }
 
@@ -329,6 +359,21 @@ func (p *parser) key() (string, bool) {
 
 // number reads a number of JSON's grammar as a json.Number.
 func (p *parser) number() (any, bool) {
+	text, ok := p.scanNumber()
+	if !ok {
+		return nil, false
+	}
+	if n, ok := smallInt(text); ok {
+		return smallInts[n], true
+	}
+	if p.lastVal == nil || !bytes.Equal(text, p.lastNum) {
+		p.lastNum, p.lastVal = text, json.Number(text)
+	}
+	return p.lastVal, true
+}
+
+// scanNumber passes over a number of JSON's grammar and returns its text.
+func (p *parser) scanNumber() ([]byte, bool) {
 	d, i := p.data, p.pos
 	start := i
 	if d[i] == '-' {
@@ -363,7 +408,23 @@ func (p *parser) number() (any, bool) {
 		}
 	}
 	p.pos = i
-	return json.Number(d[start:i]), true
+	return d[start:i], true
+}
+
+// smallInt returns the value of a number literal that is one of smallInts, spelled
+// as strconv.Itoa spells it ("-0" and "1.0" are not).
+func smallInt(text []byte) (int, bool) {
+	if len(text) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range text {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n < len(smallInts)
 }
 
 // The conversions below fill a zero struct from a parsed object the way encoding/json
@@ -553,8 +614,11 @@ func (p *parser) skip() bool {
 		return p.container(true, func(string) bool { return p.skip() })
 	case c == '"':
 		return p.skipString()
+	case c == '-' || c >= '0' && c <= '9':
+		_, ok := p.scanNumber()
+		return ok
 	}
-	_, ok := p.value() // a literal or a number: no allocation worth avoiding
+	_, ok := p.value() // a literal: nothing to allocate
 	return ok
 }
 
