@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -32,6 +33,8 @@ const maxFastDepth = 10000
 // it reproduces exactly; it reports whether it did.
 func fastDecode(data []byte, v any) bool {
 	p := parser{data: data}
+	s := p.takeStacks()
+	defer p.giveStacks(s)
 	switch v := v.(type) {
 	case *Object:
 		if v == nil || *v != nil {
@@ -120,6 +123,34 @@ type parser struct {
 	// share one value.
 	lastNum []byte
 	lastVal any
+}
+
+// scratchStacks keeps the parsers' keys and vals stacks between calls: growing them
+// afresh cost every message a few allocations.
+var scratchStacks = sync.Pool{New: func() any { return new(stacks) }}
+
+type stacks struct {
+	keys []string
+	vals []any
+}
+
+// takeStacks gives p stacks from scratchStacks; giveStacks gives them back, emptied
+// (a parse that gave up leaves values on them), unless they grew beyond what
+// ordinary messages need.
+func (p *parser) takeStacks() *stacks {
+	s := scratchStacks.Get().(*stacks)
+	p.keys, p.vals = s.keys[:0], s.vals[:0]
+	return s
+}
+
+func (p *parser) giveStacks(s *stacks) {
+	if cap(p.vals) > 1024 {
+		return
+	}
+	clear(p.keys[:cap(p.keys)])
+	clear(p.vals[:cap(p.vals)])
+	s.keys, s.vals = p.keys[:0], p.vals[:0]
+	scratchStacks.Put(s)
 }
 
 // smallInts holds the values of the integers 0 to 255, the most common numbers of
@@ -689,6 +720,8 @@ func (p *parser) isNull() bool {
 // match encoding/json.
 func fastDocumentsStateOnly(data []byte, m *DocumentsMessage) bool {
 	p := parser{data: data}
+	s := p.takeStacks()
+	defer p.giveStacks(s)
 	if p.isNull() {
 		if p.end() {
 			*m = DocumentsMessage{}
