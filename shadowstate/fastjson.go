@@ -25,6 +25,13 @@ import (
 // escapes, invalid UTF-8, keys that would match a field only case-insensitively,
 // duplicate fields, targets that already hold values, any syntax error); Unmarshal
 // then decodes the slow way, which also words the error.
+//
+// Why it is not a library: github.com/go-json-experiment/json (encoding/json/v2) was
+// measured doing the same operations with the same contract (internal/jsoncompare;
+// docs/performance.md, "fastjson.go against encoding/json/v2"). It was slower on
+// every operation and payload size, and keeping encoding/json's results would still
+// have taken adapters and this file's encoding/json fallback. Measure again when
+// encoding/json/v2 is in the standard library.
 
 // maxFastDepth is encoding/json's nesting limit; deeper input takes the slow path.
 const maxFastDepth = 10000
