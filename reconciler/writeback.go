@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"sync"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -133,6 +134,27 @@ var (
 	objectType        = reflect.TypeFor[shadowstate.Object]()
 )
 
+// marshalers says whether a type's values (value) and pointers to them (pointer)
+// encode themselves, with MarshalJSON or MarshalText.
+type marshalers struct{ value, pointer bool }
+
+var marshalersCache sync.Map // reflect.Type → marshalers
+
+// marshalersOf answers, once per type, the question toJSON asks of every value of
+// every report: reflect's Implements and PointerTo are too slow to ask it each time.
+func marshalersOf(t reflect.Type) marshalers {
+	if m, ok := marshalersCache.Load(t); ok {
+		return m.(marshalers)
+	}
+	pt := reflect.PointerTo(t)
+	m := marshalers{
+		value:   t.Implements(marshalerType) || t.Implements(textMarshalerType),
+		pointer: pt.Implements(marshalerType) || pt.Implements(textMarshalerType),
+	}
+	marshalersCache.Store(t, m)
+	return m
+}
+
 // errUnsupported reports a Go value with no JSON form.
 var errUnsupported = errors.New("no JSON form")
 
@@ -148,10 +170,11 @@ func toJSON(v reflect.Value) (any, error) {
 	}
 	t := v.Type()
 	if t.Kind() != reflect.Pointer && t.Kind() != reflect.Interface && v.CanInterface() {
-		if t.Implements(marshalerType) || t.Implements(textMarshalerType) {
+		m := marshalersOf(t)
+		if m.value {
 			return viaEncodingJSON(v.Interface())
 		}
-		if v.CanAddr() && (reflect.PointerTo(t).Implements(marshalerType) || reflect.PointerTo(t).Implements(textMarshalerType)) {
+		if m.pointer && v.CanAddr() {
 			return viaEncodingJSON(v.Addr().Interface())
 		}
 	}
@@ -160,7 +183,7 @@ func toJSON(v reflect.Value) (any, error) {
 		if v.IsNil() {
 			return nil, nil
 		}
-		if v.CanInterface() && (t.Implements(marshalerType) || t.Implements(textMarshalerType)) {
+		if v.CanInterface() && marshalersOf(t).value {
 			return viaEncodingJSON(v.Interface())
 		}
 		return toJSON(v.Elem())

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -25,6 +25,13 @@ import (
 // escapes, invalid UTF-8, keys that would match a field only case-insensitively,
 // duplicate fields, targets that already hold values, any syntax error); Unmarshal
 // then decodes the slow way, which also words the error.
+//
+// Why it is not a library: github.com/go-json-experiment/json (encoding/json/v2) was
+// measured doing the same operations with the same contract (internal/jsoncompare;
+// docs/performance.md, "fastjson.go against encoding/json/v2"). It was slower on
+// every operation and payload size, and keeping encoding/json's results would still
+// have taken adapters and this file's encoding/json fallback. Measure again when
+// encoding/json/v2 is in the standard library.
 
 // maxFastDepth is encoding/json's nesting limit; deeper input takes the slow path.
 const maxFastDepth = 10000
@@ -33,6 +40,8 @@ const maxFastDepth = 10000
 // it reproduces exactly; it reports whether it did.
 func fastDecode(data []byte, v any) bool {
 	p := parser{data: data}
+	s := p.takeStacks()
+	defer p.giveStacks(s)
 	switch v := v.(type) {
 	case *Object:
 		if v == nil || *v != nil {
@@ -64,41 +73,39 @@ func fastDecode(data []byte, v any) bool {
 		if rv := reflect.ValueOf(v); rv.IsNil() || !rv.Elem().IsZero() {
 			return false // encoding/json would merge into what is there
 		}
-		val, ok := p.value()
-		if !ok || !p.end() {
-			return false
-		}
-		if val == nil {
-			return true // null leaves a struct as it is
-		}
-		o, isObj := val.(Object)
-		if !isObj || p.repeated {
-			// encoding/json merges a repeated struct field's objects; the parse
-			// kept only the last.
-			return false
+		if p.isNull() {
+			return p.end() // null leaves a struct as it is
 		}
 		switch v := v.(type) {
 		case *DocumentsMessage:
-			return fill(o, v)
+			return fill(&p, v, func(m *DocumentsMessage) bool { return p.documents(m, true) })
 		case *DeltaMessage:
-			return fill(o, v)
+			return fill(&p, v, func(m *DeltaMessage) bool {
+				return p.message(func() bool { return p.objectField(&m.State) }, func() bool { return p.objectField(&m.Metadata) },
+					&m.Version, &m.Timestamp, &m.ClientToken)
+			})
 		case *UpdateAccepted:
-			return fill(o, v)
+			return fill(&p, v, func(m *UpdateAccepted) bool {
+				return p.message(func() bool { return p.anyField(&m.State) }, func() bool { return p.anyField(&m.Metadata) },
+					&m.Version, &m.Timestamp, &m.ClientToken)
+			})
 		case *Document:
-			return fill(o, v)
+			return fill(&p, v, func(d *Document) bool {
+				return p.message(func() bool { return p.sections(&d.State, true) }, func() bool { return p.sections((*DocumentState)(&d.Metadata), true) },
+					&d.Version, &d.Timestamp, &d.ClientToken)
+			})
 		}
 	}
 	return false
 }
 
-// fill fills a fresh message from o and copies it to v only on success, so that a
-// give-up leaves v untouched for the slow path.
-func fill[T any, P interface {
-	*T
-	from(Object) bool
-}](o Object, v P) bool {
+// fill reads a message of type T into a fresh value and copies it to v only when
+// the whole input was read, so that a give-up leaves v untouched for the slow path.
+// Any repeated key gives up: encoding/json merges a repeated struct field's objects,
+// and the readers keep only the last.
+func fill[T any](p *parser, v *T, read func(*T) bool) bool {
 	var m T
-	if !P(&m).from(o) {
+	if !read(&m) || !p.end() || p.repeated {
 		return false
 	}
 	*v = m
@@ -113,7 +120,54 @@ type parser struct {
 	depth int
 	// repeated records that some object had a key twice.
 	repeated bool
+	// keys and vals hold the members and elements of the objects and arrays being
+	// read, innermost last, so that each is allocated once at its final size instead
+	// of growing as it is read.
+	keys []string
+	vals []any
+	// lastNum is the text of the last number read and lastVal its value: metadata
+	// repeats one timestamp for every leaf an update wrote, and equal numbers can
+	// share one value.
+	lastNum []byte
+	lastVal any
 }
+
+// scratchStacks keeps the parsers' keys and vals stacks between calls: growing them
+// afresh cost every message a few allocations.
+var scratchStacks = sync.Pool{New: func() any { return new(stacks) }}
+
+type stacks struct {
+	keys []string
+	vals []any
+}
+
+// takeStacks gives p stacks from scratchStacks; giveStacks gives them back, emptied
+// (a parse that gave up leaves values on them), unless they grew beyond what
+// ordinary messages need.
+func (p *parser) takeStacks() *stacks {
+	s := scratchStacks.Get().(*stacks)
+	p.keys, p.vals = s.keys[:0], s.vals[:0]
+	return s
+}
+
+func (p *parser) giveStacks(s *stacks) {
+	if cap(p.vals) > 1024 {
+		return
+	}
+	clear(p.keys[:cap(p.keys)])
+	clear(p.vals[:cap(p.vals)])
+	s.keys, s.vals = p.keys[:0], p.vals[:0]
+	scratchStacks.Put(s)
+}
+
+// smallInts holds the values of the integers 0 to 255, the most common numbers of
+// device state, so that reading one allocates nothing.
+var smallInts = func() (t [256]any) {
+	for i := range t {
+		t[i] = json.Number(strconv.Itoa(i))
+	}
+	return t
+}()
 
 func (p *parser) skipWS() {
 	for p.pos < len(p.data) {
@@ -165,37 +219,48 @@ func (p *parser) literal(word string) bool {
 }
 
 func (p *parser) object() (any, bool) {
-	o := make(Object)
+	base := len(p.vals)
 	ok := p.container(false, func(k string) bool {
 		val, ok := p.value()
-		if !ok {
-			return false
-		}
-		n := len(o)
-		o[k] = val // a repeated key: the last one wins, as in encoding/json
-		if len(o) == n {
-			p.repeated = true
-		}
-		return true
-	})
-	if !ok {
-		return nil, false
-	}
-	return o, true
-}
-
-func (p *parser) array() (any, bool) {
-	a := []any{}
-	ok := p.container(false, func(string) bool {
-		val, ok := p.value()
 		if ok {
-			a = append(a, val)
+			p.keys = append(p.keys, k)
+			p.vals = append(p.vals, val)
 		}
 		return ok
 	})
 	if !ok {
 		return nil, false
 	}
+	keys, vals := p.keys[base:], p.vals[base:]
+	o := make(Object, len(keys))
+	for i, k := range keys {
+		o[k] = vals[i] // a repeated key: the last one wins, as in encoding/json
+	}
+	if len(o) < len(keys) {
+		p.repeated = true
+	}
+	clear(vals)
+	p.keys, p.vals = p.keys[:base], p.vals[:base]
+	return o, true
+}
+
+func (p *parser) array() (any, bool) {
+	base := len(p.vals)
+	ok := p.container(false, func(string) bool {
+		val, ok := p.value()
+		if ok {
+			p.keys = append(p.keys, "")
+			p.vals = append(p.vals, val)
+		}
+		return ok
+	})
+	if !ok {
+		return nil, false
+	}
+	a := make([]any, len(p.vals)-base)
+	copy(a, p.vals[base:])
+	clear(p.vals[base:])
+	p.keys, p.vals = p.keys[:base], p.vals[:base]
 	return a, true
 }
 
@@ -329,6 +394,21 @@ func (p *parser) key() (string, bool) {
 
 // number reads a number of JSON's grammar as a json.Number.
 func (p *parser) number() (any, bool) {
+	text, ok := p.scanNumber()
+	if !ok {
+		return nil, false
+	}
+	if n, ok := smallInt(text); ok {
+		return smallInts[n], true
+	}
+	if p.lastVal == nil || !bytes.Equal(text, p.lastNum) {
+		p.lastNum, p.lastVal = text, json.Number(text)
+	}
+	return p.lastVal, true
+}
+
+// scanNumber passes over a number of JSON's grammar and returns its text.
+func (p *parser) scanNumber() ([]byte, bool) {
 	d, i := p.data, p.pos
 	start := i
 	if d[i] == '-' {
@@ -363,72 +443,81 @@ func (p *parser) number() (any, bool) {
 		}
 	}
 	p.pos = i
-	return json.Number(d[start:i]), true
+	return d[start:i], true
 }
 
-// The conversions below fill a zero struct from a parsed object the way encoding/json
-// would, or report false where they cannot be sure to.
-
-// fields walks o's keys: keys spelled exactly as a field go to set, which reports
-// whether the value could be taken; other keys are ignored as encoding/json ignores
-// them, unless they match one of names case-insensitively, which encoding/json
-// would take for the field.
-func fields(o Object, names []string, set func(key string, v any) (known, ok bool)) bool {
-	for k, v := range o {
-		known, ok := set(k, v)
-		if known {
-			if !ok {
-				return false
-			}
-			continue
-		}
-		for _, n := range names {
-			if strings.EqualFold(k, n) {
-				return false
-			}
-		}
+// smallInt returns the value of a number literal that is one of smallInts, spelled
+// as strconv.Itoa spells it ("-0" and "1.0" are not).
+func smallInt(text []byte) (int, bool) {
+	if len(text) > 3 {
+		return 0, false
 	}
-	return true
+	n := 0
+	for _, c := range text {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n < len(smallInts)
 }
 
-// The JSON names of the fields of each struct, for fields.
+// The readers below fill a zero struct straight from the input the way encoding/json
+// would, or report false where they cannot be sure to. Keys spelled exactly as a
+// field go to the field; members only gives up on keys that match a field
+// case-insensitively (encoding/json would take them) and on repeated keys; other
+// keys are skipped, as encoding/json ignores them.
+
+// The JSON names of the fields of each struct, for members.
 var (
 	stateFields     = []string{"desired", "reported", "delta"}
 	snapshotFields  = []string{"state", "metadata", "version"}
 	documentsFields = []string{"previous", "current", "timestamp", "clientToken"}
 	messageFields   = []string{"state", "metadata", "version", "timestamp", "clientToken"}
+	tokenFields     = []string{"clientToken"}
 )
 
-// setInt64 takes an integer for an int64 field; null leaves it alone.
-func setInt64(dst *int64, v any) bool {
-	switch n := v.(type) {
-	case nil:
-		return true
-	case json.Number:
-		i, err := strconv.ParseInt(string(n), 10, 64)
-		if err != nil {
-			return false
-		}
-		*dst = i
+// intField reads an integer for an int64 field; null leaves it alone.
+func (p *parser) intField(dst *int64) bool {
+	if p.isNull() {
 		return true
 	}
-	return false
+	if p.pos >= len(p.data) || p.data[p.pos] != '-' && (p.data[p.pos] < '0' || p.data[p.pos] > '9') {
+		return false
+	}
+	text, ok := p.scanNumber()
+	if !ok {
+		return false
+	}
+	i, err := strconv.ParseInt(string(text), 10, 64)
+	if err != nil {
+		return false // a fraction, an exponent or out of range: encoding/json's error
+	}
+	*dst = i
+	return true
 }
 
-// setString takes a string for a string field; null leaves it alone.
-func setString(dst *string, v any) bool {
-	switch s := v.(type) {
-	case nil:
+// stringField reads a string for a string field; null leaves it alone.
+func (p *parser) stringField(dst *string) bool {
+	if p.isNull() {
 		return true
-	case string:
+	}
+	if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+		return false
+	}
+	s, ok := p.str()
+	if ok {
 		*dst = s
-		return true
 	}
-	return false
+	return ok
 }
 
-// setObject takes an object (or null) for an Object field.
-func setObject(dst *Object, v any) bool {
+// objectField reads an object (or null) for an Object field.
+func (p *parser) objectField(dst *Object) bool {
+	v, ok := p.value()
+	if !ok {
+		return false
+	}
 	switch o := v.(type) {
 	case nil:
 		*dst = nil
@@ -440,104 +529,105 @@ func setObject(dst *Object, v any) bool {
 	return false
 }
 
-func (s *DocumentState) from(v any) bool {
-	if v == nil {
+// anyField reads any value for an interface field.
+func (p *parser) anyField(dst *any) bool {
+	v, ok := p.value()
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+// sections reads a state or metadata object into s, or with keep false checks it
+// as encoding/json would (the object itself and each section an object or null)
+// and passes over it without building anything.
+func (p *parser) sections(s *DocumentState, keep bool) bool {
+	if p.isNull() {
 		return true
 	}
-	o, ok := v.(Object)
-	return ok && fields(o, stateFields, func(k string, v any) (bool, bool) {
+	return p.members(stateFields, func(k string) bool {
+		var dst *Object
 		switch k {
 		case "desired":
-			return true, setObject(&s.Desired, v)
+			dst = &s.Desired
 		case "reported":
-			return true, setObject(&s.Reported, v)
+			dst = &s.Reported
 		case "delta":
-			return true, setObject(&s.Delta, v)
+			dst = &s.Delta
+		default:
+			return p.skip()
 		}
-		return false, true
+		if keep {
+			return p.objectField(dst)
+		}
+		if p.isNull() {
+			return true
+		}
+		return p.pos < len(p.data) && p.data[p.pos] == '{' && p.skip()
 	})
 }
 
-func (m *DocumentMetadata) from(v any) bool {
-	return (*DocumentState)(m).from(v)
-}
-
-func (s *Snapshot) from(v any) bool {
-	if v == nil {
+// snapshot reads a snapshot of a documents message; keepState and keepMeta say
+// whether its state and metadata are built or only checked.
+func (p *parser) snapshot(s *Snapshot, keepState, keepMeta bool) bool {
+	if p.isNull() {
 		return true
 	}
-	o, ok := v.(Object)
-	return ok && fields(o, snapshotFields, func(k string, v any) (bool, bool) {
+	return p.members(snapshotFields, func(k string) bool {
 		switch k {
 		case "state":
-			return true, s.State.from(v)
+			return p.sections(&s.State, keepState)
 		case "metadata":
-			return true, s.Metadata.from(v)
+			return p.sections((*DocumentState)(&s.Metadata), keepMeta)
 		case "version":
-			return true, setInt64(&s.Version, v)
+			return p.intField(&s.Version)
 		}
-		return false, true
+		return p.skip()
 	})
 }
 
-func (m *DocumentsMessage) from(o Object) bool {
-	return fields(o, documentsFields, func(k string, v any) (bool, bool) {
+// documents reads a documents message: all of it when full, else what StateOnly
+// delivers (see stripDocuments), the rest checked and passed over.
+func (p *parser) documents(m *DocumentsMessage, full bool) bool {
+	return p.members(documentsFields, func(k string) bool {
 		switch k {
 		case "previous":
-			if v == nil {
+			if p.isNull() {
 				m.Previous = nil
-				return true, true
+				return true
 			}
 			m.Previous = new(Snapshot)
-			return true, m.Previous.from(v)
+			return p.snapshot(m.Previous, full, full)
 		case "current":
-			return true, m.Current.from(v)
+			return p.snapshot(&m.Current, true, full)
 		case "timestamp":
-			return true, setInt64(&m.Timestamp, v)
+			return p.intField(&m.Timestamp)
 		case "clientToken":
-			return true, setString(&m.ClientToken, v)
+			return p.stringField(&m.ClientToken)
 		}
-		return false, true
+		return p.skip()
 	})
 }
 
-// message fills what the delta, update-accepted and get-accepted messages share:
-// state and metadata through the given setters, then version, timestamp and
+// message reads what the delta, update-accepted and get-accepted messages share:
+// state and metadata through the given readers, then version, timestamp and
 // clientToken.
-func message(o Object, state, metadata func(any) bool, version, timestamp *int64, token *string) bool {
-	return fields(o, messageFields, func(k string, v any) (bool, bool) {
+func (p *parser) message(state, metadata func() bool, version, timestamp *int64, token *string) bool {
+	return p.members(messageFields, func(k string) bool {
 		switch k {
 		case "state":
-			return true, state(v)
+			return state()
 		case "metadata":
-			return true, metadata(v)
+			return metadata()
 		case "version":
-			return true, setInt64(version, v)
+			return p.intField(version)
 		case "timestamp":
-			return true, setInt64(timestamp, v)
+			return p.intField(timestamp)
 		case "clientToken":
-			return true, setString(token, v)
+			return p.stringField(token)
 		}
-		return false, true
+		return p.skip()
 	})
-}
-
-func (m *DeltaMessage) from(o Object) bool {
-	return message(o,
-		func(v any) bool { return setObject(&m.State, v) },
-		func(v any) bool { return setObject(&m.Metadata, v) },
-		&m.Version, &m.Timestamp, &m.ClientToken)
-}
-
-func (m *UpdateAccepted) from(o Object) bool {
-	return message(o,
-		func(v any) bool { m.State = v; return true },
-		func(v any) bool { m.Metadata = v; return true },
-		&m.Version, &m.Timestamp, &m.ClientToken)
-}
-
-func (d *Document) from(o Object) bool {
-	return message(o, d.State.from, d.Metadata.from, &d.Version, &d.Timestamp, &d.ClientToken)
 }
 
 // skip passes over one value without building it. It accepts only what value
@@ -553,8 +643,11 @@ func (p *parser) skip() bool {
 		return p.container(true, func(string) bool { return p.skip() })
 	case c == '"':
 		return p.skipString()
+	case c == '-' || c >= '0' && c <= '9':
+		_, ok := p.scanNumber()
+		return ok
 	}
-	_, ok := p.value() // a literal or a number: no allocation worth avoiding
+	_, ok := p.value() // a literal: nothing to allocate
 	return ok
 }
 
@@ -593,25 +686,27 @@ func (p *parser) skipString() bool {
 }
 
 // members walks the members of the object at p.pos, calling fn with each key; fn
-// consumes the value. It gives up on a key seen before and on a key that is not
-// one of names but matches one case-insensitively (encoding/json would take it
-// for that field).
+// consumes the value. It gives up on a key of names seen before (encoding/json
+// would merge or overwrite) and on a key that is not one of names but matches one
+// case-insensitively (encoding/json would take it for that field). Other keys may
+// repeat: fn skips them, as encoding/json ignores them.
 func (p *parser) members(names []string, fn func(key string) bool) bool {
 	p.skipWS()
 	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
 		return false
 	}
-	var seen []string
+	var seen uint64 // bit i: names[i] was seen
 	return p.container(false, func(k string) bool {
-		for _, n := range names {
-			if k != n && strings.EqualFold(k, n) {
+		for i, n := range names {
+			if k == n {
+				if seen&(1<<i) != 0 {
+					return false
+				}
+				seen |= 1 << i
+			} else if strings.EqualFold(k, n) {
 				return false
 			}
 		}
-		if slices.Contains(seen, k) {
-			return false
-		}
-		seen = append(seen, k)
 		return fn(k)
 	})
 }
@@ -632,74 +727,16 @@ func (p *parser) isNull() bool {
 // match encoding/json.
 func fastDocumentsStateOnly(data []byte, m *DocumentsMessage) bool {
 	p := parser{data: data}
-	var out DocumentsMessage
-	intField := func(dst *int64) bool {
-		v, ok := p.value()
-		return ok && setInt64(dst, v)
-	}
-	// skipSections passes over a state or metadata object, checking the types
-	// encoding/json would check: the object itself and each section object or null.
-	skipSections := func() bool {
-		if p.isNull() {
+	s := p.takeStacks()
+	defer p.giveStacks(s)
+	if p.isNull() {
+		if p.end() {
+			*m = DocumentsMessage{}
 			return true
 		}
-		return p.members(stateFields, func(k string) bool {
-			switch k {
-			case "desired", "reported", "delta":
-				if p.isNull() {
-					return true
-				}
-				if p.pos >= len(p.data) || p.data[p.pos] != '{' {
-					return false
-				}
-			}
-			return p.skip()
-		})
-	}
-	snapshot := func(s *Snapshot, keepState bool) bool {
-		return p.members(snapshotFields, func(k string) bool {
-			switch k {
-			case "state":
-				if !keepState {
-					return skipSections()
-				}
-				v, ok := p.value()
-				return ok && s.State.from(v)
-			case "metadata":
-				return skipSections()
-			case "version":
-				return intField(&s.Version)
-			}
-			return p.skip()
-		})
-	}
-	ok := p.members(documentsFields, func(k string) bool {
-		switch k {
-		case "previous":
-			if p.isNull() {
-				out.Previous = nil
-				return true
-			}
-			out.Previous = new(Snapshot)
-			return snapshot(out.Previous, false)
-		case "current":
-			if p.isNull() {
-				return true
-			}
-			return snapshot(&out.Current, true)
-		case "timestamp":
-			return intField(&out.Timestamp)
-		case "clientToken":
-			v, ok := p.value()
-			return ok && setString(&out.ClientToken, v)
-		}
-		return p.skip()
-	})
-	if !ok || !p.end() || p.repeated {
 		return false
 	}
-	*m = out
-	return true
+	return fill(&p, m, func(m *DocumentsMessage) bool { return p.documents(m, false) })
 }
 
 // stripDocuments is what a StateOnly watcher receives of m: no metadata, and of
@@ -732,12 +769,11 @@ func UnmarshalDocumentsStateOnly(data []byte, m *DocumentsMessage) error {
 func ReplyToken(data []byte) (string, error) {
 	p := parser{data: data}
 	var token string
-	ok := p.members([]string{"clientToken"}, func(k string) bool {
+	ok := p.members(tokenFields, func(k string) bool {
 		if k != "clientToken" {
 			return p.skip()
 		}
-		v, ok := p.value()
-		return ok && setString(&token, v)
+		return p.stringField(&token)
 	})
 	if ok && p.end() {
 		return token, nil

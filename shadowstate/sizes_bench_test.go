@@ -152,3 +152,49 @@ func shadowOfSize(b *testing.B, size int) Shadow {
 	}
 	return out.Shadow
 }
+
+// BenchmarkDecodeMessages decodes the other messages a shadow client reads on every
+// update of a shadow of 1 KB and 8 KB of state: the /update/delta message
+// (Unmarshal), and the clientToken of an /update/accepted reply (ReplyToken, which
+// the client runs on every reply the wildcard brings), each against encoding/json.
+func BenchmarkDecodeMessages(b *testing.B) {
+	for _, sz := range benchSizes[:2] {
+		cur := shadowOfSize(b, sz.bytes)
+		// A report of the delta's keys (the reply) and a new desired state (the delta).
+		out := Apply(cur, OpUpdate, []byte(`{"state":{"reported":{"zone00":{"setpoint":{"cool":24}}}},"clientToken":"r-42"}`), time.Unix(t0+1, 0))
+		if out.Rejected != nil {
+			b.Fatal(out.Rejected)
+		}
+		accepted := mustJSONB(b, out.Accepted)
+		out = Apply(out.Shadow, OpUpdate, mustJSONB(b, UpdateRequest{State: &StateUpdate{Desired: json.RawMessage(mustJSONB(b, realisticState(sz.bytes*7/16, 2)))}}), time.Unix(t0+2, 0))
+		if out.Delta == nil {
+			b.Fatal("no delta", out.Rejected)
+		}
+		delta := mustJSONB(b, out.Delta)
+		for _, c := range []struct {
+			name    string
+			payload []byte
+			fn      func([]byte) error
+		}{
+			{"/delta", delta, func(p []byte) error { var d DeltaMessage; return Unmarshal(p, &d) }},
+			{"/delta/encoding-json", delta, func(p []byte) error { var d DeltaMessage; return slowUnmarshal(p, &d) }},
+			{"/replytoken", accepted, func(p []byte) error { _, err := ReplyToken(p); return err }},
+			{"/replytoken/encoding-json", accepted, func(p []byte) error {
+				var t struct {
+					ClientToken string `json:"clientToken"`
+				}
+				return slowUnmarshal(p, &t)
+			}},
+		} {
+			b.Run(sz.name+c.name, func(b *testing.B) {
+				b.SetBytes(int64(len(c.payload)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := c.fn(c.payload); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
