@@ -479,6 +479,9 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns 
 		if ctx.Err() != nil || c.queue.ShuttingDown() {
 			break
 		}
+		if c.m.route(id.Thing).paceRead(ctx) != nil {
+			break
+		}
 		read++
 		sem <- struct{}{}
 		wg.Go(func() {

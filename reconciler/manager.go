@@ -181,7 +181,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 // ID and the application's callbacks) and the shadow client on it.
 func (m *Manager) openConn(i int) (*poolConn, error) {
 	cfg, mx := m.cfg, m.metrics
-	pc := &poolConn{index: i, label: strconv.Itoa(i)}
+	label := strconv.Itoa(i)
 	userOnline, userOffline := cfg.OnOnline, cfg.OnOffline
 	if i > 0 {
 		// The application's callbacks, will and unhandled messages are the primary
@@ -189,7 +189,7 @@ func (m *Manager) openConn(i int) (*poolConn, error) {
 		cfg.ClientID = poolClientID(cfg.ClientID, i)
 		userOnline, userOffline, cfg.Will, cfg.Unhandled = nil, nil, nil, nil
 	}
-	connected, reconnects := mx.connected.WithLabelValues(pc.label), mx.reconnects.WithLabelValues(pc.label)
+	connected, reconnects := mx.connected.WithLabelValues(label), mx.reconnects.WithLabelValues(label)
 	connected.Set(0)
 	var everOnline bool
 	cfg.OnOnline = func() { // transport calls these on one goroutine, in order
@@ -221,8 +221,7 @@ func (m *Manager) openConn(i int) (*poolConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
-	pc.conn, pc.client = conn, client
-	return pc, nil
+	return newPoolConn(i, conn, client), nil
 }
 
 // openPool adds connections to pool until it holds n.

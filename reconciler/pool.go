@@ -1,10 +1,12 @@
 package reconciler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/awsiot"
@@ -103,6 +105,48 @@ type poolConn struct {
 	label  string // the "conn" label of its metrics
 	conn   *transport.Conn
 	client *shadowclient.Client
+
+	// Re-reads of the connection's shadows are paced at poolLoad of its publish
+	// cap: a connection re-reading thousands of shadows stays under the broker's
+	// quota, and leaves room for reports. readGap is 0 when the connection has no cap.
+	readGap  time.Duration
+	paceMu   sync.Mutex
+	readNext time.Time // the earliest time of the next paced read
+}
+
+// newPoolConn describes connection i over conn.
+func newPoolConn(i int, conn *transport.Conn, client *shadowclient.Client) *poolConn {
+	pc := &poolConn{index: i, label: strconv.Itoa(i), conn: conn, client: client}
+	if rate := conn.MaxPublishRate(); rate > 0 && !math.IsInf(rate, 1) {
+		pc.readGap = time.Duration(float64(time.Second) / (rate * poolLoad))
+	}
+	return pc
+}
+
+// paceRead waits, within ctx, for the connection's next re-read slot.
+func (pc *poolConn) paceRead(ctx context.Context) error {
+	if pc.readGap == 0 {
+		return nil
+	}
+	pc.paceMu.Lock()
+	at := pc.readNext
+	if now := time.Now(); at.Before(now) {
+		at = now
+	}
+	pc.readNext = at.Add(pc.readGap)
+	pc.paceMu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // route returns the index of the connection that carries thing's shadows in a pool
