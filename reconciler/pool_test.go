@@ -494,3 +494,72 @@ func TestPoolCarriesMoreThanOneConnectionsQuota(t *testing.T) {
 		}
 	}
 }
+
+// awaitPool waits until every connection of m's pool is online (and so subscribed).
+func awaitPool(t *testing.T, m *reconciler.Manager) {
+	t.Helper()
+	eventually(t, wait, func() error {
+		for i := range m.PoolSize() {
+			if v := gaugeWith(t, m, "shadowsync_connected", map[string]string{"conn": fmt.Sprint(i)}); v != 1 {
+				return fmt.Errorf("pooled connection %d not online", i)
+			}
+		}
+		return nil
+	})
+}
+
+// Fleet mode on a pool: unshared, every pooled connection watches the fleet and takes
+// only its own things' events, so each change is reconciled once; shared, every
+// pooled connection joins the group. Both converge.
+func TestPoolFleet(t *testing.T) {
+	for _, group := range []string{"", "pooled"} {
+		t.Run("group="+group, func(t *testing.T) {
+			srv := testserver.Start(t, localiot.Options{})
+			m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			calls := map[string]int{}
+			if _, err := reconciler.Register(m, reconciler.ControllerOptions{
+				Fleet: &reconciler.Fleet{Prefix: "pf-", Group: group}, MaxConcurrentReconciles: 4,
+			}, reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+				mu.Lock()
+				calls[req.Thing]++
+				mu.Unlock()
+				*req.Reported = req.Desired
+				return reconciler.Result{}, nil
+			})); err != nil {
+				t.Fatal(err)
+			}
+			run(t, m)
+			awaitPool(t, m)
+			a := app(t, srv.Endpoints().Plain)
+			const n = 30
+			for i := range n {
+				if _, err := shadow(t, a, fmt.Sprintf("pf-%02d", i)).UpdateDesired(t.Context(), map[string]any{"n": i}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, wait, func() error {
+				for i := range n {
+					rep, err := reportedOf(srv, fmt.Sprintf("pf-%02d", i))
+					if err != nil || fmt.Sprint(rep["n"]) != fmt.Sprint(i) {
+						return fmt.Errorf("pf-%02d reports %v (%v)", i, rep, err)
+					}
+				}
+				return nil
+			})
+			if group != "" {
+				return // a shared fleet may reconcile a change twice (delta, then documents): versions keep it right
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for th, c := range calls {
+				if c != 1 {
+					t.Errorf("%s reconciled %d times for one change: more than one pooled connection took its events", th, c)
+				}
+			}
+		})
+	}
+}
