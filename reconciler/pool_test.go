@@ -359,8 +359,8 @@ type refusals struct {
 }
 
 func (r *refusals) Enabled(context.Context, slog.Level) bool { return true }
-func (r *refusals) WithAttrs([]slog.Attr) slog.Handler      { return r }
-func (r *refusals) WithGroup(string) slog.Handler           { return r }
+func (r *refusals) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *refusals) WithGroup(string) slog.Handler            { return r }
 func (r *refusals) Handle(_ context.Context, rec slog.Record) error {
 	if strings.HasPrefix(rec.Message, "publish dropped") || strings.HasPrefix(rec.Message, "subscribe refused") ||
 		strings.Contains(rec.Message, "429") || strings.HasPrefix(rec.Message, "connect refused") {
