@@ -87,8 +87,9 @@ type Controller[T any] struct {
 
 // resyncReq is a pending re-read of every shadow.
 type resyncReq struct {
-	why string
-	all bool
+	why   string
+	all   bool
+	conns []bool // the connections whose shadows to re-read; nil means all
 }
 
 // Register adds a controller for device type T to m: r reconciles the shadows of
@@ -158,7 +159,7 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		}
 	}
 	// A forgotten fleet shadow's handle goes too, so memory stays flat.
-	c.set.onEvict = func(id shadowstate.ID) { m.client.Forget(id.Thing, id.Name) }
+	c.set.onEvict = func(id shadowstate.ID) { m.clientFor(id.Thing).Forget(id.Thing, id.Name) }
 	if err := m.add(c); err != nil {
 		return nil, err
 	}
@@ -166,6 +167,14 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 }
 
 func (c *Controller[T]) name() string { return c.opts.Name }
+
+// listedShadows is how many shadows the controller manages by name (none for a fleet).
+func (c *Controller[T]) listedShadows() int {
+	if c.opts.Fleet != nil {
+		return 0
+	}
+	return c.set.len()
+}
 
 // enqueue adds a shadow that needs a reconcile now.
 func (c *Controller[T]) enqueue(id shadowstate.ID) {
@@ -239,8 +248,21 @@ func (c *Controller[T]) start(ctx context.Context) error {
 				}
 			}
 		}
-		if _, err := c.m.client.WatchFleet(ctx, w); err != nil {
-			return err
+		// Every pooled connection watches the fleet. In a shared fleet each is a member
+		// of the group, and the broker hands each event to one of them; a report goes
+		// out on its thing's connection whichever received the event, confirmed by its
+		// accepted reply there. Unshared, each connection receives every event and
+		// takes only its own things': their reports are confirmed by the documents
+		// messages this connection's watch receives.
+		pool := c.m.poolConns()
+		for _, pc := range pool {
+			pw := w
+			if !shared && len(pool) > 1 {
+				pw.Things = func(thing string) bool { return route(thing, len(pool)) == pc.index }
+			}
+			if _, err := pc.client.WatchFleet(ctx, pw); err != nil {
+				return err
+			}
 		}
 	}
 	c.life.Lock()
@@ -264,7 +286,7 @@ func (c *Controller[T]) start(ctx context.Context) error {
 // accepted update carries the whole state and version, so it is all the cache needs:
 // the delta topic, which says less about the same updates, is not subscribed.
 func (c *Controller[T]) watch(ctx context.Context, id shadowstate.ID, e *entry) error {
-	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	h, err := c.m.clientFor(id.Thing).Shadow(id.Thing, id.Name)
 	if err != nil {
 		return err
 	}
@@ -345,7 +367,7 @@ func (c *Controller[T]) RemoveThing(ctx context.Context, thing string) error {
 		return fmt.Errorf("reconciler: RemoveThing %q: waiting for its reconcile to finish: %w", thing, err)
 	}
 	e.run.Unlock()
-	c.m.client.Forget(id.Thing, id.Name)
+	c.m.clientFor(id.Thing).Forget(id.Thing, id.Name)
 	c.log.Info("thing removed", "thing", thing, "shadows", c.set.len())
 	return nil
 }
@@ -403,11 +425,12 @@ func (c *Controller[T]) shutdown(ctx context.Context) {
 	}
 }
 
-// resync re-reads every managed shadow and enqueues those whose desired and reported
-// state differ at a version no event has announced: deltas missed while offline are
-// found this way. With all set (the periodic resync) it enqueues every shadow that
-// differs, to reconcile drift the device's last reconcile left behind.
-func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
+// resync re-reads every managed shadow routed to one of conns (nil: every shadow)
+// and enqueues those whose desired and reported state differ at a version no event
+// has announced: deltas missed while offline are found this way. With all set (the
+// periodic resync) it enqueues every shadow that differs, to reconcile drift the
+// device's last reconcile left behind.
+func (c *Controller[T]) resync(ctx context.Context, why string, all bool, conns []bool) {
 	c.resyncMu.Lock()
 	defer c.resyncMu.Unlock()
 	if c.resyncRunning {
@@ -416,16 +439,17 @@ func (c *Controller[T]) resync(ctx context.Context, why string, all bool) {
 				n.why += "; " + why // reasons are few: the collapsed list stays short
 			}
 			n.all = n.all || all
+			n.conns = unionConns(n.conns, conns)
 		} else {
-			c.resyncNext = &resyncReq{why: why, all: all}
+			c.resyncNext = &resyncReq{why: why, all: all, conns: conns}
 		}
 		return
 	}
 	c.resyncRunning = true
 	c.rereads.Go(func() {
-		req := &resyncReq{why: why, all: all}
+		req := &resyncReq{why: why, all: all, conns: conns}
 		for req != nil {
-			c.reread(ctx, req.why, req.all)
+			c.reread(ctx, req.why, req.all, req.conns)
 			c.resyncMu.Lock()
 			req, c.resyncNext = c.resyncNext, nil
 			if req == nil {
@@ -448,17 +472,44 @@ func (c *Controller[T]) awaitRereads(ctx context.Context) {
 	}
 }
 
-// reread is one re-read of every shadow, at most ReadConcurrency at a time.
-func (c *Controller[T]) reread(ctx context.Context, why string, all bool) {
+// unionConns returns the connections in a or b; nil (every connection) in either
+// gives nil.
+func unionConns(a, b []bool) []bool {
+	if a == nil || b == nil {
+		return nil
+	}
+	out := make([]bool, max(len(a), len(b)))
+	for i := range out {
+		out[i] = i < len(a) && a[i] || i < len(b) && b[i]
+	}
+	return out
+}
+
+// reread is one re-read of every shadow routed to one of conns (nil: every
+// shadow), at most ReadConcurrency at a time.
+func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns []bool) {
 	sem := make(chan struct{}, c.m.opts.ReadConcurrency)
 	var wg sync.WaitGroup
 	var failed int
 	var mu sync.Mutex
 	items := c.set.all()
+	if conns != nil {
+		n := len(c.m.poolConns())
+		kept := items[:0]
+		for _, it := range items {
+			if k := route(it.id.Thing, n); k < len(conns) && conns[k] {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
 	read := 0
 	for _, it := range items {
 		id, e := it.id, it.e
 		if ctx.Err() != nil || c.queue.ShuttingDown() {
+			break
+		}
+		if c.m.route(id.Thing).paceRead(ctx) != nil {
 			break
 		}
 		read++
@@ -556,7 +607,7 @@ func (c *Controller[T]) sharedFleet() bool {
 
 // refresh reads the shadow into the cache.
 func (c *Controller[T]) refresh(ctx context.Context, id shadowstate.ID, e *entry) error {
-	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	h, err := c.m.clientFor(id.Thing).Shadow(id.Thing, id.Name)
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func ExampleOptions_metrics() {
 	// The lamp is in sync as soon as the report is stored; the manager counts the
 	// reconcile a moment later, when the report's reply comes back. Scrape until it has.
 	wants := []string{
-		`shadowsync_connected `,
+		`shadowsync_connected{conn="0"}`,
 		`shadowsync_reconciles_total{controller="echo",result="success"}`,
 		`shadowsync_shadow_requests_total{operation="update",outcome="accepted"}`,
 	}
@@ -120,7 +120,7 @@ func ExampleOptions_metrics() {
 		fmt.Print(l)
 	}
 	// Output:
-	// shadowsync_connected 1
+	// shadowsync_connected{conn="0"} 1
 	// shadowsync_reconciles_total{controller="echo",result="success"} 1
 	// shadowsync_shadow_requests_total{operation="update",outcome="accepted"} 1
 }

@@ -9,7 +9,7 @@ func ResyncAll(ctx context.Context, m *Manager, why string) {
 	cs := append([]runnable(nil), m.controllers...)
 	m.mu.Unlock()
 	for _, c := range cs {
-		c.resync(ctx, why, true)
+		c.resync(ctx, why, true, nil)
 	}
 }
 

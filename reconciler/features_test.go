@@ -125,7 +125,7 @@ func TestMetricsAreServed(t *testing.T) {
 			`shadowsync_invalid_desired_total{controller="Thermostat"} 1`,
 			`shadowsync_shadow_requests_total{operation="update",outcome="accepted"}`,
 			`shadowsync_shadow_requests_total{operation="get",outcome=`,
-			"shadowsync_connected 1",
+			`shadowsync_connected{conn="0"} 1`,
 			`shadowsync_queue_wait_seconds_count{controller="Thermostat"}`,
 			`shadowsync_reconcile_duration_seconds_count{controller="Thermostat"}`,
 		} {

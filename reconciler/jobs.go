@@ -308,6 +308,9 @@ func RegisterJobs[D any](m *Manager, opts JobOptions, h JobHandler[D]) (*JobCont
 
 func (c *JobController[D]) name() string { return c.opts.Name }
 
+// listedShadows is zero: job controllers do not size a pool; they use the primary connection.
+func (c *JobController[D]) listedShadows() int { return 0 }
+
 // start watches each thing's notify-next (a fleet's: every thing's) and starts the
 // workers. The workers look for work once the connection is online (the manager's
 // resync); a fleet's look when their thing is discovered.
@@ -339,7 +342,10 @@ func (c *JobController[D]) start(ctx context.Context) error {
 // resync makes every worker look for work, and check that the execution it runs
 // still runs: the level-triggered answer to a reconnect, whatever happened while the
 // device was offline.
-func (c *JobController[D]) resync(ctx context.Context, why string, all bool) {
+func (c *JobController[D]) resync(ctx context.Context, why string, all bool, conns []bool) {
+	if conns != nil && !conns[0] {
+		return // job controllers use the primary connection only
+	}
 	c.mu.Lock()
 	workers := slices.Clone(c.workers)
 	c.mu.Unlock()

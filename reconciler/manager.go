@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,27 +50,37 @@ type Options struct {
 	// Logger receives the framework's logs; Reconcile gets it, with the thing and
 	// shadow attached, through Logger(ctx). Nil discards them.
 	Logger *slog.Logger
+	// Pool spreads the controllers' shadows over several connections, each with its
+	// own publish quota (see Pool). The zero value is one connection.
+	Pool Pool
 }
 
 // runnable is what the Manager runs: one typed controller.
 type runnable interface {
 	name() string
 	start(ctx context.Context) error
-	resync(ctx context.Context, why string, all bool)
+	// resync re-reads the shadows routed to the connections set in conns (nil:
+	// every shadow).
+	resync(ctx context.Context, why string, all bool, conns []bool)
+	// listedShadows is how many shadows the controller manages by name, for an Auto pool.
+	listedShadows() int
 	shutdown(ctx context.Context)
 	awaitRereads(ctx context.Context)
 }
 
-// Manager owns one transport connection, one shadow client on it, and every
-// controller registered with it; the application can use the same connection for its
-// own publish/subscribe through Conn. Create it with NewManager, register controllers
-// with Register, then call Start. Its methods are safe for concurrent use.
+// Manager owns one transport connection (or, with Options.Pool, a pool of them), a
+// shadow client on each, and every controller registered with it; the application
+// can use the primary connection for its own publish/subscribe through Conn. Create
+// it with NewManager, register controllers with Register, then call Start. Its
+// methods are safe for concurrent use.
 type Manager struct {
-	conn   *transport.Conn
-	client *shadowclient.Client
+	conn   *transport.Conn      // the primary connection, pool[0]
+	client *shadowclient.Client // its shadow client
 	jobs   *jobsclient.Client
 	opts   Options
 	log    *slog.Logger
+	cfg    transport.Config            // for the pooled connections Start opens
+	pool   atomic.Pointer[[]*poolConn] // fixed once Start has sized it
 
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -77,7 +90,10 @@ type Manager struct {
 	controllers []runnable
 	started     bool
 	runCtx      context.Context // set by Start; controllers' work runs under it
-	resyncs     chan string     // reasons to re-read every shadow
+	resyncs     chan struct{}   // a re-read is pending (resyncWhy, resyncConns)
+	resyncWhy   string          // why, for the pending re-read
+	resyncConns []bool          // whose shadows to re-read; nil means every connection's
+	resyncAll   bool            // the pending re-read is of every shadow
 	jobThings   map[string]bool // things a job controller handles: one controller each
 	jobFleet    bool            // a fleet job controller is registered: one at most
 	persistent  bool            // the connection keeps a persistent session
@@ -92,6 +108,9 @@ var ErrStarted = errors.New("reconciler: manager already started")
 func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	if opts.Resync < 0 || opts.ShutdownTimeout < 0 || opts.ReadConcurrency < 0 {
 		return nil, errors.New("reconciler: Options: Resync, ShutdownTimeout and ReadConcurrency must not be negative")
+	}
+	if err := opts.Pool.validate(); err != nil {
+		return nil, fmt.Errorf("reconciler: Options: %w", err)
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 30 * time.Second
@@ -115,7 +134,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	mx := newMetrics()
-	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan string, 1), metrics: mx, registry: opts.Registry}
+	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan struct{}, 1), metrics: mx, registry: opts.Registry}
 	if userObserve := opts.Client.Observe; userObserve != nil {
 		opts.Client.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
 			mx.observeRequest(op, outcome, took)
@@ -132,48 +151,119 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	} else {
 		opts.Jobs.Observe = mx.observeJobRequest
 	}
+	m.opts.Client = opts.Client
+	m.cfg = cfg
+	m.persistent = cfg.PersistentSession
+	primary, err := m.openConn(0)
+	if err != nil {
+		return nil, err
+	}
+	m.cfg.ClientID = primary.conn.ClientID() // generated when empty: the pool derives its IDs from it
+	jobs, err := jobsclient.New(primary.conn, opts.Jobs)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	pool := []*poolConn{primary}
+	if opts.Pool.Size > 1 {
+		if pool, err = m.openPool(pool, opts.Pool.Size); err != nil {
+			return nil, err
+		}
+	}
+	// Metrics are registered last, so that a NewManager that fails leaves the
+	// application's registry as it was.
+	if err := mx.register(opts.Registry, m.poolConns); err != nil {
+		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
+	}
+	m.conn, m.client, m.jobs = primary.conn, primary.client, jobs
+	m.pool.Store(&pool)
+	return m, nil
+}
+
+// openConn creates pooled connection i (0: the primary, with the configured client
+// ID and the application's callbacks) and the shadow client on it.
+func (m *Manager) openConn(i int) (*poolConn, error) {
+	cfg, mx := m.cfg, m.metrics
+	label := strconv.Itoa(i)
 	userOnline, userOffline := cfg.OnOnline, cfg.OnOffline
+	if i > 0 {
+		// The application's callbacks, will and unhandled messages are the primary
+		// connection's: it is the one the application uses (Conn).
+		cfg.ClientID = poolClientID(cfg.ClientID, i)
+		userOnline, userOffline, cfg.Will, cfg.Unhandled = nil, nil, nil, nil
+	}
+	connected, reconnects := mx.connected.WithLabelValues(label), mx.reconnects.WithLabelValues(label)
+	connected.Set(0)
 	var everOnline bool
 	cfg.OnOnline = func() { // transport calls these on one goroutine, in order
-		mx.connected.Set(1)
+		connected.Set(1)
 		if everOnline {
-			mx.reconnects.Inc()
+			reconnects.Inc()
 		}
 		everOnline = true
-		m.requestResync("connection online")
+		m.requestResync("connection online", i)
 		if userOnline != nil {
 			userOnline()
 		}
 	}
 	cfg.OnOffline = func(err error) {
-		mx.connected.Set(0)
-		m.log.Warn("connection lost; shadows are re-read once it is back", "error", err)
+		connected.Set(0)
+		m.log.Warn("connection lost; its shadows are re-read once it is back", "conn", i, "error", err)
 		if userOffline != nil {
 			userOffline(err)
 		}
 	}
 	conn, err := transport.New(cfg)
 	if err != nil {
+		if i > 0 {
+			return nil, fmt.Errorf("reconciler: pooled connection %d: %w", i, err)
+		}
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
-	mx.watchConn(conn)
-	client, err := shadowclient.New(conn, opts.Client)
+	client, err := shadowclient.New(conn, m.opts.Client)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
-	jobs, err := jobsclient.New(conn, opts.Jobs)
-	if err != nil {
-		return nil, fmt.Errorf("reconciler: %w", err)
-	}
-	// Metrics are registered last, so that a NewManager that fails leaves the
-	// application's registry as it was.
-	if err := mx.register(opts.Registry); err != nil {
-		return nil, fmt.Errorf("reconciler: register metrics: %w", err)
-	}
-	m.conn, m.client, m.jobs = conn, client, jobs
-	m.persistent = cfg.PersistentSession
-	return m, nil
+	return newPoolConn(i, conn, client), nil
 }
+
+// openPool adds connections to pool until it holds n.
+func (m *Manager) openPool(pool []*poolConn, n int) ([]*poolConn, error) {
+	for i := len(pool); i < n; i++ {
+		pc, err := m.openConn(i)
+		if err != nil {
+			return nil, err
+		}
+		pool = append(pool, pc)
+	}
+	return pool, nil
+}
+
+// poolConns returns the connections of the pool, the primary first.
+func (m *Manager) poolConns() []*poolConn {
+	if p := m.pool.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// route returns the connection that carries thing's shadows.
+func (m *Manager) route(thing string) *poolConn {
+	pool := m.poolConns()
+	return pool[route(thing, len(pool))]
+}
+
+// clientFor returns the shadow client of the connection that carries thing's
+// shadows.
+func (m *Manager) clientFor(thing string) *shadowclient.Client { return m.route(thing).client }
+
+// PoolSize returns how many connections the manager uses: Options.Pool.Size, or
+// for an Auto pool the size Start chose (1 until then).
+func (m *Manager) PoolSize() int { return len(m.poolConns()) }
+
+// PoolConn returns the connection that carries thing's shadows (and those of its
+// named shadows): Conn for a manager without a pool. Which connection that is
+// stays the same while the pool's size does.
+func (m *Manager) PoolConn(thing string) *transport.Conn { return m.route(thing).conn }
 
 // Registry returns the registry holding the manager's metrics.
 func (m *Manager) Registry() *prometheus.Registry { return m.registry }
@@ -187,10 +277,12 @@ func (m *Manager) MetricsAddr() net.Addr {
 }
 
 // Conn returns the manager's connection, for the application's own publish and
-// subscribe. It is started and closed by the manager.
+// subscribe; with a pool, the primary connection (pool connection 0, with the
+// configured client ID). It is started and closed by the manager.
 func (m *Manager) Conn() *transport.Conn { return m.conn }
 
-// Client returns the manager's shadow client, for shadows no controller manages.
+// Client returns the manager's shadow client, for shadows no controller manages:
+// with a pool, the primary connection's.
 func (m *Manager) Client() *shadowclient.Client { return m.client }
 
 // Jobs returns the manager's jobs client, for things no job controller handles.
@@ -206,13 +298,43 @@ func (m *Manager) add(r runnable) error {
 	return nil
 }
 
-// requestResync asks the manager to re-read every managed shadow. Requests made
-// while a re-read is pending collapse into it.
-func (m *Manager) requestResync(why string) {
+// requestResync asks the manager to re-read the managed shadows routed to pooled
+// connection conn (-1: every shadow). Requests made while a re-read is pending
+// collapse into it.
+func (m *Manager) requestResync(why string, conn int) {
+	m.mu.Lock()
+	switch {
+	case conn < 0 || m.resyncAll:
+		m.resyncAll, m.resyncConns = true, nil
+	default:
+		if len(m.resyncConns) <= conn {
+			m.resyncConns = append(m.resyncConns, make([]bool, conn+1-len(m.resyncConns))...)
+		}
+		m.resyncConns[conn] = true
+	}
+	if !strings.Contains(m.resyncWhy, why) {
+		if m.resyncWhy != "" {
+			m.resyncWhy += "; "
+		}
+		m.resyncWhy += why
+	}
+	m.mu.Unlock()
 	select {
-	case m.resyncs <- why:
+	case m.resyncs <- struct{}{}:
 	default:
 	}
+}
+
+// takeResync returns the pending re-read's reason and connections (nil: all).
+func (m *Manager) takeResync() (why string, conns []bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	why, conns = m.resyncWhy, m.resyncConns
+	if m.resyncAll || len(m.poolConns()) == 1 {
+		conns = nil
+	}
+	m.resyncWhy, m.resyncConns, m.resyncAll = "", nil, false
+	return why, conns
 }
 
 // Start runs the controllers and the connection until ctx ends, then shuts down:
@@ -229,6 +351,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.started = true
 	controllers := append([]runnable(nil), m.controllers...)
 	m.mu.Unlock()
+	if err := m.sizePool(controllers); err != nil {
+		m.closeConns()
+		return err
+	}
+	pool := m.poolConns()
 
 	// Work runs under a ctx that outlives ctx by the shutdown timeout, so that
 	// reconciles in flight can finish and report.
@@ -246,14 +373,19 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.mu.Unlock()
 		m.log.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
 	}
-	connDone := make(chan error, 1)
+	var connsRunning sync.WaitGroup
 	for _, c := range controllers {
 		if err := c.start(workCtx); err != nil {
-			m.closeAll(controllers, cancelWork, connDone, false)
+			m.closeAll(controllers, cancelWork, &connsRunning)
 			return fmt.Errorf("reconciler: start %s: %w", c.name(), err)
 		}
 	}
-	go func() { connDone <- m.conn.Start(workCtx) }()
+	for _, pc := range pool {
+		connsRunning.Go(func() { _ = pc.conn.Start(workCtx) })
+	}
+	if len(pool) > 1 {
+		m.log.Info("connection pool started", "connections", len(pool))
+	}
 
 	var tick <-chan time.Time
 	if m.opts.Resync > 0 {
@@ -263,23 +395,60 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	for {
 		select {
-		case why := <-m.resyncs:
+		case <-m.resyncs:
+			why, conns := m.takeResync()
 			for _, c := range controllers {
-				c.resync(workCtx, why, false)
+				c.resync(workCtx, why, false, conns)
 			}
 		case <-tick:
 			for _, c := range controllers {
-				c.resync(workCtx, "periodic resync", true)
+				c.resync(workCtx, "periodic resync", true, nil)
 			}
 		case <-ctx.Done():
-			m.closeAll(controllers, cancelWork, connDone, true)
+			m.closeAll(controllers, cancelWork, &connsRunning)
 			return nil
 		}
 	}
 }
 
-// closeAll shuts the controllers down, then the client and the connection.
-func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc, connDone chan error, connStarted bool) {
+// sizePool opens the connections of an Auto pool, sized by the shadows the
+// controllers manage.
+func (m *Manager) sizePool(controllers []runnable) error {
+	p := m.opts.Pool
+	if !p.Auto {
+		return nil
+	}
+	shadows := p.FleetShadows
+	for _, c := range controllers {
+		shadows += c.listedShadows()
+	}
+	n, capped := p.autoSize(shadows, m.conn.MaxPublishRate())
+	if capped {
+		m.log.Warn("the connection pool the load needs is larger than Pool.MaxSize; capped", "max_size", n, "shadows", shadows, "change_every", p.ChangeEvery)
+	}
+	pool, err := m.openPool(m.poolConns(), n)
+	if err != nil {
+		return err
+	}
+	m.pool.Store(&pool)
+	m.log.Info("connection pool sized", "connections", n, "shadows", shadows, "change_every", p.ChangeEvery, "max_publish_rate", m.conn.MaxPublishRate())
+	return nil
+}
+
+// closeConns closes every client and connection of the pool, for a Start that
+// fails before it started them.
+func (m *Manager) closeConns() {
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	defer cancel()
+	_ = m.jobs.Close(ctx)
+	for _, pc := range m.poolConns() {
+		_ = pc.client.Close(ctx)
+		_ = pc.conn.Close(ctx)
+	}
+}
+
+// closeAll shuts the controllers down, then the clients and the connections.
+func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc, connsRunning *sync.WaitGroup) {
 	shutCtx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
 	defer cancel()
 	for _, c := range controllers {
@@ -288,18 +457,23 @@ func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc
 	if err := m.jobs.Close(shutCtx); err != nil {
 		m.log.Warn("closing the jobs client", "error", err)
 	}
-	if err := m.client.Close(shutCtx); err != nil {
-		m.log.Warn("closing the shadow client", "error", err)
+	pool := m.poolConns()
+	var closing sync.WaitGroup
+	for _, pc := range pool {
+		closing.Go(func() {
+			if err := pc.client.Close(shutCtx); err != nil {
+				m.log.Warn("closing the shadow client", "conn", pc.index, "error", err)
+			}
+			if err := pc.conn.Close(shutCtx); err != nil {
+				m.log.Warn("closing the connection", "conn", pc.index, "error", err)
+			}
+		})
 	}
-	if err := m.conn.Close(shutCtx); err != nil {
-		m.log.Warn("closing the connection", "error", err)
-	}
+	closing.Wait()
 	cancelWork()
 	for _, c := range controllers {
 		c.awaitRereads(shutCtx)
 	}
-	if connStarted {
-		<-connDone
-	}
+	connsRunning.Wait()
 	m.log.Info("reconciler stopped")
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/shadowsync/shadowsync/jobstate"
 	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
-	"github.com/shadowsync/shadowsync/transport"
 )
 
 // metrics are the Prometheus collectors of one Manager and its controllers.
@@ -26,9 +25,9 @@ type metrics struct {
 	queueWait       *prometheus.HistogramVec // by controller
 	shadowRequests  *prometheus.CounterVec   // by operation and outcome
 	shadowLatency   *prometheus.HistogramVec // by operation
-	connected       prometheus.Gauge
-	reconnects      prometheus.Counter
-	invalidDesired  *prometheus.CounterVec // by controller
+	connected       *prometheus.GaugeVec     // by conn
+	reconnects      *prometheus.CounterVec   // by conn
+	invalidDesired  *prometheus.CounterVec   // by controller
 	droppedOnClosed prometheus.Counter
 	versionsBack    *prometheus.CounterVec   // by controller
 	acksHeld        *prometheus.GaugeVec     // by controller
@@ -37,7 +36,6 @@ type metrics struct {
 	jobsFinished    *prometheus.CounterVec   // by controller and status
 	jobDuration     *prometheus.HistogramVec // by controller
 	jobRequests     *prometheus.CounterVec   // by operation and outcome
-	conn            []prometheus.Collector   // read from the connection at scrape time
 }
 
 // How a job handled by a job controller ended, the "status" label of
@@ -129,14 +127,14 @@ func newMetrics() *metrics {
 			Name: "shadowsync_job_requests_total",
 			Help: "Jobs requests, by operation (get-pending, start-next, describe, update) and outcome (accepted, rejected, timeout, offline, error).",
 		}, []string{"operation", "outcome"}),
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shadowsync_connected",
-			Help: "1 while the connection is online, 0 otherwise.",
-		}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "1 while the connection is online, 0 otherwise, by connection of the pool (conn: 0 is the primary).",
+		}, []string{"conn"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_reconnects_total",
-			Help: "Times the connection came back online after being lost.",
-		}),
+			Help: "Times the connection came back online after being lost, by connection of the pool.",
+		}, []string{"conn"}),
 		invalidDesired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_invalid_desired_total",
 			Help: "Desired states refused before Reconcile: not decodable into the device type, or outside its schema.",
@@ -148,15 +146,16 @@ func newMetrics() *metrics {
 	}
 }
 
-// register adds every collector to reg, or none of them.
-func (m *metrics) register(reg prometheus.Registerer) error {
+// register adds every collector to reg, or none of them; the connections' own
+// counters are read from pool's connections at scrape time.
+func (m *metrics) register(reg prometheus.Registerer, pool func() []*poolConn) error {
 	var done []prometheus.Collector
-	for _, c := range append([]prometheus.Collector{
+	for _, c := range []prometheus.Collector{
 		m.reconciles, m.reconcileTime, m.queueDepth, m.queueAdds, m.queueRetries, m.queueWait,
 		m.shadowRequests, m.shadowLatency, m.connected, m.reconnects, m.invalidDesired, m.droppedOnClosed, m.versionsBack,
 		m.acksHeld, m.acksEarly,
-		m.jobsStarted, m.jobsFinished, m.jobDuration, m.jobRequests,
-	}, m.conn...) {
+		m.jobsStarted, m.jobsFinished, m.jobDuration, m.jobRequests, connCollector{pool},
+	} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
 				reg.Unregister(d)
@@ -168,22 +167,35 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// watchConn adds the connection's own counters: publishes its rate cap delayed, and
-// messages dropped for handlers that fell behind.
-func (m *metrics) watchConn(conn *transport.Conn) {
-	m.conn = []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "shadowsync_publishes_throttled_total",
-			Help: "Publishes the connection's MaxPublishRate delayed (AWS IoT's 100/s by default on AWS IoT endpoints).",
-		}, func() float64 { n, _ := conn.Throttled(); return float64(n) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "shadowsync_publish_throttle_seconds_total",
-			Help: "Time publishes waited for the connection's MaxPublishRate, in all.",
-		}, func() float64 { _, d := conn.Throttled(); return d.Seconds() }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "shadowsync_messages_dropped_total",
-			Help: "Incoming messages dropped because a subscription's handler had a full buffer.",
-		}, func() float64 { return float64(conn.Dropped()) }),
+// The connections' own counters: publishes their rate cap delayed, and messages
+// dropped for handlers that fell behind; one series per connection of the pool.
+var (
+	throttledDesc = prometheus.NewDesc("shadowsync_publishes_throttled_total",
+		"Publishes the connection's MaxPublishRate delayed (AWS IoT's 100/s by default on AWS IoT endpoints), by connection of the pool.",
+		[]string{"conn"}, nil)
+	throttleWaitDesc = prometheus.NewDesc("shadowsync_publish_throttle_seconds_total",
+		"Time publishes waited for the connection's MaxPublishRate, in all, by connection of the pool.",
+		[]string{"conn"}, nil)
+	droppedDesc = prometheus.NewDesc("shadowsync_messages_dropped_total",
+		"Incoming messages dropped because a subscription's handler had a full buffer, by connection of the pool.",
+		[]string{"conn"}, nil)
+)
+
+// connCollector reads the connections' counters at scrape time.
+type connCollector struct{ pool func() []*poolConn }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- throttledDesc
+	ch <- throttleWaitDesc
+	ch <- droppedDesc
+}
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, pc := range c.pool() {
+		n, waited := pc.conn.Throttled()
+		ch <- prometheus.MustNewConstMetric(throttledDesc, prometheus.CounterValue, float64(n), pc.label)
+		ch <- prometheus.MustNewConstMetric(throttleWaitDesc, prometheus.CounterValue, waited.Seconds(), pc.label)
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(pc.conn.Dropped()), pc.label)
 	}
 }
 

@@ -263,7 +263,7 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 	if err != nil {
 		return err
 	}
-	h, err := c.m.client.Shadow(id.Thing, id.Name)
+	h, err := c.m.clientFor(id.Thing).Shadow(id.Thing, id.Name)
 	if err != nil {
 		return err
 	}

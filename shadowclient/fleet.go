@@ -45,6 +45,11 @@ type FleetWatch struct {
 	// documents messages given to OnDocuments, as StateOnly does for a Handle: for
 	// callbacks that need only the current state, at a fraction of the decoding cost.
 	DocumentsStateOnly bool
+	// Things, when set, picks the things whose events this watch handles: events of
+	// other things are dropped before they are decoded. A pool of connections that
+	// each watch the whole fleet uses it to give every thing's events to one
+	// connection only. Nil means every thing.
+	Things func(thing string) bool
 }
 
 // WatchFleet subscribes to the delta and documents messages of a shadow of every thing
@@ -162,7 +167,7 @@ func (c *Client) subscribeFleet(ctx context.Context, w FleetWatch) (func(context
 func fleetHandler(w FleetWatch, kind shadowstate.Kind, fn func(context.Context, shadowstate.ID, []byte, func())) transport.Handler {
 	return transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
 		id, _, k, ok := shadowstate.ParseTopic(unmirror(w.Mirror, m.Topic))
-		if !ok || k != kind || id.Name != w.Shadow {
+		if !ok || k != kind || id.Name != w.Shadow || w.Things != nil && !w.Things(id.Thing) {
 			m.Ack()
 			return
 		}

@@ -142,6 +142,12 @@ func (c *Conn) Throttled() (publishes int64, waited time.Duration) {
 	return c.limit.throttled.Load(), time.Duration(c.limit.waited.Load())
 }
 
+// MaxPublishRate returns the cap on outgoing publishes per second in force:
+// Config.MaxPublishRate with its default filled in (AWS IoT's 100 on an AWS IoT
+// endpoint), or a negative number or +Inf when publishes are not capped. The
+// reconciler's connection pool sizes itself by it.
+func (c *Conn) MaxPublishRate() float64 { return c.s.MaxPublishRate }
+
 // unhandledFilter names Config.Unhandled's handler in logs; it is no topic filter.
 const unhandledFilter = "(unhandled)"
 

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/shadowsync/shadowsync/internal/awsiot"
 	"github.com/shadowsync/shadowsync/internal/benchfleet"
 	"github.com/shadowsync/shadowsync/localiot"
 )
@@ -35,6 +37,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonOnly     = fs.Bool("json", false, "print only the JSON line, for scripts")
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")
 		logLevel     = fs.String("log-level", "info", "progress log `LEVEL` on stderr: debug, info, warn or error")
+		pool         = fs.Int("pool", 0, "run the framework alone on a pool of `N` connections (reconciler.Options.Pool), without the floor; see --aws-limits")
+		awsLimits    = fs.Bool("aws-limits", false, "AWS IoT's 100 publishes per second per connection: the in-process localiot enforces it, the framework's connections are capped at it, and the app spreads its changes over enough connections; runs the framework alone, as --pool does, and reports its rate against the quota's")
+		maxRate      = fs.Float64("max-publish-rate", 0, "with --aws-limits, cap each framework connection at `R` publishes per second (transport's MaxPublishRate); default AWS IoT's 100")
 		fleetProcs   = fs.String("fleet-processes", "", "fleet mode: instead of framework and floor, measure the fleet echo run by N processes of one shared-subscription group, for each N of the comma-separated `LIST` (e.g. 1,2,3); --workers is then each process's (default 16) and --cpuprofile FILE gives each process's profile in FILE.n<N>.p<i>")
 	)
 	if err := parseFlags(fs, args); err != nil {
@@ -51,6 +56,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: --window must be at least 1", errUsage)
 	case *roundTimeout <= 0:
 		return fmt.Errorf("%w: --round-timeout must be positive", errUsage)
+	case *maxRate < 0 || *maxRate > 0 && !*awsLimits:
+		return fmt.Errorf("%w: --max-publish-rate is positive, and only with --aws-limits", errUsage)
+	case *pool < 0 || *pool > 1000:
+		return fmt.Errorf("%w: --pool must be 0 to 1000", errUsage)
+	case (*pool > 0 || *awsLimits) && *fleetProcs != "":
+		return fmt.Errorf("%w: --pool and --aws-limits measure one process; --fleet-processes several", errUsage)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -72,10 +83,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	opts := benchfleet.Options{
 		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers, QoS0: *qos0,
-		Window: *window, RoundTimeout: *roundTimeout, Logger: log,
+		Window: *window, RoundTimeout: *roundTimeout, Logger: log, Pool: *pool, AWSLimits: *awsLimits, MaxPublishRate: *maxRate,
 	}
+	var dropped *dropCounter
 	if opts.Endpoint == "" {
-		stop, ep, err := startLocalIoT(ctx, log)
+		var limits localiot.Limits
+		if *awsLimits {
+			limits.MaxPublishRate = awsiot.MaxPublishesPerSecond
+		}
+		var stop func()
+		var ep string
+		var err error
+		stop, ep, dropped, err = startLocalIoT(ctx, log, limits)
 		if err != nil {
 			return err
 		}
@@ -95,6 +114,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		opts.CPUProfile = f
 	}
 
+	if *pool > 0 || *awsLimits {
+		return runBenchPool(ctx, opts, *endpoint == "", dropped, *jsonOnly, stdout)
+	}
 	rep, err := benchfleet.Run(ctx, opts)
 	if err != nil {
 		return err
@@ -113,16 +135,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
-// startLocalIoT runs localiot in this process, logging only its warnings, and
-// returns its plain endpoint and a function that stops it.
-func startLocalIoT(ctx context.Context, log *slog.Logger) (stop func(), endpoint string, err error) {
+// startLocalIoT runs localiot in this process with limits, logging only its
+// warnings, and returns its plain endpoint, the count of what it dropped, and a
+// function that stops it.
+func startLocalIoT(ctx context.Context, log *slog.Logger, limits localiot.Limits) (stop func(), endpoint string, dropped *dropCounter, err error) {
 	srvLog := slog.New(log.Handler().WithAttrs([]slog.Attr{slog.String("component", "localiot")}))
 	if log.Enabled(ctx, slog.LevelInfo) && !log.Enabled(ctx, slog.LevelDebug) {
 		srvLog = slog.New(slog.NewTextHandler(io.Discard, nil)) // the server's info lines are noise here
 	}
-	srv, err := localiot.New(localiot.Options{Logger: srvLog})
+	dropped = &dropCounter{next: srvLog.Handler(), n: new(atomic.Int64)}
+	srv, err := localiot.New(localiot.Options{Logger: slog.New(dropped), Limits: limits})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	srvCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
@@ -132,13 +156,13 @@ func startLocalIoT(ctx context.Context, log *slog.Logger) (stop func(), endpoint
 	case <-srv.Ready():
 	case err := <-done:
 		cancel()
-		return nil, "", err
+		return nil, "", nil, err
 	case <-time.After(30 * time.Second):
 		cancel()
 		<-done
-		return nil, "", fmt.Errorf("localiot not ready in 30s")
+		return nil, "", nil, fmt.Errorf("localiot not ready in 30s")
 	}
-	return func() { cancel(); <-done }, srv.Endpoints().Plain, nil
+	return func() { cancel(); <-done }, srv.Endpoints().Plain, dropped, nil
 }
 
 // printBenchTable prints the report as a table, with issue 9's targets.

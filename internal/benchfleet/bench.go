@@ -34,6 +34,12 @@ type MessageCounter interface {
 	Messages() (received, published uint64)
 }
 
+// ThrottleCounter tells how many publishes a Side's publish caps have delayed so
+// far (transport.Conn.Throttled, summed over its connections).
+type ThrottleCounter interface {
+	Throttled() int64
+}
+
 // bench is a seeded fleet with its app and watcher, on which sides are measured one
 // after another against the same server. It is not safe for concurrent use.
 type bench struct {
@@ -101,6 +107,11 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 	if counter != nil {
 		in0, out0 = counter.Messages()
 	}
+	throttler, _ := s.(ThrottleCounter)
+	var throttled0 int64
+	if throttler != nil {
+		throttled0 = throttler.Throttled()
+	}
 	cpu0 := b.self.CPUTime()
 	var total time.Duration
 	for i := range b.opts.Rounds {
@@ -115,6 +126,9 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 		log.Info("round", "n", i+1, "seconds", d.Seconds())
 	}
 	cpu := b.self.CPUTime() - cpu0
+	if throttler != nil {
+		res.Throttled = throttler.Throttled() - throttled0
+	}
 	var in, out uint64
 	if counter != nil {
 		in1, out1 := counter.Messages()

@@ -7,12 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/shadowsync/shadowsync/internal/awsiot"
 )
 
 // acceptedFilter brings the watcher every update/accepted message of every classic
@@ -31,7 +34,8 @@ type rig struct {
 	opts  Options
 	names []string
 	runID string
-	app   mqttc.Client
+	apps  []mqttc.Client // one, or with Options.AWSLimits enough to stay under the quota
+	gap   time.Duration  // between the app's publishes; 0 means no pacing
 	watch mqttc.Client
 	track *tracker
 	seq   int64 // seq of the last round started; the seed round is 0
@@ -56,13 +60,25 @@ func newRig(ctx context.Context, opts Options) (*rig, error) {
 	}
 	// The app's and the watcher's goroutines (paho's, started by connect) carry the
 	// profile label role=rig, so a profile can leave them out.
+	apps := 1
+	if opts.AWSLimits {
+		// Enough app connections, each at appLoad of the quota, to offer more than
+		// the framework's pool may report.
+		apps = int(math.Ceil(float64(max(opts.Pool, 1))*awsiot.MaxPublishesPerSecond/appLoad)) + 1
+		r.gap = time.Duration(float64(time.Second) / (float64(apps) * appLoad))
+	}
 	var err error
 	pprof.Do(ctx, pprof.Labels("role", "rig"), func(ctx context.Context) {
-		if r.app, err = connect(ctx, opts.Endpoint, "bench-app-"+r.runID, nil); err != nil {
-			return
+		for i := range apps {
+			var app mqttc.Client
+			if app, err = connect(ctx, opts.Endpoint, fmt.Sprintf("bench-app-%s-%d", r.runID, i), nil); err != nil {
+				r.close()
+				return
+			}
+			r.apps = append(r.apps, app)
 		}
 		if r.watch, err = connect(ctx, opts.Endpoint, "bench-watch-"+r.runID, nil); err != nil {
-			r.app.Disconnect(0)
+			r.close()
 		}
 	})
 	if err != nil {
@@ -75,9 +91,21 @@ func newRig(ctx context.Context, opts Options) (*rig, error) {
 	return r, nil
 }
 
+// appLoad is the publishes per second each app connection makes under AWSLimits:
+// below the quota, so that the server drops none of them.
+const appLoad = 80
+
+// maxCatchUp bounds how far behind its schedule the paced app may publish without
+// waiting: a tenth of a second's worth, well inside the broker's one-second burst.
+const maxCatchUp = 100 * time.Millisecond
+
 func (r *rig) close() {
-	r.watch.Disconnect(100)
-	r.app.Disconnect(100)
+	if r.watch != nil {
+		r.watch.Disconnect(100)
+	}
+	for _, app := range r.apps {
+		app.Disconnect(100)
+	}
 }
 
 // round changes every thing's desired state once — seed writes desired and reported
@@ -93,11 +121,25 @@ func (r *rig) round(ctx context.Context, measure, seed bool) (time.Duration, err
 
 	tokens := make([]mqttc.Token, 0, len(r.names))
 	began := time.Now()
+	next := began
 	for i, name := range r.names {
 		select {
 		case r.track.window <- struct{}{}:
 		case <-ctx.Done():
 			return 0, r.track.stalled(ctx.Err())
+		}
+		if r.gap > 0 {
+			// Paced on average (a sleep per publish would lose the timer's slack on
+			// every one), never catching up more than a short burst after the window
+			// held it back.
+			if now := time.Now(); next.Before(now.Add(-maxCatchUp)) {
+				next = now
+			} else if next.After(now) {
+				if err := sleepCtx(ctx, next.Sub(now)); err != nil {
+					return 0, r.track.stalled(err)
+				}
+			}
+			next = next.Add(r.gap)
 		}
 		state := desiredState(i, seq)
 		var payload []byte
@@ -106,7 +148,7 @@ func (r *rig) round(ctx context.Context, measure, seed bool) (time.Duration, err
 		} else {
 			payload = fmt.Appendf(nil, `{"state":{"desired":%s}}`, state)
 		}
-		tokens = append(tokens, r.app.Publish("$aws/things/"+name+"/shadow/update", 1, false, payload))
+		tokens = append(tokens, r.apps[i%len(r.apps)].Publish("$aws/things/"+name+"/shadow/update", 1, false, payload))
 	}
 	select {
 	case <-finished:
@@ -120,6 +162,18 @@ func (r *rig) round(ctx context.Context, measure, seed bool) (time.Duration, err
 		}
 	}
 	return took, nil
+}
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // latencies returns the latencies kept since the last call.

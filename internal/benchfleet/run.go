@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"runtime"
 	"time"
+
+	"github.com/shadowsync/shadowsync/internal/awsiot"
 )
 
 // Defaults of Options, exported so that a command line can show them.
@@ -55,6 +57,19 @@ type Options struct {
 	CPUProfile io.Writer
 	// Logger receives progress logs. Nil discards them.
 	Logger *slog.Logger
+	// Pool is the framework's connection pool (reconciler.Options.Pool.Size). Zero
+	// means one connection.
+	Pool int
+	// AWSLimits runs under AWS IoT's 100 publishes per second per connection: the
+	// framework's connections are capped at it (transport's MaxPublishRate), and the
+	// app spreads its changes over enough connections, each paced under it. The
+	// server is expected to enforce it (localiot's Limits.MaxPublishRate). Only
+	// RunPool measures this way: a one-connection floor cannot carry such a fleet.
+	AWSLimits bool
+	// MaxPublishRate, under AWSLimits, caps each of the framework's connections
+	// (transport's MaxPublishRate). Zero means AWS IoT's 100 per second, the
+	// transport's default on AWS IoT endpoints.
+	MaxPublishRate float64
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -62,8 +77,8 @@ func (o Options) withDefaults() (Options, error) {
 	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "tcp") || u.Host == "" {
 		return o, fmt.Errorf("benchfleet: endpoint %q: want mqtt://host:port", o.Endpoint)
 	}
-	if o.Things < 0 || o.Rounds < 0 || o.Workers < 0 || o.Window < 0 || o.RoundTimeout < 0 {
-		return o, errors.New("benchfleet: Things, Rounds, Workers, Window and RoundTimeout must not be negative")
+	if o.Things < 0 || o.Rounds < 0 || o.Workers < 0 || o.Window < 0 || o.RoundTimeout < 0 || o.Pool < 0 || o.MaxPublishRate < 0 {
+		return o, errors.New("benchfleet: Things, Rounds, Workers, Window, RoundTimeout and Pool must not be negative")
 	}
 	if o.Things > 99999 {
 		return o, errors.New("benchfleet: at most 99999 things")
@@ -129,6 +144,10 @@ type Result struct {
 	// unknown. The floor receives one (the delta) and publishes one (the report).
 	ReceivedPerUpdate  float64 `json:"received_per_update,omitempty"`
 	PublishedPerUpdate float64 `json:"published_per_update,omitempty"`
+	// Throttled is, for a side that counts them (a ThrottleCounter: the framework),
+	// how many of its publishes its connections' publish caps delayed during the
+	// measured rounds.
+	Throttled int64 `json:"throttled,omitempty"`
 }
 
 // Ratios compare the framework with the floor: framework / floor.
@@ -198,4 +217,62 @@ func Ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+// PoolReport is the outcome of RunPool.
+type PoolReport struct {
+	Things     int    `json:"things"`
+	Rounds     int    `json:"rounds"`
+	Workers    int    `json:"workers"`
+	Pool       int    `json:"pool"`
+	AWSLimits  bool   `json:"aws_limits"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Endpoint   string `json:"endpoint"`
+	// MaxPublishRate is each framework connection's publish cap (0: none).
+	MaxPublishRate float64 `json:"max_publish_rate,omitempty"`
+	// QuotaLimitedPerSec is what the pool's connections may publish in all, Pool ×
+	// AWS IoT's 100 per second: the highest report rate the quota allows (0 without
+	// AWSLimits).
+	QuotaLimitedPerSec float64 `json:"quota_limited_per_sec,omitempty"`
+	// ServerDropped is how many publishes the server refused or dropped (throttled,
+	// or against its rules) during the whole run, when the caller can tell (a server
+	// in process); -1 when it cannot.
+	ServerDropped int64  `json:"server_dropped"`
+	Framework     Result `json:"framework"`
+}
+
+// RunPool seeds the fleet's shadows and runs the workload on the framework side
+// alone, on a pool of Options.Pool connections, typically with Options.AWSLimits:
+// how close a pool comes to the rate AWS IoT's per-connection quota allows it.
+func RunPool(ctx context.Context, opts Options) (*PoolReport, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBench(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	rep := &PoolReport{
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Pool: max(opts.Pool, 1), AWSLimits: opts.AWSLimits,
+		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint, ServerDropped: -1,
+	}
+	if opts.AWSLimits {
+		rep.QuotaLimitedPerSec = float64(rep.Pool) * awsiot.MaxPublishesPerSecond
+		rep.MaxPublishRate = opts.frameworkCap()
+	}
+	fw := &frameworkSide{opts: opts, names: b.r.names, clientID: "bench-framework-" + b.r.runID}
+	if rep.Framework, err = b.measure(ctx, "framework", fw, opts.CPUProfile); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// frameworkCap is the framework connections' publish cap under AWSLimits.
+func (o Options) frameworkCap() float64 {
+	if o.MaxPublishRate > 0 {
+		return o.MaxPublishRate
+	}
+	return awsiot.MaxPublishesPerSecond
 }

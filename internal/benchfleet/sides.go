@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -18,10 +19,11 @@ import (
 )
 
 var (
-	_ MessageCounter = (*frameworkSide)(nil)
-	_ Side           = (*frameworkSide)(nil)
-	_ Side           = (*floorSide)(nil)
-	_ MessageCounter = (*floorSide)(nil)
+	_ MessageCounter  = (*frameworkSide)(nil)
+	_ Side            = (*frameworkSide)(nil)
+	_ Side            = (*floorSide)(nil)
+	_ ThrottleCounter = (*frameworkSide)(nil)
+	_ MessageCounter  = (*floorSide)(nil)
 )
 
 // frameworkSide is the Side that echoes the fleet with a reconciler.Manager on one
@@ -30,7 +32,7 @@ type frameworkSide struct {
 	opts     Options
 	names    []string
 	clientID string
-	conn     *transport.Conn // the manager's, once started
+	conns    []*transport.Conn // the manager's pool, once started
 
 	cancel context.CancelFunc
 	done   chan error
@@ -48,14 +50,23 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 		}
 	}
 	cfg := transport.Config{Endpoint: f.opts.Endpoint, ClientID: f.clientID, MaxPublishRate: -1}
+	if f.opts.AWSLimits {
+		cfg.MaxPublishRate = f.opts.frameworkCap()
+	}
 	m, err := reconciler.NewManager(cfg, reconciler.Options{
 		Client: shadowclient.Options{Observe: observe, QoS0: f.opts.QoS0},
 		Logger: f.opts.Logger.With("component", "reconciler"),
+		Pool:   reconciler.Pool{Size: f.opts.Pool},
 	})
 	if err != nil {
 		return err
 	}
-	f.conn = m.Conn()
+	f.conns = []*transport.Conn{m.Conn()}
+	for _, name := range f.names {
+		if c := m.PoolConn(name); !slices.Contains(f.conns, c) {
+			f.conns = append(f.conns, c)
+		}
+	}
 	if f.opts.Workers <= 1 {
 		_, err = reconciler.Echo(m, f.names...)
 	} else {
@@ -92,9 +103,23 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 	return failure
 }
 
-// Messages counts the messages of the manager's connection.
+// Messages counts the messages of the manager's connections.
 func (f *frameworkSide) Messages() (received, published uint64) {
-	return f.conn.Received(), f.conn.Sent()
+	for _, c := range f.conns {
+		received += c.Received()
+		published += c.Sent()
+	}
+	return received, published
+}
+
+// Throttled counts the publishes the manager's connections' caps delayed.
+func (f *frameworkSide) Throttled() int64 {
+	var n int64
+	for _, c := range f.conns {
+		p, _ := c.Throttled()
+		n += p
+	}
+	return n
 }
 
 func (f *frameworkSide) Stop() {

@@ -1,0 +1,49 @@
+package reconciler
+
+import (
+	"hash/fnv"
+	"testing"
+	"time"
+)
+
+// The route is FNV-1a of the thing name modulo the pool size, as hash/fnv computes
+// it: stable across runs, processes and versions, and the same for a thing's classic
+// and named shadows (the shadow name is not hashed).
+func TestRouteIsFNV1a(t *testing.T) {
+	for _, thing := range []string{"", "a", "lamp-1", "lamp-2", "gateway/sub:7", "ünïcode"} {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(thing))
+		for _, n := range []int{1, 2, 3, 7, 64} {
+			if got, want := route(thing, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Errorf("route(%q, %d) = %d, want %d", thing, n, got, want)
+			}
+		}
+	}
+	if route("x", 0) != 0 || route("x", 1) != 0 {
+		t.Error("a pool of one routes everything to the primary")
+	}
+}
+
+func TestPoolAutoSize(t *testing.T) {
+	for _, tc := range []struct {
+		pool    Pool
+		shadows int
+		rate    float64
+		want    int
+		capped  bool
+	}{
+		{Pool{Auto: true, ChangeEvery: 4 * time.Second}, 2000, 100, 7, false}, // 500/s at 80/s a connection
+		{Pool{Auto: true, ChangeEvery: 4 * time.Second}, 2000, -1, 7, false},  // no cap: AWS's 100/s
+		{Pool{Auto: true, ChangeEvery: 2 * time.Second}, 300, 100, 2, false},
+		{Pool{Auto: true, ChangeEvery: time.Second}, 10, 100, 1, false},
+		{Pool{Auto: true, ChangeEvery: time.Second}, 0, 100, 1, false},
+		{Pool{Auto: true, ChangeEvery: time.Second}, 100_000, 100, 64, true},
+		{Pool{Auto: true, ChangeEvery: time.Second, MaxSize: 4}, 1000, 100, 4, true},
+		{Pool{Auto: true, ChangeEvery: time.Second}, 1000, 400, 4, false}, // a raised cap
+	} {
+		n, capped := tc.pool.autoSize(tc.shadows, tc.rate)
+		if n != tc.want || capped != tc.capped {
+			t.Errorf("%+v with %d shadows at %v/s: %d connections (capped %v), want %d (%v)", tc.pool, tc.shadows, tc.rate, n, capped, tc.want, tc.capped)
+		}
+	}
+}
