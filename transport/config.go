@@ -203,8 +203,9 @@ type Config struct {
 	// MaxFiltersPerSubscribe caps the filters in one SUBSCRIBE (AWS IoT: 8). Zero
 	// means 8.
 	MaxFiltersPerSubscribe int
-	// MaxPublishRate caps outgoing publishes per second, with bursts of one second's
-	// worth. Zero means AWS IoT's 100 per connection on an AWS IoT endpoint (a host
+	// MaxPublishRate caps outgoing publishes per second, with bursts of 90 % of one
+	// second's worth (the rest is a margin for the way to a broker that counts the
+	// same cap, as AWS IoT does). Zero means AWS IoT's 100 per connection on an AWS IoT endpoint (a host
 	// under amazonaws.com), where going faster gets publishes throttled, and no cap on
 	// any other; negative means no cap. A publish the cap delays is counted
 	// (Conn.Throttled) and logged at Debug.
