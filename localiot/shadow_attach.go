@@ -141,10 +141,15 @@ func (b *BrokerShadowService) Ready() <-chan struct{} { return b.ready }
 
 // Start connects to the broker and serves shadow requests until ctx ends; it
 // reconnects and resubscribes by itself when the connection drops. It returns nil
-// after ctx ends, or an error if the first connection cannot be made.
+// after ctx ends, or an error if the first connection cannot be made; nothing it
+// started runs after it returns.
 func (b *BrokerShadowService) Start(ctx context.Context) error {
 	log := b.opts.Logger
-	var once sync.Once
+	var (
+		once    sync.Once
+		helpers sync.WaitGroup // the subscriptions' waits and the reconnect loop
+	)
+	lost := make(chan struct{}, 1)
 	co := mqttc.NewClientOptions().
 		AddBroker(b.opts.Broker).
 		SetClientID(b.opts.ClientID).
@@ -152,10 +157,11 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 		SetPassword(b.opts.Password).
 		SetCleanSession(true).
 		SetOrderMatters(true).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(5 * time.Second).
+		// paho's own reconnect goroutine would outlive Disconnect while it sleeps
+		// between attempts: reconnect is the service's own loop, stopped by ctx.
+		SetAutoReconnect(false).
 		SetKeepAlive(30 * time.Second).
-		SetConnectTimeout(10 * time.Second)
+		SetConnectTimeout(attachConnectTimeout)
 	co.SetCustomOpenConnectionFn(b.dial)
 	co.SetOnConnectHandler(func(c mqttc.Client) {
 		filters := make(map[string]byte, len(shadowRequestFilters))
@@ -164,31 +170,43 @@ func (b *BrokerShadowService) Start(ctx context.Context) error {
 		}
 		// The subscription is waited for on a goroutine of its own: paho runs this
 		// handler on its connection goroutine, which must stay free to read the SUBACK.
-		go func() {
+		helpers.Go(func() {
 			tok := c.SubscribeMultiple(filters, b.enqueue)
-			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-				log.Error("shadow service could not subscribe to the request topics", "broker", b.opts.Broker, "error", tok.Error())
+			timer := time.NewTimer(30 * time.Second)
+			defer timer.Stop()
+			select {
+			case <-tok.Done():
+				if err := tok.Error(); err != nil {
+					log.Error("shadow service could not subscribe to the request topics", "broker", b.opts.Broker, "error", err)
+					return
+				}
+			case <-timer.C:
+				log.Error("shadow service could not subscribe to the request topics: no SUBACK within 30s", "broker", b.opts.Broker)
+				return
+			case <-ctx.Done():
 				return
 			}
 			log.Info("shadow service attached", "broker", b.opts.Broker, "client", b.opts.ClientID)
 			once.Do(func() { close(b.ready) })
-		}()
+		})
 	})
 	co.SetConnectionLostHandler(func(_ mqttc.Client, err error) {
 		log.Warn("shadow service lost its broker connection; reconnecting", "broker", b.opts.Broker, "error", err)
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
 	})
 	client := mqttc.NewClient(co)
-	tok := client.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		client.Disconnect(0)
-		return nil
-	}
-	if err := tok.Error(); err != nil {
+	if err := connectOnce(ctx, client); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("localiot: broker shadow service: connect to %s: %w", b.opts.Broker, err)
 	}
+	defer helpers.Wait()
 	defer client.Disconnect(250)
+	helpers.Go(func() { b.reconnect(ctx, client, lost) })
 
 	// Replies are published without waiting for each PUBACK in turn (which would cost
 	// a round trip to the broker per reply, three per update): up to
@@ -277,6 +295,53 @@ func (r sentReply) await(ctx context.Context, log *slog.Logger) {
 	case <-timer.C:
 		log.Error("shadow reply not acknowledged by the broker within 10s", "topic", r.topic)
 	case <-ctx.Done(): // stopping: the broker may be gone already
+	}
+}
+
+// attachConnectTimeout bounds one connection attempt to the broker.
+const attachConnectTimeout = 10 * time.Second
+
+// connectOnce makes one connection attempt. When ctx ends first it still waits for
+// the attempt to finish (at most attachConnectTimeout), so that no paho goroutine of it is
+// left running, and returns ctx's error.
+func connectOnce(ctx context.Context, client mqttc.Client) error {
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		tok.WaitTimeout(attachConnectTimeout + time.Second)
+		client.Disconnect(0)
+		return ctx.Err()
+	}
+}
+
+// reconnect connects client again each time lost says the connection dropped, with
+// a delay doubling from 100 ms to 5 s between failed attempts, until ctx ends.
+func (b *BrokerShadowService) reconnect(ctx context.Context, client mqttc.Client, lost <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+		}
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			timer := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			err := connectOnce(ctx, client)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			b.opts.Logger.Warn("shadow service cannot reach its broker; retrying", "broker", b.opts.Broker, "retry_in", min(2*delay, 5*time.Second), "error", err)
+		}
 	}
 }
 

@@ -25,6 +25,26 @@ const RequireEnv = "SHADOWSYNC_REQUIRE_PACKAGES"
 // RequireEnv is set, in which case it fails.
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartBroker(t).Addr
+}
+
+// Broker is a mosquitto process that a test can stop and start again on the same
+// address, as a broker restarted by its operator.
+type Broker struct {
+	// Addr is where the broker listens (host:port on 127.0.0.1).
+	Addr string
+
+	t      testing.TB
+	bin    string
+	conf   string
+	cancel context.CancelFunc
+	cmd    *exec.Cmd
+	logs   chan string
+}
+
+// StartBroker is Start returning the Broker, for tests that stop and restart it.
+func StartBroker(t testing.TB) *Broker {
+	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
@@ -58,10 +78,40 @@ func Start(t testing.TB) string {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	b := &Broker{Addr: addr, t: t, bin: bin, conf: conf}
+	b.run()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// Stop stops the broker (SIGKILL) and waits for the process to exit. Stopping a
+// stopped broker does nothing.
+func (b *Broker) Stop() {
+	if b.cmd == nil {
+		return
+	}
+	b.cancel()
+	_ = b.cmd.Wait()
+	b.cmd = nil
+}
+
+// Restart starts the stopped broker again on the same address, with no state kept
+// (persistence is off), and waits until it listens.
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.Stop()
+	b.run()
+}
+
+// run starts the process and waits until it listens on b.Addr.
+func (b *Broker) run() {
+	t := b.t
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-c", conf)
+	cmd := exec.CommandContext(ctx, b.bin, "-c", b.conf)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
@@ -80,17 +130,14 @@ func Start(t testing.TB) string {
 		}
 		close(logs)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
+	b.cancel, b.cmd, b.logs = cancel, cmd, logs
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", b.Addr, time.Second)
 		if err == nil {
 			c.Close()
-			return addr
+			return
 		}
 		if time.Now().After(deadline) {
 			var lines []string
@@ -105,7 +152,7 @@ func Start(t testing.TB) string {
 				}
 				break
 			}
-			t.Fatalf("mosquitto did not listen on %s within 10s: %v; its log:\n%s", addr, err, strings.Join(lines, "\n"))
+			t.Fatalf("mosquitto did not listen on %s within 10s: %v; its log:\n%s", b.Addr, err, strings.Join(lines, "\n"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
