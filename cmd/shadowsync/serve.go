@@ -46,6 +46,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		consAny    = fs.Bool("console-insecure-any-address", false, "allow --console on an address that is not loopback: anyone who can reach it can read and change every shadow, with no authentication")
 		attach     = fs.String("attach", "", "run only the Device Shadow service, as a client of the broker at `URL` (mqtt://HOST:PORT or mqtts://HOST:PORT; user:password@ in the URL if the broker asks for them), for brokers with no shadow service of their own such as mosquitto; no listener of localiot's own")
 		attachCA   = fs.String("attach-ca", "", "with --attach mqtts://: trust the broker certificates signed by the CA in PEM `FILE` (default: the system's roots)")
+		attachCert = fs.String("attach-cert", "", "with --attach mqtts://: the service's client certificate in PEM `FILE`, for a broker that asks for one (with --attach-key)")
+		attachKey  = fs.String("attach-key", "", "with --attach-cert: the certificate's private key in PEM `FILE`")
 		mirror     = fs.String("event-mirror", "", "with --attach: also publish every delta and documents message under `PREFIX`/things/... (no $aws), for fleets on brokers that never deliver $ topics to shared subscriptions (mosquitto 2.0)")
 		discAddr   = fs.String("discovery", "", "serve Greengrass discovery at https://`ADDR`/greengrass/discover/thing/NAME (AWS: port 8443), answering with the --mqtts listener as the group's one core; needs --mqtts")
 		things     listFlag
@@ -68,7 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *attach != "" {
-		return runAttached(ctx, attachOptions{broker: *attach, caFile: *attachCA, eventMirror: *mirror, dataDir: *dataDir}, log, stdout)
+		return runAttached(ctx, attachOptions{broker: *attach, caFile: *attachCA, certFile: *attachCert, keyFile: *attachKey, eventMirror: *mirror, dataDir: *dataDir}, log, stdout)
 	}
 
 	if *plainAny && *plainAddr == "" {

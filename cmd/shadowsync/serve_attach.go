@@ -17,15 +17,20 @@ import (
 	"github.com/shadowsync/shadowsync/localiot"
 )
 
+// attachOnly are the serve flags that mean something only with --attach.
+var attachOnly = []string{"attach-ca", "attach-cert", "attach-key", "event-mirror"}
+
 // attachFlags are the serve flags that go with --attach; every other one configures a
 // listener of localiot's own broker, which an attached service does not run.
-var attachFlags = []string{"attach", "attach-ca", "event-mirror", "data", "log-level"}
+var attachFlags = append([]string{"attach", "data", "log-level"}, attachOnly...)
 
 // attachOptions are serve's flags for running only the Device Shadow service, as a
 // client of another broker.
 type attachOptions struct {
 	broker      string // --attach URL
 	caFile      string // --attach-ca FILE
+	certFile    string // --attach-cert FILE
+	keyFile     string // --attach-key FILE
 	eventMirror string // --event-mirror PREFIX
 	dataDir     string // --data DIR
 }
@@ -38,7 +43,7 @@ func checkAttachFlags(fs *flag.FlagSet, attach bool) error {
 		switch {
 		case attach && !slices.Contains(attachFlags, f.Name):
 			wrong = append(wrong, "--"+f.Name)
-		case !attach && (f.Name == "attach-ca" || f.Name == "event-mirror"):
+		case !attach && slices.Contains(attachOnly, f.Name):
 			wrong = append(wrong, "--"+f.Name)
 		}
 	})
@@ -56,6 +61,12 @@ func checkAttachFlags(fs *flag.FlagSet, attach bool) error {
 // o.broker until ctx ends.
 func runAttached(ctx context.Context, o attachOptions, log *slog.Logger, stdout io.Writer) error {
 	opts := localiot.BrokerShadowOptions{Broker: o.broker, EventMirror: o.eventMirror, Logger: log}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return fmt.Errorf("%w: --attach-cert and --attach-key go together", errUsage)
+	}
+	if o.caFile != "" || o.certFile != "" {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
 		if err != nil {
@@ -65,7 +76,14 @@ func runAttached(ctx context.Context, o attachOptions, log *slog.Logger, stdout 
 		if !roots.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("--attach-ca %s: no PEM certificate in the file", o.caFile)
 		}
-		opts.TLSConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		opts.TLSConfig.RootCAs = roots
+	}
+	if o.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return fmt.Errorf("--attach-cert/--attach-key: %w", err)
+		}
+		opts.TLSConfig.Certificates = []tls.Certificate{cert}
 	}
 	if o.dataDir != "" {
 		store, err := localiot.OpenBoltStore(filepath.Join(o.dataDir, "shadows.db"))

@@ -70,3 +70,37 @@ func TestServeAttachFlags(t *testing.T) {
 		}
 	}
 }
+
+// --attach mqtts:// with --attach-ca, --attach-cert and --attach-key: the service
+// connects to a broker that asks for a client certificate (localiot's TLS listener,
+// here with the operator certificate).
+func TestServeAttachedOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	broker := start(t, nil, "serve", "--mqtts", "127.0.0.1:0", "--certs", dir)
+	eps := broker.banner(t)
+	url := eps["mqtts"]
+	if !strings.HasPrefix(url, "mqtts://127.0.0.1:") {
+		t.Fatalf("banner %v: want an mqtts listener", eps)
+	}
+	svc := start(t, nil, "serve", "--attach", url,
+		"--attach-ca", dir+"/ca.pem", "--attach-cert", dir+"/operator.pem", "--attach-key", dir+"/operator.key")
+	if got := svc.banner(t); got["attached"] != url {
+		t.Fatalf("banner %v: want attached %s", got, url)
+	}
+	if code := svc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("attached service: exit code %d; stderr:\n%s", code, svc.stderr)
+	}
+
+	// Without the client certificate the broker refuses the service.
+	code, out := runToEnd(t, nil, "serve", "--attach", url, "--attach-ca", dir+"/ca.pem")
+	if code != 1 || !strings.Contains(out, "connect to ssl://127.0.0.1:") {
+		t.Errorf("attach without a client certificate: exit %d, output:\n%s\nwant exit 1 and the failed connect", code, out)
+	}
+	if code := broker.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("broker: exit code %d; stderr:\n%s", code, broker.stderr)
+	}
+	code, out = runToEnd(t, nil, "serve", "--attach", url, "--attach-cert", dir+"/operator.pem")
+	if code != 2 || !strings.Contains(out, "--attach-cert and --attach-key go together") {
+		t.Errorf("--attach-cert alone: exit %d, output:\n%s", code, out)
+	}
+}
