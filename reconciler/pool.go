@@ -24,9 +24,10 @@ import (
 // policy that allows iot:Connect only to the thing's own name refuses them). Every
 // shadow is routed to one connection by a stable hash of its thing's name (FNV-1a
 // modulo the pool size), so the classic and named shadows of a thing share a
-// connection; its reads, reports and events use that connection only. Each
-// connection reconnects on its own, and after a reconnect only the shadows routed to
-// it are re-read.
+// connection; its reads and reports use that connection only, and its events are
+// handled by that connection's shadow client, whichever connection of the pool the
+// broker delivered them to (see Unshared). Each connection reconnects on its own,
+// and after a reconnect only the shadows routed to it are re-read.
 type Pool struct {
 	// Size is how many connections the manager opens. Zero and 1 mean one
 	// connection, no pool.
