@@ -20,7 +20,11 @@ func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 		c.log.Warn("message on a shadow filter with a topic that is not a shadow reply", "topic", m.Topic)
 		return
 	}
-	c.ownerOf(id.Thing).dispatchOwn(ctx, m, id, op, kind)
+	owner := c.ownerOf(id.Thing)
+	if owner != c && owner.isClosed() {
+		return // as a closed client's own filters are gone, so is what it would receive
+	}
+	owner.dispatchOwn(ctx, m, id, op, kind)
 }
 
 // dispatchOwn dispatches a message about one of the client's own shadows.

@@ -21,7 +21,8 @@ import (
 // arrived on its own connection: to its handles' callbacks and to its requests
 // waiting for the reply (clientToken) or for the documents message
 // (UpdateByDocuments). Named filters stay per connection and unshared: they name the
-// member's own shadows only.
+// member's own shadows only. A closed member receives nothing more: what the others
+// receive for its things is dropped.
 //
 // The broker must deliver the $aws topics to shared subscriptions (AWS IoT and
 // localiot do; mosquitto 2.0 never delivers topics beginning with '$' to them):

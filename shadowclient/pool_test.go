@@ -121,6 +121,37 @@ func TestPoolMemberHandlesMessagesArrivingOnAnother(t *testing.T) {
 	if arrived := connB.Received() - before; arrived == 0 {
 		t.Error("no message of a's things arrived on b's connection: the broker did not share them")
 	}
+
+	// Once a is closed, the messages of its things that b receives go nowhere, as a's
+	// own filters are gone: b's own thing's documents message, which comes after on
+	// the same filter, finds none of a's callbacks run.
+	ownDocs := make(chan int64, 1)
+	if _, err := own.OnDocuments(t.Context(), func(_ context.Context, d *shadowstate.DocumentsMessage) {
+		select {
+		case ownDocs <- d.Current.Version:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mustShadow(t, app, "a-00", "").UpdateDesired(t.Context(), map[string]any{"after": "close"}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := own.UpdateReported(t.Context(), map[string]any{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := recv(t, ownDocs, "b's own documents message"); v != last.Version; v = recv(t, ownDocs, "b's own documents message") {
+	}
+	select {
+	case d := <-seen:
+		t.Errorf("the documents message of %s version %d reached closed a", d.thing, d.v)
+	default:
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	if wrong > 0 {
