@@ -25,7 +25,8 @@ import (
 type Options struct {
 	// Client configures the shadow client every controller shares (how it subscribes,
 	// its request timeout, its logger); ControllerOptions.Shadow, by contrast, names
-	// the shadow a controller manages.
+	// the shadow a controller manages. Its Pool must be nil: the manager sets it for
+	// its connection pool (see Pool.Unshared).
 	Client shadowclient.Options
 	// Jobs configures the jobs client the job controllers share (its request timeout,
 	// when it moves to a wildcard subscription); see RegisterJobs.

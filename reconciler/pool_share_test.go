@@ -2,12 +2,14 @@ package reconciler_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -104,5 +106,17 @@ func TestPoolDeliversEachMessageOnce(t *testing.T) {
 				t.Errorf("%v reports, want %d: one a change", got, 2*n)
 			}
 		})
+	}
+}
+
+// The shadow clients' Pool is the manager's to set.
+func TestManagerRefusesAClientPool(t *testing.T) {
+	p, err := shadowclient.NewPool("mine", func(string, int) int { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = reconciler.NewManager(transport.Config{}, reconciler.Options{Client: shadowclient.Options{Pool: p}})
+	if err == nil || !strings.Contains(err.Error(), "Client.Pool") {
+		t.Fatalf("NewManager with Client.Pool: %v, want an error naming Client.Pool", err)
 	}
 }
