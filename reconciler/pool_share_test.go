@@ -1,15 +1,17 @@
 package reconciler_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowclient"
+	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
 
@@ -25,7 +27,8 @@ func TestPoolDeliversEachMessageOnce(t *testing.T) {
 		perChange int
 	}{{false, 2}, {true, 6}} {
 		t.Run(fmt.Sprintf("unshared=%v", tc.unshared), func(t *testing.T) {
-			srv := testserver.Start(t, localiot.Options{})
+			obs := newPoolObserver()
+			srv := testserver.Start(t, localiot.Options{Observe: obs.observe})
 			endpoint := srv.Endpoints().Plain
 			cfg := fastConfig(endpoint)
 			cfg.ClientID = "once"
@@ -60,6 +63,9 @@ func TestPoolDeliversEachMessageOnce(t *testing.T) {
 				}
 				return sum
 			}
+			requests := func(op string) float64 {
+				return counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"operation": op})
+			}
 			reports := func() float64 {
 				return counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"operation": "update", "outcome": "accepted"})
 			}
@@ -80,24 +86,87 @@ func TestPoolDeliversEachMessageOnce(t *testing.T) {
 			run(t, m)
 			awaitPool(t, m)
 			eventually(t, wait, converged(0, n))
-			// Every report is confirmed by its documents message, so nothing of the
-			// first round is still on its way.
-			before := received()
+			// Every report is confirmed by its documents message, so no documents
+			// message of the first round is still on its way. From now on, a handler of
+			// the test on each connection's documents filter (the client's own filter:
+			// no new subscription) counts what the connections receive of them.
+			filter := "$aws/things/+/shadow/update/documents"
+			if !tc.unshared {
+				filter = "$share/shadowsync-pool-once/" + filter
+			}
+			var dmu sync.Mutex
+			seenDocs := map[string]int{}
+			for c := range conns {
+				sub, err := c.Subscribe(t.Context(), filter, transport.HandlerFunc(func(_ context.Context, msg transport.Message) {
+					var d shadowstate.DocumentsMessage
+					_ = shadowstate.Unmarshal(msg.Payload, &d)
+					dmu.Lock()
+					seenDocs[fmt.Sprintf("%s v%d", msg.Topic, d.Current.Version)]++
+					dmu.Unlock()
+				}), transport.QoS(1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = sub.Unsubscribe(context.Background()) })
+			}
+			before, readsBefore := received(), requests("get")
 			for _, th := range things {
 				if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": 1}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			eventually(t, wait, converged(1, 2*n))
-			want := uint64(tc.perChange * n)
-			deadline := time.Now().Add(wait)
-			for got := received() - before; got != want; got = received() - before {
-				if got > want || time.Now().After(deadline) {
-					t.Fatalf("the pool received %d messages for %d changes, want %d (%d a change)", got, n, want, tc.perChange)
+			// Each change's 2 documents messages arrive once each (on each connection,
+			// unshared). A connection that still names a thing's documents topic in a
+			// filter of its own (the wildcard switch lets a named filter go only once no
+			// request holds it) may receive that thing's messages a second time, beside
+			// the shared wildcard's delivery to another connection.
+			named := map[string]bool{}
+			for _, th := range things {
+				if len(obs.subscribers(shadowstate.ID{Thing: th}.Topic(shadowstate.OpUpdate, shadowstate.Documents))) > 0 {
+					named[th] = true
 				}
-				time.Sleep(10 * time.Millisecond) // the polling interval of a bounded wait
 			}
-			for _, outcome := range []string{"timeout", "offline", "error", "rejected"} {
+			var distinct, extra int
+			eventually(t, wait, func() error {
+				dmu.Lock()
+				defer dmu.Unlock()
+				distinct, extra = len(seenDocs), 0
+				for k, v := range seenDocs {
+					thing := strings.Split(k, "/")[2]
+					ok := v == 1 || v == 2 && named[thing]
+					if tc.unshared {
+						ok = v == 3
+					}
+					if !ok {
+						return fmt.Errorf("%s delivered %d times", k, v)
+					}
+					if !tc.unshared {
+						extra += v - 1
+					}
+				}
+				if distinct != 2*n {
+					return fmt.Errorf("%d documents messages of %d changes, want %d", distinct, n, 2*n)
+				}
+				return nil
+			})
+			if extra > 0 {
+				t.Logf("%d documents messages came twice: %d things still had a named filter", extra, len(named))
+			}
+			want := uint64(tc.perChange*n + extra)
+			// All that the connections received (Conn.Received): the same, plus the
+			// reply of each re-read still under way when the round began (each
+			// connection's coming online asks for one, and under load they outlast the
+			// first round), once shared, on each connection unshared.
+			eventually(t, wait, func() error {
+				got, reads := received()-before, uint64(requests("get")-readsBefore)
+				if got < want || got > want+reads*uint64(tc.perChange/2) {
+					return fmt.Errorf("the pool received %d messages for %d changes and %d re-reads, want %d (%d a change) and %d a re-read",
+						got, n, reads, want, tc.perChange, tc.perChange/2)
+				}
+				return nil
+			})
+			for _, outcome := range []string{"timeout", "error", "rejected"} {
 				if v := counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"outcome": outcome}); v != 0 {
 					t.Errorf("%v shadow requests ended %s", v, outcome)
 				}
