@@ -251,13 +251,20 @@ func (c *Controller[T]) start(ctx context.Context) error {
 		// Every pooled connection watches the fleet. In a shared fleet each is a member
 		// of the group, and the broker hands each event to one of them; a report goes
 		// out on its thing's connection whichever received the event, confirmed by its
-		// accepted reply there. Unshared, each connection receives every event and
-		// takes only its own things': their reports are confirmed by the documents
-		// messages this connection's watch receives.
+		// accepted reply there. An unshared fleet on a sharing pool joins the pool's
+		// group: each event reaches one connection, whose watch hands the documents
+		// message confirming a report to the thing's own client (shadowclient.Pool).
+		// On a pool with Unshared, each connection receives every event and takes
+		// only its own things': their reports are confirmed by the documents messages
+		// this connection's watch receives.
 		pool := c.m.poolConns()
 		for _, pc := range pool {
 			pw := w
-			if !shared && len(pool) > 1 {
+			switch {
+			case shared || len(pool) == 1:
+			case c.m.sharing.Shared():
+				pw.Group = c.m.sharing.Group()
+			default:
 				pw.Things = func(thing string) bool { return route(thing, len(pool)) == pc.index }
 			}
 			if _, err := pc.client.WatchFleet(ctx, pw); err != nil {

@@ -25,7 +25,8 @@ import (
 type Options struct {
 	// Client configures the shadow client every controller shares (how it subscribes,
 	// its request timeout, its logger); ControllerOptions.Shadow, by contrast, names
-	// the shadow a controller manages.
+	// the shadow a controller manages. Its Pool must be nil: the manager sets it for
+	// its connection pool (see Pool.Unshared).
 	Client shadowclient.Options
 	// Jobs configures the jobs client the job controllers share (its request timeout,
 	// when it moves to a wildcard subscription); see RegisterJobs.
@@ -81,6 +82,9 @@ type Manager struct {
 	log    *slog.Logger
 	cfg    transport.Config            // for the pooled connections Start opens
 	pool   atomic.Pointer[[]*poolConn] // fixed once Start has sized it
+	// sharing joins the pool's shadow clients (see Pool.Unshared); nil unless the
+	// pool shares its wildcard subscriptions.
+	sharing *shadowclient.Pool
 
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -111,6 +115,9 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	}
 	if err := opts.Pool.validate(); err != nil {
 		return nil, fmt.Errorf("reconciler: Options: %w", err)
+	}
+	if opts.Client.Pool != nil {
+		return nil, errors.New("reconciler: Options: Client.Pool is the manager's to set (see Pool.Unshared)")
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 30 * time.Second
@@ -168,6 +175,7 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 		if pool, err = m.openPool(pool, opts.Pool.Size); err != nil {
 			return nil, err
 		}
+		m.share(pool)
 	}
 	// Metrics are registered last, so that a NewManager that fails leaves the
 	// application's registry as it was.
@@ -219,6 +227,15 @@ func (m *Manager) openConn(i int) (*poolConn, error) {
 		}
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
+	if i == 0 && m.opts.Pool.shares() {
+		// The group is named after the primary's client ID, known now (transport
+		// generates one when the configuration has none): unique to this pool.
+		m.sharing, err = shadowclient.NewPool(poolGroup(conn.ClientID()), route)
+		if err != nil {
+			return nil, fmt.Errorf("reconciler: %w", err)
+		}
+		m.opts.Client.Pool = m.sharing
+	}
 	client, err := shadowclient.New(conn, m.opts.Client)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
@@ -236,6 +253,20 @@ func (m *Manager) openPool(pool []*poolConn, n int) ([]*poolConn, error) {
 		pool = append(pool, pc)
 	}
 	return pool, nil
+}
+
+// share makes the clients of pool the members of the sharing pool, if the pool
+// shares. It runs before any request, so every wildcard filter is subscribed shared
+// once the pool has two connections.
+func (m *Manager) share(pool []*poolConn) {
+	if m.sharing == nil {
+		return
+	}
+	clients := make([]*shadowclient.Client, len(pool))
+	for i, pc := range pool {
+		clients[i] = pc.client
+	}
+	m.sharing.Set(clients...)
 }
 
 // poolConns returns the connections of the pool, the primary first.
@@ -430,6 +461,7 @@ func (m *Manager) sizePool(controllers []runnable) error {
 	if err != nil {
 		return err
 	}
+	m.share(pool)
 	m.pool.Store(&pool)
 	m.log.Info("connection pool sized", "connections", n, "shadows", shadows, "change_every", p.ChangeEvery, "max_publish_rate", m.conn.MaxPublishRate())
 	return nil

@@ -24,9 +24,10 @@ import (
 // policy that allows iot:Connect only to the thing's own name refuses them). Every
 // shadow is routed to one connection by a stable hash of its thing's name (FNV-1a
 // modulo the pool size), so the classic and named shadows of a thing share a
-// connection; its reads, reports and events use that connection only. Each
-// connection reconnects on its own, and after a reconnect only the shadows routed to
-// it are re-read.
+// connection; its reads and reports use that connection only, and its events are
+// handled by that connection's shadow client, whichever connection of the pool the
+// broker delivered them to (see Unshared). Each connection reconnects on its own,
+// and after a reconnect only the shadows routed to it are re-read.
 type Pool struct {
 	// Size is how many connections the manager opens. Zero and 1 mean one
 	// connection, no pool.
@@ -48,6 +49,34 @@ type Pool struct {
 	// MaxSize, with Auto, bounds the pool; a larger need is logged and capped. Zero
 	// means 64.
 	MaxSize int
+	// Unshared keeps each pooled connection's wildcard subscriptions to itself. By
+	// default a pool of two connections or more subscribes the shadow clients'
+	// wildcard filters (which a connection holding more shadows than its filter
+	// budget uses) as MQTT shared subscriptions in one group,
+	// $share/shadowsync-pool-<ClientID>/..., so the broker delivers each message to
+	// one connection, which hands it to the thing's own connection's client in the
+	// process (see shadowclient.Pool); unshared fleet controllers join that group
+	// too. Set Unshared on brokers that never deliver topics beginning with '$' to
+	// shared subscriptions (mosquitto 2.0): then every connection receives every
+	// managed thing's messages on the wildcard filters and drops the others', N
+	// deliveries per message on a pool of N.
+	Unshared bool
+}
+
+// shares reports whether the pool shares its wildcard subscriptions.
+func (p Pool) shares() bool { return (p.Size > 1 || p.Auto) && !p.Unshared }
+
+// poolGroup is the shared-subscription group of the pool of the connection with
+// client ID id: the characters an MQTT group name may not hold ('/', '+', '#'),
+// and any others outside letters, digits, '-' and '_', become '_'.
+func poolGroup(id string) string {
+	b := []byte("shadowsync-pool-" + id)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // Pool defaults and bounds.

@@ -47,3 +47,29 @@ func TestPoolAutoSize(t *testing.T) {
 		}
 	}
 }
+
+// The pool's shared-subscription group is named after the primary's client ID, with
+// anything an MQTT group name may not hold, or a policy would have to quote, as '_'.
+func TestPoolGroup(t *testing.T) {
+	for id, want := range map[string]string{
+		"gw-7":          "shadowsync-pool-gw-7",
+		"a/b+c#d":       "shadowsync-pool-a_b_c_d",
+		"gw:7.eu_west":  "shadowsync-pool-gw_7_eu_west",
+		"ünï":           "shadowsync-pool-__n__", // each byte of a multi-byte character
+		"shadowsync-x1": "shadowsync-pool-shadowsync-x1",
+	} {
+		if got := poolGroup(id); got != want {
+			t.Errorf("poolGroup(%q) = %q, want %q", id, got, want)
+		}
+	}
+	for _, p := range []Pool{{Size: 2}, {Auto: true}} {
+		if !p.shares() {
+			t.Errorf("%+v does not share", p)
+		}
+	}
+	for _, p := range []Pool{{}, {Size: 1}, {Size: 3, Unshared: true}} {
+		if p.shares() {
+			t.Errorf("%+v shares", p)
+		}
+	}
+}

@@ -248,7 +248,18 @@ func kick(t *testing.T, endpoint, clientID string) {
 
 // Cutting one pooled connection re-reads only the shadows routed to it: the other
 // connections stay up and their shadows are not read again.
+//
+// With 90 things the connections hold more shadows than their filter budget and use
+// the pool's shared wildcard subscriptions: each message reaches one connection, the
+// cut one included, and after the reconnect every change, of any connection's
+// things, still converges.
 func TestPoolReconnectRereadsOnlyItsShadows(t *testing.T) {
+	for _, n := range []int{30, 90} {
+		t.Run(fmt.Sprintf("things=%d", n), func(t *testing.T) { poolReconnect(t, n) })
+	}
+}
+
+func poolReconnect(t *testing.T, count int) {
 	srv := testserver.Start(t, localiot.Options{})
 	endpoint := srv.Endpoints().Plain
 	gets := countGets(t, endpoint)
@@ -258,7 +269,7 @@ func TestPoolReconnectRereadsOnlyItsShadows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	things := make([]string, 30)
+	things := make([]string, count)
 	for i := range things {
 		things[i] = fmt.Sprintf("cut-%02d", i)
 	}
@@ -337,14 +348,19 @@ func TestPoolReconnectRereadsOnlyItsShadows(t *testing.T) {
 	if n := counterWith(t, m.Registry(), "shadowsync_reconnects_total", nil); n != 1 {
 		t.Errorf("shadowsync_reconnects_total = %v in all, want 1: only the cut connection", n)
 	}
-	// And the pool still works: a change to a thing of the cut connection converges.
-	if _, err := shadow(t, a, mine[0]).UpdateDesired(t.Context(), map[string]any{"n": 2}); err != nil {
-		t.Fatal(err)
+	// And the pool still works: a change to every thing, of the cut connection and
+	// of the others, converges.
+	for _, th := range things {
+		if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": 2}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, wait, func() error {
-		rep, err := reportedOf(srv, mine[0])
-		if err != nil || fmt.Sprint(rep["n"]) != "2" {
-			return fmt.Errorf("%s reports %v (%v)", mine[0], rep, err)
+		for _, th := range things {
+			rep, err := reportedOf(srv, th)
+			if err != nil || fmt.Sprint(rep["n"]) != "2" {
+				return fmt.Errorf("%s reports %v (%v)", th, rep, err)
+			}
 		}
 		return nil
 	})

@@ -90,6 +90,10 @@ type Options struct {
 	Observe func(op shadowstate.Op, outcome string, took time.Duration)
 	// Logger receives the client's logs. Nil discards them.
 	Logger *slog.Logger
+	// Pool, when set, makes the client a member of a pool of clients on several
+	// connections of one process, which share their wildcard filters so that each
+	// message reaches the process once (see Pool). Nil means a client on its own.
+	Pool *Pool
 }
 
 // The outcomes of a request that Options.Observe reports.

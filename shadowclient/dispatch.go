@@ -11,13 +11,24 @@ import (
 
 // dispatch receives every message on the client's filters and routes it by topic:
 // replies to the request waiting for their clientToken, deltas and documents to the
-// callbacks of exactly that shadow. Anything malformed is logged and dropped.
+// callbacks of exactly that shadow. Anything malformed is logged and dropped. In a
+// sharing Pool, a message about a thing another member owns is that member's: it
+// dispatches it, on this goroutine, as if it had come on its own connection.
 func (c *Client) dispatch(ctx context.Context, m transport.Message) {
 	id, op, kind, ok := shadowstate.ParseTopic(m.Topic)
 	if !ok {
 		c.log.Warn("message on a shadow filter with a topic that is not a shadow reply", "topic", m.Topic)
 		return
 	}
+	owner := c.ownerOf(id.Thing)
+	if owner != c && owner.isClosed() {
+		return // as a closed client's own filters are gone, so is what it would receive
+	}
+	owner.dispatchOwn(ctx, m, id, op, kind)
+}
+
+// dispatchOwn dispatches a message about one of the client's own shadows.
+func (c *Client) dispatchOwn(ctx context.Context, m transport.Message, id shadowstate.ID, op shadowstate.Op, kind shadowstate.Kind) {
 	switch kind {
 	case shadowstate.Accepted, shadowstate.Rejected:
 		c.dispatchReply(id, op, kind, m)

@@ -212,7 +212,7 @@ func (c *Client) fleetDocuments(w FleetWatch) func(context.Context, shadowstate.
 			return
 		}
 		w.OnDocuments(ctx, id, &d)
-		c.confirmDocuments(id, &d)
+		c.ownerOf(id.Thing).confirmDocuments(id, &d) // a pool member's watch may receive another's things
 	}
 }
 

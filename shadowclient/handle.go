@@ -436,7 +436,7 @@ func (h *Handle) deliverDelta(ctx context.Context, m *shadowstate.DeltaMessage) 
 	if m.Version < h.lastDelta {
 		seen := h.lastDelta
 		h.lastVersion, h.lastDelta, h.lastDocs = -1, -1, -1
-		h.c.log.Warn("shadow version went backwards in a delta; the service lost or restored its state", "shadow", h.id, "version", m.Version, "seen", seen)
+		h.c.log.Warn("shadow version went backwards in a delta; "+h.c.backwardsWhy(), "shadow", h.id, "version", m.Version, "seen", seen)
 	}
 	if m.Version < h.lastVersion || m.Version == h.lastDelta {
 		seen := h.lastVersion
@@ -473,7 +473,7 @@ func (h *Handle) deliverDocuments(ctx context.Context, m *shadowstate.DocumentsM
 	case m.Current.Version < h.lastDocs:
 		seen := h.lastDocs
 		h.lastVersion, h.lastDelta, h.lastDocs = -1, -1, -1
-		h.c.log.Warn("shadow version went backwards in a documents message; the service lost or restored its state", "shadow", h.id, "version", m.Current.Version, "seen", seen)
+		h.c.log.Warn("shadow version went backwards in a documents message; "+h.c.backwardsWhy(), "shadow", h.id, "version", m.Current.Version, "seen", seen)
 	}
 	if m.Current.Version < h.lastVersion {
 		seen := h.lastVersion
@@ -502,4 +502,15 @@ func (h *Handle) safely(what string, f func()) {
 		}
 	}()
 	f()
+}
+
+// backwardsWhy says why a shadow's version may have gone backwards in a message. In a
+// sharing Pool, two messages of one shadow may come on two connections and overtake
+// each other; the handle takes the older one as it would a restored state (the
+// reconciler's cache then re-reads the shadow).
+func (c *Client) backwardsWhy() string {
+	if c.opts.Pool.Shared() {
+		return "messages overtook each other on the pool's shared subscriptions, or the service lost or restored its state"
+	}
+	return "the service lost or restored its state"
 }

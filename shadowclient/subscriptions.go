@@ -248,7 +248,7 @@ func (t *filterTable) subscribe(filter string) (*transport.Subscription, error) 
 	defer cancel()
 	// The client's handler never blocks, so a large buffer only absorbs bursts, such
 	// as the deltas of a thousand shadows on the wildcard filters.
-	sub, err := c.conn.Subscribe(ctx, filter, transport.HandlerFunc(c.dispatch), transport.QoS(c.subQoS()), transport.Buffer(8192))
+	sub, err := c.conn.Subscribe(ctx, c.opts.Pool.share(filter), transport.HandlerFunc(c.dispatch), transport.QoS(c.subQoS()), transport.Buffer(8192))
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w (no SUBACK for %s within %v)", ErrRequestTimeout, filter, c.opts.Timeout)
 	}

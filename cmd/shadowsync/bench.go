@@ -38,6 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cpuProfile   = fs.String("cpuprofile", "", "write a CPU profile of the framework side's measured rounds to `FILE`")
 		logLevel     = fs.String("log-level", "info", "progress log `LEVEL` on stderr: debug, info, warn or error")
 		pool         = fs.Int("pool", 0, "run the framework alone on a pool of `N` connections (reconciler.Options.Pool), without the floor; see --aws-limits")
+		poolUnshared = fs.Bool("pool-unshared", false, "with --pool, every pooled connection receives every thing's messages on its wildcard subscriptions (reconciler.Pool.Unshared), as on a broker that cannot share $aws topics")
 		awsLimits    = fs.Bool("aws-limits", false, "AWS IoT's 100 publishes per second per connection: the in-process localiot enforces it, the framework's connections are capped at it, and the app spreads its changes over enough connections; runs the framework alone, as --pool does, and reports its rate against the quota's")
 		maxRate      = fs.Float64("max-publish-rate", 0, "with --aws-limits, cap each framework connection at `R` publishes per second (transport's MaxPublishRate); default AWS IoT's 100")
 		fleetProcs   = fs.String("fleet-processes", "", "fleet mode: instead of framework and floor, measure the fleet echo run by N processes of one shared-subscription group, for each N of the comma-separated `LIST` (e.g. 1,2,3); --workers is then each process's (default 16) and --cpuprofile FILE gives each process's profile in FILE.n<N>.p<i>")
@@ -60,6 +61,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: --max-publish-rate is positive, and only with --aws-limits", errUsage)
 	case *pool < 0 || *pool > 1000:
 		return fmt.Errorf("%w: --pool must be 0 to 1000", errUsage)
+	case *poolUnshared && *pool < 2:
+		return fmt.Errorf("%w: --pool-unshared needs --pool of 2 or more", errUsage)
 	case (*pool > 0 || *awsLimits) && *fleetProcs != "":
 		return fmt.Errorf("%w: --pool and --aws-limits measure one process; --fleet-processes several", errUsage)
 	}
@@ -83,7 +86,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	opts := benchfleet.Options{
 		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers, QoS0: *qos0,
-		Window: *window, RoundTimeout: *roundTimeout, Logger: log, Pool: *pool, AWSLimits: *awsLimits, MaxPublishRate: *maxRate,
+		Window: *window, RoundTimeout: *roundTimeout, Logger: log, Pool: *pool, PoolUnshared: *poolUnshared, AWSLimits: *awsLimits, MaxPublishRate: *maxRate,
 	}
 	var dropped *dropCounter
 	if opts.Endpoint == "" {

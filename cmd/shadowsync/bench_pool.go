@@ -42,8 +42,12 @@ func printPoolTable(w io.Writer, r *benchfleet.PoolReport) {
 	if r.AWSLimits {
 		limits = fmt.Sprintf("AWS IoT's 100 publishes/s per connection (framework capped at %g/s)", r.MaxPublishRate)
 	}
-	fmt.Fprintf(w, "shadowsync bench: %d things on a pool of %d connection(s), %d rounds, %d worker(s), %s, GOMAXPROCS %d\nserver: %s\n\n",
-		r.Things, r.Pool, r.Rounds, r.Workers, limits, r.GOMAXPROCS, r.Endpoint)
+	sharing := ""
+	if r.Unshared {
+		sharing = " (unshared)"
+	}
+	fmt.Fprintf(w, "shadowsync bench: %d things on a pool of %d connection(s)%s, %d rounds, %d worker(s), %s, GOMAXPROCS %d\nserver: %s\n\n",
+		r.Things, r.Pool, sharing, r.Rounds, r.Workers, limits, r.GOMAXPROCS, r.Endpoint)
 	fw := r.Framework
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tframework\t")

@@ -60,6 +60,10 @@ type Options struct {
 	// Pool is the framework's connection pool (reconciler.Options.Pool.Size). Zero
 	// means one connection.
 	Pool int
+	// PoolUnshared sets reconciler.Options.Pool.Unshared: every pooled connection
+	// receives every thing's messages on its wildcard filters, as before the pool
+	// shared them.
+	PoolUnshared bool
 	// AWSLimits runs under AWS IoT's 100 publishes per second per connection: the
 	// framework's connections are capped at it (transport's MaxPublishRate), and the
 	// app spreads its changes over enough connections, each paced under it. The
@@ -225,6 +229,7 @@ type PoolReport struct {
 	Rounds     int    `json:"rounds"`
 	Workers    int    `json:"workers"`
 	Pool       int    `json:"pool"`
+	Unshared   bool   `json:"unshared,omitempty"`
 	AWSLimits  bool   `json:"aws_limits"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	Endpoint   string `json:"endpoint"`
@@ -255,7 +260,7 @@ func RunPool(ctx context.Context, opts Options) (*PoolReport, error) {
 	}
 	defer b.close()
 	rep := &PoolReport{
-		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Pool: max(opts.Pool, 1), AWSLimits: opts.AWSLimits,
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Pool: max(opts.Pool, 1), Unshared: opts.PoolUnshared, AWSLimits: opts.AWSLimits,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint, ServerDropped: -1,
 	}
 	if opts.AWSLimits {

@@ -56,7 +56,7 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 	m, err := reconciler.NewManager(cfg, reconciler.Options{
 		Client: shadowclient.Options{Observe: observe, QoS0: f.opts.QoS0},
 		Logger: f.opts.Logger.With("component", "reconciler"),
-		Pool:   reconciler.Pool{Size: f.opts.Pool},
+		Pool:   reconciler.Pool{Size: f.opts.Pool, Unshared: f.opts.PoolUnshared},
 	})
 	if err != nil {
 		return err
