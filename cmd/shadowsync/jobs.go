@@ -93,6 +93,14 @@ func addJobsFlags(fs *flag.FlagSet) *jobsFlags {
 	return f
 }
 
+// parse parses a subcommand's flags and validates the shared ones.
+func (f *jobsFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return f.validate()
+}
+
 // validate checks the shared flags after parsing; its errors are usage errors.
 func (f *jobsFlags) validate() error {
 	if f.secret == "" {
@@ -279,10 +287,7 @@ func runJobsCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		things      listFlag
 	)
 	fs.Var(&things, "thing", "thing `NAME` to run the job on (repeatable; at least one)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := jf.validate(); err != nil {
+	if err := jf.parse(fs, args); err != nil {
 		return err
 	}
 	if err := checkJob("--job-id", *jobID); err != nil {
@@ -353,10 +358,7 @@ func runJobsList(ctx context.Context, args []string, stdout io.Writer) error {
 		job    = fs.String("job", "", "list this job's executions, one per thing (default: list jobs)")
 		status = fs.String("status", "", "list only jobs (IN_PROGRESS, CANCELED, COMPLETED) or executions (QUEUED, IN_PROGRESS, SUCCEEDED, ...) with this `STATUS`")
 	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := jf.validate(); err != nil {
+	if err := jf.parse(fs, args); err != nil {
 		return err
 	}
 	if *thing != "" && *job != "" {
@@ -459,10 +461,7 @@ func runJobsDescribe(ctx context.Context, args []string, stdout io.Writer) error
 		job   = fs.String("job", "", "the job's `ID` (required)")
 		thing = fs.String("thing", "", "describe the job's execution on this thing `NAME` instead of the job")
 	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := jf.validate(); err != nil {
+	if err := jf.parse(fs, args); err != nil {
 		return err
 	}
 	if err := checkJob("--job", *job); err != nil {
@@ -588,10 +587,7 @@ func runJobsCancel(ctx context.Context, args []string, stdout io.Writer) error {
 		reason  = fs.String("reason-code", "", "reason `CODE` kept with the canceled job: upper-case letters, digits and '_'")
 		comment = fs.String("comment", "", "`TEXT` kept with the canceled job")
 	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := jf.validate(); err != nil {
+	if err := jf.parse(fs, args); err != nil {
 		return err
 	}
 	if err := checkJob("--job", *job); err != nil {
@@ -651,10 +647,7 @@ func runJobsDelete(ctx context.Context, args []string, stdout io.Writer) error {
 		job   = fs.String("job", "", "the job's `ID` (required)")
 		force = fs.Bool("force", false, "delete an IN_PROGRESS job too (default: only a COMPLETED or CANCELED one)")
 	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := jf.validate(); err != nil {
+	if err := jf.parse(fs, args); err != nil {
 		return err
 	}
 	if err := checkJob("--job", *job); err != nil {

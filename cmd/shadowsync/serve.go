@@ -152,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *dataDir != "" {
-		store, err := localiot.OpenBoltStore(filepath.Join(*dataDir, "shadows.db"))
+		store, err := openStore(*dataDir)
 		if err != nil {
 			return err
 		}
@@ -220,6 +220,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "data   in memory (use --data DIR to keep shadows across restarts)")
 	}
 	return <-done
+}
+
+// openStore opens the shadow store kept in dir (serve's --data).
+func openStore(dir string) (*localiot.BoltStore, error) {
+	return localiot.OpenBoltStore(filepath.Join(dir, "shadows.db"))
 }
 
 // isLoopbackAddr reports whether addr is host:port with a loopback IP address or

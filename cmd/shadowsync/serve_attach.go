@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -86,7 +85,7 @@ func runAttached(ctx context.Context, o attachOptions, log *slog.Logger, stdout 
 		opts.TLSConfig.Certificates = []tls.Certificate{cert}
 	}
 	if o.dataDir != "" {
-		store, err := localiot.OpenBoltStore(filepath.Join(o.dataDir, "shadows.db"))
+		store, err := openStore(o.dataDir)
 		if err != nil {
 			return err
 		}
