@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -41,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		poolUnshared = fs.Bool("pool-unshared", false, "with --pool, every pooled connection receives every thing's messages on its wildcard subscriptions (reconciler.Pool.Unshared), as on a broker that cannot share $aws topics")
 		awsLimits    = fs.Bool("aws-limits", false, "AWS IoT's 100 publishes per second per connection: the in-process localiot enforces it, the framework's connections are capped at it, and the app spreads its changes over enough connections; runs the framework alone, as --pool does, and reports its rate against the quota's")
 		maxRate      = fs.Float64("max-publish-rate", 0, "with --aws-limits, cap each framework connection at `R` publishes per second (transport's MaxPublishRate); default AWS IoT's 100")
+		serverPIDs   = fs.String("server-pid", "", "with --endpoint, the comma-separated process IDs of the server (e.g. mosquitto's and the attached service's): their CPU per update is reported for each side (Linux)")
 		fleetProcs   = fs.String("fleet-processes", "", "fleet mode: instead of framework and floor, measure the fleet echo run by N processes of one shared-subscription group, for each N of the comma-separated `LIST` (e.g. 1,2,3); --workers is then each process's (default 16) and --cpuprofile FILE gives each process's profile in FILE.n<N>.p<i>")
 	)
 	if err := parseFlags(fs, args); err != nil {
@@ -66,6 +69,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case (*pool > 0 || *awsLimits) && *fleetProcs != "":
 		return fmt.Errorf("%w: --pool and --aws-limits measure one process; --fleet-processes several", errUsage)
 	}
+	pids, err := parsePIDs(*serverPIDs)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: --server-pid %v", errUsage, err)
+	case len(pids) > 0 && *endpoint == "":
+		return fmt.Errorf("%w: --server-pid needs --endpoint (without it the server runs in this process)", errUsage)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, *logLevel)
@@ -87,6 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts := benchfleet.Options{
 		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers, QoS0: *qos0,
 		Window: *window, RoundTimeout: *roundTimeout, Logger: log, Pool: *pool, PoolUnshared: *poolUnshared, AWSLimits: *awsLimits, MaxPublishRate: *maxRate,
+		ServerPIDs: pids,
 	}
 	var dropped *dropCounter
 	if opts.Endpoint == "" {
@@ -191,6 +202,10 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	row("p99 latency", msString(fw.P99Ms), msString(fl.P99Ms), ra.P99, verdict(ra.P99 <= 1.5, "≤ 1.5"))
 	row("max latency", msString(fw.MaxMs), msString(fl.MaxMs), benchfleet.Ratio(fw.MaxMs, fl.MaxMs), "")
 	row("CPU per update", fmt.Sprintf("%.1f µs", fw.CPUPerUpdateUs), fmt.Sprintf("%.1f µs", fl.CPUPerUpdateUs), ra.CPUPerUpdate, "")
+	if fw.ServerCPUPerUpdateUs > 0 || fl.ServerCPUPerUpdateUs > 0 {
+		row("server CPU per update", fmt.Sprintf("%.1f µs", fw.ServerCPUPerUpdateUs), fmt.Sprintf("%.1f µs", fl.ServerCPUPerUpdateUs), benchfleet.Ratio(fw.ServerCPUPerUpdateUs, fl.ServerCPUPerUpdateUs), "")
+	}
+	row("allocs per update", fmt.Sprintf("%.0f", fw.AllocsPerUpdate), fmt.Sprintf("%.0f", fl.AllocsPerUpdate), benchfleet.Ratio(fw.AllocsPerUpdate, fl.AllocsPerUpdate), "")
 	row("messages in / update", fmt.Sprintf("%.2f", fw.ReceivedPerUpdate), fmt.Sprintf("%.2f", fl.ReceivedPerUpdate), benchfleet.Ratio(fw.ReceivedPerUpdate, fl.ReceivedPerUpdate), "")
 	row("messages out / update", fmt.Sprintf("%.2f", fw.PublishedPerUpdate), fmt.Sprintf("%.2f", fl.PublishedPerUpdate), benchfleet.Ratio(fw.PublishedPerUpdate, fl.PublishedPerUpdate), "")
 	row("peak heap", mib(fw.PeakHeapBytes), mib(fl.PeakHeapBytes), ra.PeakHeap, "")
@@ -198,6 +213,25 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), benchfleet.Ratio(fw.StartSeconds, fl.StartSeconds), "")
 	tw.Flush()
 	fmt.Fprintln(w, "\nThroughput and p99 targets are for 1000 things, heap per shadow for 10,000.")
+}
+
+// parsePIDs parses a comma-separated list of process IDs; empty is none.
+func parsePIDs(list string) ([]int, error) {
+	if list == "" {
+		return nil, nil
+	}
+	var pids []int
+	for _, f := range strings.Split(list, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid < 1 {
+			return nil, fmt.Errorf("%q is not a process ID", f)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
+			return nil, fmt.Errorf("process %d: cannot read its CPU time (Linux's /proc/%d/stat): %v", pid, pid, err)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
 }
 
 func verdict(ok bool, target string) string {

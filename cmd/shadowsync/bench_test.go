@@ -6,9 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shadowsync/shadowsync/internal/testserver"
+	"github.com/shadowsync/shadowsync/localiot"
 )
 
 // benchReport is the part of bench's JSON line the tests read.
@@ -133,4 +137,57 @@ func runToEndStdout(t *testing.T, args ...string) (int, string) {
 		return cmd.ProcessState.ExitCode(), string(out) + "\nstderr:\n" + stderr.String()
 	}
 	return 0, string(out)
+}
+
+// TestBenchServerCPU runs bench against a server in another process, as the
+// separate-server measure does, naming that process with --server-pid: each side's
+// report then carries what it cost the server. The server here is localiot in the
+// test process, so the PID given is the test's own. Another process's CPU time is
+// read in clock ticks (10 ms): 1,000 updates per side make it count.
+func TestBenchServerCPU(t *testing.T) {
+	ep := testserver.Start(t, localiot.Options{}).Endpoints().Plain
+	code, out := runToEndStdout(t, "bench", "--endpoint", ep, "--server-pid", strconv.Itoa(os.Getpid()),
+		"--things", "100", "--rounds", "10", "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	for _, want := range []string{"server CPU per update", "allocs per update"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var r struct {
+		Framework, Floor struct {
+			ServerCPU float64 `json:"server_cpu_us_per_update"`
+			Allocs    float64 `json:"allocs_per_update"`
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("last line is not the JSON report: %v\n%s", err, out)
+	}
+	// Every update costs the server a request and its replies, and every side
+	// allocates for its messages: all four are positive.
+	if r.Framework.ServerCPU <= 0 || r.Floor.ServerCPU <= 0 || r.Framework.Allocs <= 0 || r.Floor.Allocs <= 0 {
+		t.Errorf("server CPU per update %v / %v, allocs per update %v / %v; want all positive",
+			r.Framework.ServerCPU, r.Floor.ServerCPU, r.Framework.Allocs, r.Floor.Allocs)
+	}
+}
+
+func TestBenchServerPIDErrors(t *testing.T) {
+	pid := strconv.Itoa(os.Getpid())
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server-pid", "mosquitto", "--endpoint", "mqtt://127.0.0.1:1"}, `"mosquitto" is not a process ID`},
+		{[]string{"--server-pid", "0", "--endpoint", "mqtt://127.0.0.1:1"}, `"0" is not a process ID`},
+		{[]string{"--server-pid", "2147483646", "--endpoint", "mqtt://127.0.0.1:1"}, "process 2147483646: cannot read its CPU time"},
+		{[]string{"--server-pid", pid}, "--server-pid needs --endpoint"},
+	} {
+		code, out := runToEnd(t, nil, append([]string{"bench"}, c.args...)...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%v: exit code %d, want 2 and %q:\n%s", c.args, code, c.want, out)
+		}
+	}
 }

@@ -112,6 +112,12 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 	if throttler != nil {
 		throttled0 = throttler.Throttled()
 	}
+	var server CPUMeter = processes(b.opts.ServerPIDs)
+	server0 := time.Duration(-1)
+	if len(b.opts.ServerPIDs) > 0 {
+		server0 = server.CPUTime()
+	}
+	allocs0 := mallocs()
 	cpu0 := b.self.CPUTime()
 	var total time.Duration
 	for i := range b.opts.Rounds {
@@ -126,6 +132,13 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 		log.Info("round", "n", i+1, "seconds", d.Seconds())
 	}
 	cpu := b.self.CPUTime() - cpu0
+	allocs := mallocs() - allocs0
+	serverCPU := time.Duration(-1)
+	if server0 >= 0 {
+		if now := server.CPUTime(); now >= 0 {
+			serverCPU = now - server0
+		}
+	}
 	if throttler != nil {
 		res.Throttled = throttler.Throttled() - throttled0
 	}
@@ -158,6 +171,12 @@ func (b *bench) measure(ctx context.Context, name string, s Side, profile io.Wri
 	if counter != nil && res.Updates > 0 {
 		res.ReceivedPerUpdate = float64(in) / float64(res.Updates)
 		res.PublishedPerUpdate = float64(out) / float64(res.Updates)
+	}
+	if res.Updates > 0 {
+		res.AllocsPerUpdate = float64(allocs) / float64(res.Updates)
+	}
+	if serverCPU >= 0 && res.Updates > 0 {
+		res.ServerCPUPerUpdateUs = float64(serverCPU.Microseconds()) / float64(res.Updates)
 	}
 	if sideCPU >= 0 && res.Updates > 0 {
 		res.SideCPUPerUpdateUs = float64(sideCPU.Microseconds()) / float64(res.Updates)

@@ -16,6 +16,16 @@ func liveHeap() uint64 {
 	return ms.HeapAlloc
 }
 
+// mallocs returns the heap allocations this process has made so far.
+func mallocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
 // heapObjects is the runtime metric for heap memory in use by objects, live or not
 // yet swept: what the GC has to deal with.
 const heapObjects = "/memory/classes/heap/objects:bytes"

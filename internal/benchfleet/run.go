@@ -74,6 +74,12 @@ type Options struct {
 	// (transport's MaxPublishRate). Zero means AWS IoT's 100 per second, the
 	// transport's default on AWS IoT endpoints.
 	MaxPublishRate float64
+	// ServerPIDs are the processes of a server run outside the bench (Endpoint), such
+	// as `shadowsync serve` or mosquitto plus an attached shadow service. Their CPU
+	// time during each side's measured rounds is reported as
+	// Result.ServerCPUPerUpdateUs, so that what a side costs the server shows too.
+	// Linux only; empty measures nothing.
+	ServerPIDs []int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -142,6 +148,13 @@ type Result struct {
 	// CPUPerUpdateUs then counts this process alone: the app, the watcher and, when in
 	// process, the server. Zero when unknown.
 	SideCPUPerUpdateUs float64 `json:"side_cpu_us_per_update,omitempty"`
+	// ServerCPUPerUpdateUs is the CPU time the server's processes (Options.ServerPIDs)
+	// used during the measured rounds divided by Updates. Zero when not measured.
+	ServerCPUPerUpdateUs float64 `json:"server_cpu_us_per_update,omitempty"`
+	// AllocsPerUpdate is the heap allocations this process made during the measured
+	// rounds divided by Updates: like CPUPerUpdateUs, the side's plus the app's, the
+	// watcher's and, when in process, the server's.
+	AllocsPerUpdate float64 `json:"allocs_per_update"`
 	// ReceivedPerUpdate and PublishedPerUpdate are, for a side whose connection
 	// counts its messages (a MessageCounter: the framework), the MQTT messages it
 	// received and published during the measured rounds divided by Updates. Zero when
