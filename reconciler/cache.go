@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
 )
@@ -19,6 +20,10 @@ type entry struct {
 	// is held for the length of a Reconcile, so event handlers never take it; a
 	// Report waiting for it gives up when its ctx ends.
 	run runLock
+
+	// waitingSince is when the shadow was last added to the queue (Unix nanoseconds),
+	// for the queue wait metric; 0 when it is not waiting.
+	waitingSince atomic.Int64
 
 	mu sync.Mutex // guards the fields below; held only briefly
 	// loaded says the cache holds a snapshot; until then a reconcile reads it first.

@@ -1,10 +1,14 @@
 package reconciler_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,4 +263,80 @@ func obj(t *testing.T, s string) shadowstate.Object {
 		t.Fatal(err)
 	}
 	return o
+}
+
+// TestLoggerCarriesTheShadow: reconciler.Logger(ctx) inside Reconcile is the
+// Manager's logger with the controller, thing and shadow attached, from the
+// Reconcile's goroutine and from one it starts; outside a reconcile it discards.
+func TestLoggerCarriesTheShadow(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: &mu, w: &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	m, err := reconciler.NewManager(fastConfig(srv.Endpoints().Plain), reconciler.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := make(chan struct{}, 1)
+	_, err = reconciler.Register(m, reconciler.ControllerOptions{Name: "lamps", Shadow: "lamp", Things: []string{"log-1"}},
+		reconciler.ReconcilerFunc[contractLight](func(ctx context.Context, req reconciler.Request[contractLight]) (reconciler.Result, error) {
+			*req.Reported = req.Desired
+			if !req.Desired.On {
+				return reconciler.Result{}, nil
+			}
+			reconciler.Logger(ctx).Info("from reconcile")
+			done := make(chan struct{})
+			go func() { defer close(done); reconciler.Logger(ctx).Info("from its goroutine") }()
+			<-done
+			select {
+			case logged <- struct{}{}:
+			default:
+			}
+			return reconciler.Result{}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	h, err := app(t, srv.Endpoints().Plain).Shadow("log-1", "lamp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, logged, "Reconcile's log lines")
+	mu.Lock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	mu.Unlock()
+	found := 0
+	for _, line := range lines {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || (rec["msg"] != "from reconcile" && rec["msg"] != "from its goroutine") {
+			continue
+		}
+		found++
+		if rec["thing"] != "log-1" || rec["shadow"] != "lamp" || rec["controller"] != "lamps" {
+			t.Errorf("%s: want thing log-1, shadow lamp, controller lamps", line)
+		}
+	}
+	if found != 2 {
+		t.Errorf("%d of the 2 lines logged through reconciler.Logger found:\n%s", found, strings.Join(lines, "\n"))
+	}
+	// Outside a reconcile: a logger that writes nothing.
+	if reconciler.Logger(t.Context()).Handler().Enabled(t.Context(), slog.LevelError) {
+		t.Error("Logger outside a reconcile writes")
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -57,6 +58,24 @@ type Status struct {
 
 // Controller reconciles the shadows of a list of things with one Reconciler for
 // device type T. Create it with Register. Its methods are safe for concurrent use.
+// controllerMetrics are one controller's series of the metrics labelled by
+// controller alone.
+type controllerMetrics struct {
+	queueAdds, queueRetries  prometheus.Counter
+	queueDepth               prometheus.Gauge
+	queueWait, reconcileTime prometheus.Observer
+}
+
+func (m *metrics) forController(name string) controllerMetrics {
+	return controllerMetrics{
+		queueAdds:     m.queueAdds.WithLabelValues(name),
+		queueRetries:  m.queueRetries.WithLabelValues(name),
+		queueDepth:    m.queueDepth.WithLabelValues(name),
+		queueWait:     m.queueWait.WithLabelValues(name),
+		reconcileTime: m.reconcileTime.WithLabelValues(name),
+	}
+}
+
 type Controller[T any] struct {
 	m      *Manager
 	opts   ControllerOptions
@@ -68,9 +87,9 @@ type Controller[T any] struct {
 	set     *shadowSet // the shadows managed, fixed or discovered
 	acks    *ackBook   // fleet events waiting for their reconcile; nil unless Fleet.PersistentSession
 	workers sync.WaitGroup
-	// waitingSince records when a shadow was added to the queue, for the queue wait
-	// metric; an add while one is recorded keeps the earlier time.
-	waitingSince sync.Map // shadowstate.ID → time.Time
+	// mx are the controller's own series of the per-controller metrics, looked up
+	// once rather than on every event.
+	mx controllerMetrics
 
 	// life serialises start, AddThing and RemoveThing; running is the ctx start was
 	// given (nil until then), under which callbacks are registered.
@@ -133,6 +152,7 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 		log:   m.log.With("controller", opts.Name),
 		queue: queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
 		set:   newShadowSet(opts.Fleet, opts.Shadow),
+		mx:    m.metrics.forController(opts.Name),
 	}
 	if f := opts.Fleet; f != nil && f.PersistentSession {
 		c.acks = newAckBook(cmp.Or(f.MaxUnacked, DefaultMaxUnacked))
@@ -183,10 +203,13 @@ func (c *Controller[T]) enqueue(id shadowstate.ID) {
 		c.log.Debug("shutdown: event not acted on", "shadow", id)
 		return
 	}
-	c.waitingSince.LoadOrStore(id, time.Now())
+	if e := c.set.get(id); e != nil {
+		// An add while one is recorded keeps the earlier time.
+		e.waitingSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	c.queue.Add(id)
-	c.m.metrics.queueAdds.WithLabelValues(c.opts.Name).Inc()
-	c.m.metrics.queueDepth.WithLabelValues(c.opts.Name).Set(float64(c.queue.Len()))
+	c.mx.queueAdds.Inc()
+	c.mx.queueDepth.Set(float64(c.queue.Len()))
 }
 
 // retry puts a shadow back with its backoff after a failure.
@@ -195,7 +218,7 @@ func (c *Controller[T]) retry(id shadowstate.ID) {
 		return
 	}
 	c.queue.AddRateLimited(id)
-	c.m.metrics.queueRetries.WithLabelValues(c.opts.Name).Inc()
+	c.mx.queueRetries.Inc()
 }
 
 // requeueAfter queues a shadow again after d, as its Reconcile asked.
@@ -385,19 +408,20 @@ func (c *Controller[T]) work(ctx context.Context) {
 		if !ok {
 			return
 		}
-		mx := c.m.metrics
-		mx.queueDepth.WithLabelValues(c.opts.Name).Set(float64(c.queue.Len()))
-		if since, ok := c.waitingSince.LoadAndDelete(id); ok {
-			mx.queueWait.WithLabelValues(c.opts.Name).Observe(time.Since(since.(time.Time)).Seconds())
+		c.mx.queueDepth.Set(float64(c.queue.Len()))
+		if e := c.set.get(id); e != nil {
+			if since := e.waitingSince.Swap(0); since != 0 {
+				c.mx.queueWait.Observe(time.Since(time.Unix(0, since)).Seconds())
+			}
 		}
 		// The events that queued this shadow are covered by this run: it reads the
 		// cache they updated. Later ones queue it again and are taken by that run.
 		acks := c.takeAcks(id)
 		start := time.Now()
 		result := c.process(ctx, id)
-		mx.reconcileTime.WithLabelValues(c.opts.Name).Observe(time.Since(start).Seconds())
+		c.mx.reconcileTime.Observe(time.Since(start).Seconds())
 		if result != "" {
-			mx.reconciles.WithLabelValues(c.opts.Name, result).Inc()
+			c.m.metrics.reconciles.WithLabelValues(c.opts.Name, result).Inc()
 		}
 		if ctx.Err() == nil {
 			// Cut short by the shutdown, the run leaves its events unacknowledged, for
@@ -554,7 +578,9 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage, 
 		return
 	}
 	queued := e.applyDelta(d)
-	c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "queued", queued)
+	if c.debugging() {
+		c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "queued", queued)
+	}
 	c.enqueueEvent(id, queued, ack)
 }
 
@@ -568,8 +594,16 @@ func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsM
 		return
 	}
 	queued := e.applyDocuments(d, c.sharedFleet())
-	c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "queued", queued)
+	if c.debugging() {
+		c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "queued", queued)
+	}
 	c.enqueueEvent(id, queued, ack)
+}
+
+// debugging reports whether the controller's debug logs are written, so that the
+// per-event ones build their attributes only then.
+func (c *Controller[T]) debugging() bool {
+	return c.log.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // enqueueEvent queues the shadow an event was about when the event needs a

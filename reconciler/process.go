@@ -32,13 +32,12 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if e.isRemoved() {
 		return ""
 	}
-	log := c.log.With("thing", id.Thing, "shadow", id.Name)
-	ctx = context.WithValue(ctx, loggerKey{}, log)
-	ctx = context.WithValue(ctx, reconcilingKey{}, e)
+	sc := &scope{base: c.log, id: id, e: e}
+	ctx = context.WithValue(ctx, scopeKey{}, sc)
 
 	if !e.current() {
 		if err := c.refresh(ctx, id, e); err != nil {
-			log.Warn("cannot read the shadow; retrying", "error", err)
+			sc.logger().Warn("cannot read the shadow; retrying", "error", err)
 			c.retry(id)
 			return ""
 		}
@@ -49,13 +48,15 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 		}
 	}
 	if err := c.flushPending(ctx, id, e); err != nil {
-		log.Warn("cannot report the device's last state; retrying", "error", err)
+		sc.logger().Warn("cannot report the device's last state; retrying", "error", err)
 		c.retry(id)
 		return ""
 	}
 	desired, reported, version, exists := e.snapshot()
 	if desired == nil {
-		log.Debug("nothing desired", "version", version)
+		if sc.debugging(ctx) {
+			sc.logger().Debug("nothing desired", "version", version)
+		}
 		// Nothing is desired (the shadow is new, or an app cleared desired): there is
 		// nothing to move the device towards until desired state appears.
 		e.observe(version)
@@ -65,7 +66,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 
 	desiredT, err := c.decodeDesired(desired, reported)
 	if err != nil {
-		log.Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
+		sc.logger().Error("desired state refused; the device keeps its last good state until desired changes", "version", version, "error", err)
 		c.m.metrics.invalidDesired.WithLabelValues(c.opts.Name).Inc()
 		if c.opts.StatusField == "" || c.writeStatus(ctx, id, e, Status{ObservedVersion: version, Error: err.Error()}) {
 			e.observe(version)
@@ -75,10 +76,12 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	}
 	var reportedT T
 	if err := decodeInto(reported, &reportedT); err != nil {
-		log.Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
+		sc.logger().Warn("reported state does not fit the device type; unknown or mistyped fields are left as they are", "error", err)
 	}
 	var deletes [][]string
-	log.Debug("calling Reconcile", "version", version)
+	if sc.debugging(ctx) {
+		sc.logger().Debug("calling Reconcile", "version", version)
+	}
 	res, rerr := c.reconcile(ctx, Request[T]{
 		Thing: id.Thing, Shadow: id.Name,
 		Desired: desiredT, Reported: &reportedT,
@@ -97,29 +100,29 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 	if werr == nil {
 		e.observe(version)
 	}
-	return c.outcome(id, log, res, rerr, werr)
+	return c.outcome(id, sc, res, rerr, werr)
 }
 
 // outcome decides, in one place, what follows a reconcile: its report's failure
 // first (a conflict reconciles again at once, anything else retries with backoff),
 // then Reconcile's own error (terminal or retried), then a requeue it asked for. It
 // returns the result for the reconciles metric.
-func (c *Controller[T]) outcome(id shadowstate.ID, log *slog.Logger, res Result, rerr, werr error) string {
+func (c *Controller[T]) outcome(id shadowstate.ID, sc *scope, res Result, rerr, werr error) string {
 	switch {
 	case errors.Is(werr, errConflict):
-		log.Debug("report conflicted with another writer; reading the shadow and reconciling again")
+		sc.logger().Debug("report conflicted with another writer; reading the shadow and reconciling again")
 		c.enqueue(id)
 		return resultConflict
 	case werr != nil:
-		log.Error("report failed; retrying", "error", werr)
+		sc.logger().Error("report failed; retrying", "error", werr)
 		c.retry(id)
 		return resultReport
 	case rerr != nil && IsTerminal(rerr):
-		log.Error("reconcile failed for good; waiting for desired state to change", "error", rerr)
+		sc.logger().Error("reconcile failed for good; waiting for desired state to change", "error", rerr)
 		c.queue.Forget(id)
 		return resultTerminal
 	case rerr != nil:
-		log.Error("reconcile failed; retrying with backoff", "error", rerr, "retries", c.queue.NumRequeues(id))
+		sc.logger().Error("reconcile failed; retrying with backoff", "error", rerr, "retries", c.queue.NumRequeues(id))
 		c.retry(id)
 		return resultError
 	case res.RequeueAfter > 0:
@@ -289,7 +292,9 @@ func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, 
 		return err
 	}
 	e.reportAccepted(patch, acc.Version)
-	c.log.Debug("reported", "thing", id.Thing, "shadow", id.Name, "version", acc.Version)
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.Debug("reported", "thing", id.Thing, "shadow", id.Name, "version", acc.Version)
+	}
 	return nil
 }
 
@@ -351,7 +356,7 @@ func (c *Controller[T]) Report(ctx context.Context, thing string, fn func(*T)) e
 	if e == nil {
 		return fmt.Errorf("reconciler: Report: %v is not managed by controller %s", id, c.opts.Name)
 	}
-	if held, _ := ctx.Value(reconcilingKey{}).(*entry); held == e {
+	if sc, _ := ctx.Value(scopeKey{}).(*scope); sc != nil && sc.e == e {
 		return fmt.Errorf("%w (%v)", ErrReportInReconcile, id)
 	}
 	if err := e.run.Lock(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
@@ -123,18 +124,42 @@ func IsTerminal(err error) bool {
 	return errors.As(err, &t)
 }
 
-type loggerKey struct{}
+// scopeKey is the ctx key of a reconcile's *scope.
+type scopeKey struct{}
 
-// reconcilingKey marks the ctx of a Reconcile with the entry of its shadow, so that a
-// Report for that shadow from inside it fails at once instead of waiting for itself.
-type reconcilingKey struct{}
+// scope is what the ctx of one run of process carries: the shadow's entry, so that a
+// Report for that shadow from inside its Reconcile fails at once instead of waiting
+// for itself, and its logger. The logger (the controller's with the thing and shadow
+// attached) is built on first use: most runs log nothing, and attaching attributes
+// formats them. It is safe for concurrent use (a Reconcile may log from goroutines).
+type scope struct {
+	base *slog.Logger
+	id   shadowstate.ID
+	e    *entry
+	log  atomic.Pointer[slog.Logger]
+}
+
+// logger returns the run's logger, building it the first time.
+func (s *scope) logger() *slog.Logger {
+	if l := s.log.Load(); l != nil {
+		return l
+	}
+	s.log.CompareAndSwap(nil, s.base.With("thing", s.id.Thing, "shadow", s.id.Name))
+	return s.log.Load()
+}
+
+// debugging reports whether the run's debug logs would be written, so that a caller
+// builds their attributes only then.
+func (s *scope) debugging(ctx context.Context) bool {
+	return s.base.Enabled(ctx, slog.LevelDebug)
+}
 
 // Logger returns the logger of the reconcile ctx belongs to: the Manager's logger
 // with the thing and shadow attached. Outside a reconcile it returns a logger that
 // discards everything.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	if s, ok := ctx.Value(scopeKey{}).(*scope); ok {
+		return s.logger()
 	}
 	return slog.New(slog.DiscardHandler)
 }
