@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -134,7 +135,7 @@ func (h *Handle) update(ctx context.Context, req shadowstate.UpdateRequest) (*sh
 	var acc shadowstate.UpdateAccepted
 	if err := h.do(ctx, shadowstate.OpUpdate, func(token string) ([]byte, error) {
 		req.ClientToken = token
-		return json.Marshal(req)
+		return encodeUpdate(req)
 	}, &acc); err != nil {
 		return nil, err
 	}
@@ -169,7 +170,7 @@ func (h *Handle) UpdateByDocuments(ctx context.Context, state shadowstate.StateU
 		op: shadowstate.OpUpdate,
 		build: func(token string) ([]byte, error) {
 			req.ClientToken = token
-			return json.Marshal(req)
+			return encodeUpdate(req)
 		},
 		out:  &acc,
 		docs: &docsConfirm{version: version, matches: matches},
@@ -282,7 +283,9 @@ func (h *Handle) run(ctx context.Context, rq request) (err error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.log.Debug("shadow request", "shadow", h.id, "op", op, "token", token)
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.Debug("shadow request", "shadow", h.id, "op", op, "token", token)
+	}
 	lost := c.conn.SessionLost()
 	err = c.conn.Publish(ctx, h.id.Topic(op, shadowstate.Request), payload, transport.QoS(1), transport.NoOfflineQueue())
 	if errors.Is(err, transport.ErrOffline) {

@@ -48,11 +48,16 @@ func (id ID) Prefix() string {
 // Topic returns the topic of an operation (kind Request) or of one of its replies.
 // Thing or Name may be the MQTT wildcard "+" to build a subscription filter.
 func (id ID) Topic(op Op, kind Kind) string {
-	t := id.Prefix() + "/" + string(op)
-	if kind != Request {
-		t += "/" + string(kind)
+	// Each case is one concatenation: one allocation per topic.
+	switch {
+	case id.Name == "" && kind == Request:
+		return "$aws/things/" + id.Thing + "/shadow/" + string(op)
+	case id.Name == "":
+		return "$aws/things/" + id.Thing + "/shadow/" + string(op) + "/" + string(kind)
+	case kind == Request:
+		return "$aws/things/" + id.Thing + "/shadow/name/" + id.Name + "/" + string(op)
 	}
-	return t
+	return "$aws/things/" + id.Thing + "/shadow/name/" + id.Name + "/" + string(op) + "/" + string(kind)
 }
 
 // ParseTopic splits a shadow topic into the shadow, the operation and the reply kind
