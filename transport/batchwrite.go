@@ -27,9 +27,10 @@ const (
 
 // batchWriter buffers writes to conn. It is safe for concurrent use (paho's writer
 // and its keep-alive both write). It is the only writer of conn, and bounds each of
-// its writes by timeout (paho's own write deadline would be set and cleared around a
-// Write that only buffers); a write that times out or fails closes conn, so that the
-// reader, and with it paho, notice the dead connection at once.
+// its writes by timeout, giving each at least half of it (see flush); paho's own
+// write deadline would be set and cleared around a Write that only buffers. A write
+// that times out or fails closes conn, so that the reader, and with it paho, notice
+// the dead connection at once.
 type batchWriter struct {
 	conn    net.Conn
 	timeout time.Duration // bound on each write to conn; 0 means none
@@ -76,6 +77,7 @@ func (w *batchWriter) Write(p []byte) (int, error) {
 // socket fails.
 func (w *batchWriter) flush() {
 	defer close(w.done)
+	var deadline time.Time // the write deadline set on conn
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
@@ -89,7 +91,13 @@ func (w *batchWriter) flush() {
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
 		if w.timeout > 0 {
-			_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+			// Moving the deadline is a timer update in the runtime: done once per
+			// half timeout rather than per flush, every write still has at least half
+			// the timeout, and at most all of it, to finish.
+			if now := time.Now(); now.Add(w.timeout / 2).After(deadline) {
+				deadline = now.Add(w.timeout)
+				_ = w.conn.SetWriteDeadline(deadline)
+			}
 		}
 		_, err := w.conn.Write(out)
 		w.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -189,4 +190,44 @@ func writeFails(c net.Conn) error {
 		time.Sleep(5 * time.Millisecond) // the polling interval of a bounded wait
 	}
 	return nil
+}
+
+// The write deadline moves with the writes: a connection written to for several
+// write timeouts while its peer reads stays up, and once the peer stops reading the
+// next write still times out and ends it.
+func TestIdleConnWriteDeadlineFollowsTheWrites(t *testing.T) {
+	const timeout = 40 * time.Millisecond
+	client, server := net.Pipe()
+	defer server.Close()
+	c := transport.NewIdleConn(client, wait, timeout)
+	defer c.Close()
+	stopReading := make(chan struct{})
+	reader := make(chan struct{})
+	go func() {
+		defer close(reader)
+		buf := make([]byte, 64)
+		for {
+			select {
+			case <-stopReading:
+				return
+			default:
+			}
+			_ = server.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+			if _, err := server.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		}
+	}()
+	// Healthy for 5 write timeouts: every write is read.
+	for end := time.Now().Add(5 * timeout); time.Now().Before(end); {
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatalf("write failed while the peer reads: %v", err)
+		}
+		time.Sleep(2 * time.Millisecond) // the pace of the writes
+	}
+	close(stopReading)
+	<-reader
+	if err := writeFails(c); err == nil {
+		t.Errorf("writes kept succeeding for %v after the peer stopped reading", wait)
+	}
 }
