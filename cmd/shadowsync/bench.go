@@ -43,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		poolUnshared = fs.Bool("pool-unshared", false, "with --pool, every pooled connection receives every thing's messages on its wildcard subscriptions (reconciler.Pool.Unshared), as on a broker that cannot share $aws topics")
 		awsLimits    = fs.Bool("aws-limits", false, "AWS IoT's 100 publishes per second per connection: the in-process localiot enforces it, the framework's connections are capped at it, and the app spreads its changes over enough connections; runs the framework alone, as --pool does, and reports its rate against the quota's")
 		maxRate      = fs.Float64("max-publish-rate", 0, "with --aws-limits, cap each framework connection at `R` publishes per second (transport's MaxPublishRate); default AWS IoT's 100")
+		docsFloor    = fs.Bool("documents-floor", false, "also measure a bare paho client on the framework's protocol (documents messages in, a version-fenced report out, its own documents message recognised by clientToken) and compare the framework with it too")
 		serverPIDs   = fs.String("server-pid", "", "with --endpoint, the comma-separated process IDs of the server (e.g. mosquitto's and the attached service's): their CPU per update is reported for each side (Linux)")
 		fleetProcs   = fs.String("fleet-processes", "", "fleet mode: instead of framework and floor, measure the fleet echo run by N processes of one shared-subscription group, for each N of the comma-separated `LIST` (e.g. 1,2,3); --workers is then each process's (default 16) and --cpuprofile FILE gives each process's profile in FILE.n<N>.p<i>")
 	)
@@ -97,7 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts := benchfleet.Options{
 		Endpoint: *endpoint, Things: *things, Rounds: *rounds, Workers: *workers, QoS0: *qos0,
 		Window: *window, RoundTimeout: *roundTimeout, Logger: log, Pool: *pool, PoolUnshared: *poolUnshared, AWSLimits: *awsLimits, MaxPublishRate: *maxRate,
-		ServerPIDs: pids,
+		ServerPIDs: pids, DocumentsFloor: *docsFloor,
 	}
 	var dropped *dropCounter
 	if opts.Endpoint == "" {
@@ -213,6 +214,24 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	row("start to warm", fmt.Sprintf("%.2f s", fw.StartSeconds), fmt.Sprintf("%.2f s", fl.StartSeconds), benchfleet.Ratio(fw.StartSeconds, fl.StartSeconds), "")
 	tw.Flush()
 	fmt.Fprintln(w, "\nThroughput and p99 targets are for 1000 things, heap per shadow for 10,000.")
+	if d := r.DocumentsFloor; d != nil {
+		ra := r.DocumentsRatios
+		fmt.Fprintln(w, "\nAgainst a bare paho client on the framework's protocol (documents in, fenced report out):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tframework\tdocuments floor\tframework/floor\t")
+		row := func(name, a, b string, ratio float64) {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t\n", name, a, b, ratio)
+		}
+		row("updates/s", fmt.Sprintf("%.0f", fw.UpdatesPerSec), fmt.Sprintf("%.0f", d.UpdatesPerSec), ra.Throughput)
+		row("p99 latency", msString(fw.P99Ms), msString(d.P99Ms), ra.P99)
+		row("CPU per update", fmt.Sprintf("%.1f µs", fw.CPUPerUpdateUs), fmt.Sprintf("%.1f µs", d.CPUPerUpdateUs), ra.CPUPerUpdate)
+		if fw.ServerCPUPerUpdateUs > 0 || d.ServerCPUPerUpdateUs > 0 {
+			row("server CPU per update", fmt.Sprintf("%.1f µs", fw.ServerCPUPerUpdateUs), fmt.Sprintf("%.1f µs", d.ServerCPUPerUpdateUs), benchfleet.Ratio(fw.ServerCPUPerUpdateUs, d.ServerCPUPerUpdateUs))
+		}
+		row("allocs per update", fmt.Sprintf("%.0f", fw.AllocsPerUpdate), fmt.Sprintf("%.0f", d.AllocsPerUpdate), benchfleet.Ratio(fw.AllocsPerUpdate, d.AllocsPerUpdate))
+		row("messages in / update", fmt.Sprintf("%.2f", fw.ReceivedPerUpdate), fmt.Sprintf("%.2f", d.ReceivedPerUpdate), benchfleet.Ratio(fw.ReceivedPerUpdate, d.ReceivedPerUpdate))
+		tw.Flush()
+	}
 }
 
 // parsePIDs parses a comma-separated list of process IDs; empty is none.

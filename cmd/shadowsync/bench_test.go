@@ -191,3 +191,41 @@ func TestBenchServerPIDErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchDocumentsFloor: with --documents-floor, bench measures a third side, a
+// bare client on the framework's protocol: it receives both documents messages of
+// each update (the app's change and its own report's) and publishes one report, and
+// the report compares the framework with it.
+func TestBenchDocumentsFloor(t *testing.T) {
+	code, out := runToEndStdout(t, "bench", "--things", "20", "--rounds", "3", "--documents-floor", "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "documents floor") {
+		t.Errorf("the table lacks the documents floor:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var r struct {
+		Docs *struct {
+			Updates   int     `json:"updates"`
+			Received  float64 `json:"received_per_update"`
+			Published float64 `json:"published_per_update"`
+		} `json:"floor_documents"`
+		Ratios *struct {
+			Throughput float64 `json:"throughput"`
+		} `json:"ratios_documents"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("last line is not the JSON report: %v\n%s", err, out)
+	}
+	if r.Docs == nil || r.Ratios == nil {
+		t.Fatalf("no floor_documents or ratios_documents in the report:\n%s", lines[len(lines)-1])
+	}
+	// Two documents messages per update, less those of the last reports that land
+	// after the round is over (the round ends when the watcher sees the report
+	// accepted): more than one, at most two.
+	if r.Docs.Updates != 60 || r.Docs.Received <= 1 || r.Docs.Received > 2 || r.Docs.Published != 1 || r.Ratios.Throughput <= 0 {
+		t.Errorf("documents floor: %d updates, %v in and %v out per update, throughput ratio %v; want 60, over 1 and at most 2, 1, and positive",
+			r.Docs.Updates, r.Docs.Received, r.Docs.Published, r.Ratios.Throughput)
+	}
+}

@@ -74,6 +74,11 @@ type Options struct {
 	// (transport's MaxPublishRate). Zero means AWS IoT's 100 per second, the
 	// transport's default on AWS IoT endpoints.
 	MaxPublishRate float64
+	// DocumentsFloor also measures a third side after the floor: a bare paho client
+	// on the framework's protocol (documents messages in, a version-fenced report
+	// out; see documentsFloorSide), reported as Report.DocumentsFloor with its own
+	// ratios.
+	DocumentsFloor bool
 	// ServerPIDs are the processes of a server run outside the bench (Endpoint), such
 	// as `shadowsync serve` or mosquitto plus an attached shadow service. Their CPU
 	// time during each side's measured rounds is reported as
@@ -188,6 +193,10 @@ type Report struct {
 	Framework  Result `json:"framework"`
 	Floor      Result `json:"floor"`
 	Ratios     Ratios `json:"ratios"`
+	// DocumentsFloor and DocumentsRatios (framework / documents floor) are there
+	// with Options.DocumentsFloor.
+	DocumentsFloor  *Result `json:"floor_documents,omitempty"`
+	DocumentsRatios *Ratios `json:"ratios_documents,omitempty"`
 }
 
 // Run seeds the fleet's shadows, then runs the workload on the framework side and
@@ -217,14 +226,28 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if rep.Floor, err = b.measure(ctx, "floor", floor, nil); err != nil {
 		return nil, err
 	}
-	rep.Ratios = Ratios{
-		Throughput:   Ratio(rep.Framework.UpdatesPerSec, rep.Floor.UpdatesPerSec),
-		P50:          Ratio(rep.Framework.P50Ms, rep.Floor.P50Ms),
-		P99:          Ratio(rep.Framework.P99Ms, rep.Floor.P99Ms),
-		CPUPerUpdate: Ratio(rep.Framework.CPUPerUpdateUs, rep.Floor.CPUPerUpdateUs),
-		PeakHeap:     Ratio(float64(rep.Framework.PeakHeapBytes), float64(rep.Floor.PeakHeapBytes)),
+	rep.Ratios = ratios(rep.Framework, rep.Floor)
+	if opts.DocumentsFloor {
+		docs := &documentsFloorSide{opts: opts, clientID: "bench-floor-documents-" + r.runID, token: "bench-" + r.runID + "-"}
+		res, err := b.measure(ctx, "floor-documents", docs, nil)
+		if err != nil {
+			return nil, err
+		}
+		ra := ratios(rep.Framework, res)
+		rep.DocumentsFloor, rep.DocumentsRatios = &res, &ra
 	}
 	return rep, nil
+}
+
+// ratios compares a side with a floor: side / floor.
+func ratios(side, floor Result) Ratios {
+	return Ratios{
+		Throughput:   Ratio(side.UpdatesPerSec, floor.UpdatesPerSec),
+		P50:          Ratio(side.P50Ms, floor.P50Ms),
+		P99:          Ratio(side.P99Ms, floor.P99Ms),
+		CPUPerUpdate: Ratio(side.CPUPerUpdateUs, floor.CPUPerUpdateUs),
+		PeakHeap:     Ratio(float64(side.PeakHeapBytes), float64(floor.PeakHeapBytes)),
+	}
 }
 
 // Ratio returns a / b, or 0 when b is 0 (nothing to compare with): every ratio of

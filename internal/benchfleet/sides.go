@@ -1,11 +1,13 @@
 package benchfleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,8 @@ var (
 	_ Side            = (*floorSide)(nil)
 	_ ThrottleCounter = (*frameworkSide)(nil)
 	_ MessageCounter  = (*floorSide)(nil)
+	_ Side            = (*documentsFloorSide)(nil)
+	_ MessageCounter  = (*documentsFloorSide)(nil)
 )
 
 // frameworkSide is the Side that echoes the fleet with a reconciler.Manager on one
@@ -192,4 +196,98 @@ func (f *floorSide) echo(c mqttc.Client, m mqttc.Message) {
 	payload = append(payload, "}}"...)
 	f.out.Add(1)
 	c.Publish(prefix, 1, false, payload)
+}
+
+// documentsFilter is the one filter the documents floor needs.
+const documentsFilter = "$aws/things/+/shadow/update/documents"
+
+// documentsFloorSide is the Side that echoes the fleet with a bare paho client on the
+// framework's own protocol, the least a client can receive per change while fencing
+// its reports by version: every /update/documents message in (the app's change, and
+// its own report's outcome), one report out, fenced at the version the documents
+// message carries and tagged with a clientToken by which the client recognises, and
+// ignores, its own report's documents message. It keeps no cache, retries nothing and
+// uses encoding/json, as a user writing it by hand would. It shows what the
+// protocol alone costs, the server included, against the floor that takes the delta.
+type documentsFloorSide struct {
+	opts     Options
+	clientID string
+	c        mqttc.Client
+	token    string        // the prefix of its clientTokens
+	n        atomic.Uint64 // numbers its clientTokens
+	// in and out count the documents messages received and the reports published.
+	in, out atomic.Uint64
+}
+
+// Messages counts the documents messages received and the reports published.
+func (f *documentsFloorSide) Messages() (received, published uint64) {
+	return f.in.Load(), f.out.Load()
+}
+
+func (f *documentsFloorSide) Start(ctx context.Context) error {
+	var c mqttc.Client
+	var err error
+	pprof.Do(ctx, pprof.Labels("role", "floor"), func(ctx context.Context) {
+		c, err = connect(ctx, f.opts.Endpoint, f.clientID, nil)
+	})
+	if err != nil {
+		return err
+	}
+	if err := await(ctx, c.Subscribe(documentsFilter, 1, f.echo), 10*time.Second); err != nil {
+		c.Disconnect(0)
+		return fmt.Errorf("subscribe %s: %w", documentsFilter, err)
+	}
+	f.c = c
+	return nil
+}
+
+func (f *documentsFloorSide) Stop() {
+	if f.c != nil {
+		f.c.Disconnect(100)
+		f.c = nil
+	}
+}
+
+// echo reports the members of a documents message's desired state that its reported
+// state lacks or holds differently, fenced at its version; a documents message of its
+// own report, or one with nothing to report, is left alone. Like floorSide.echo it
+// does not wait for the PUBACK.
+func (f *documentsFloorSide) echo(c mqttc.Client, m mqttc.Message) {
+	f.in.Add(1)
+	update, ok := strings.CutSuffix(m.Topic(), "/documents")
+	if !ok {
+		return
+	}
+	var d struct {
+		Current struct {
+			State struct {
+				Desired  map[string]json.RawMessage `json:"desired"`
+				Reported map[string]json.RawMessage `json:"reported"`
+			} `json:"state"`
+			Version int64 `json:"version"`
+		} `json:"current"`
+		ClientToken string `json:"clientToken"`
+	}
+	if err := json.Unmarshal(m.Payload(), &d); err != nil || strings.HasPrefix(d.ClientToken, f.token) {
+		return
+	}
+	diff := map[string]json.RawMessage{}
+	for k, v := range d.Current.State.Desired {
+		if r, ok := d.Current.State.Reported[k]; !ok || !bytes.Equal(r, v) {
+			diff[k] = v
+		}
+	}
+	if len(diff) == 0 {
+		return
+	}
+	payload, err := json.Marshal(map[string]any{
+		"state":       map[string]any{"reported": diff},
+		"version":     d.Current.Version,
+		"clientToken": f.token + strconv.FormatUint(f.n.Add(1), 10),
+	})
+	if err != nil {
+		return
+	}
+	f.out.Add(1)
+	c.Publish(update, 1, false, payload)
 }
