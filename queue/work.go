@@ -51,10 +51,16 @@ type Work[K comparable] struct {
 	seq uint64
 	// shuttingDown is set by ShutDown and never cleared; once set, adds are ignored.
 	shuttingDown bool
+	// idle are the Gets blocked with nothing to hand out, longest waiting first, each
+	// with a channel (buffered, for one token) on which a key joining queue wakes it:
+	// one key, one Get, rather than every worker for every key.
+	idle []chan struct{}
 	// changed is closed, and replaced by a fresh channel, to wake every blocked Get and
-	// ShutDownWithDrain: when a key joins queue, when the earliest deadline moves, when
-	// ShutDown starts, and when the queue goes idle after ShutDown. Never nil.
+	// ShutDownWithDrain at once: when the earliest deadline moves, when ShutDown
+	// starts, and when the queue goes idle after ShutDown. Never nil.
 	changed chan struct{}
+	// resumes counts the times a blocked Get woke up, for the tests.
+	resumes int
 }
 
 // NewWork returns an empty Work configured by opts. It starts no goroutines.
@@ -152,6 +158,8 @@ func (w *Work[K]) Get(ctx context.Context) (K, bool) {
 	w.mu.Lock()
 	for {
 		if ctx.Err() != nil {
+			// A key this Get was woken for goes to the next idle one.
+			w.wakeLocked()
 			w.mu.Unlock()
 			var zero K
 			return zero, false
@@ -183,13 +191,41 @@ func (w *Work[K]) Get(ctx context.Context) (K, bool) {
 			deadline = timer.C
 		}
 		changed := w.changed
+		wake := make(chan struct{}, 1)
+		w.idle = append(w.idle, wake)
 		w.mu.Unlock()
 		select {
+		case <-wake:
 		case <-changed:
 		case <-deadline:
 		case <-ctx.Done():
 		}
 		w.mu.Lock()
+		w.resumes++
+		w.dropIdleLocked(wake)
+	}
+}
+
+// wakeLocked wakes the longest waiting idle Get, if any, for a key that joined queue.
+// w.mu must be held.
+func (w *Work[K]) wakeLocked() {
+	if len(w.queue) == 0 || len(w.idle) == 0 {
+		return
+	}
+	wake := w.idle[0]
+	w.idle[0] = nil
+	w.idle = w.idle[1:]
+	wake <- struct{}{} // buffered for this one token: never blocks
+}
+
+// dropIdleLocked removes wake from the idle Gets, unless a key took it off already.
+// w.mu must be held.
+func (w *Work[K]) dropIdleLocked(wake chan struct{}) {
+	for i, c := range w.idle {
+		if c == wake {
+			w.idle = append(w.idle[:i], w.idle[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -206,7 +242,7 @@ func (w *Work[K]) Done(key K) {
 	delete(w.processing, key)
 	if _, ok := w.dirty[key]; ok {
 		w.queue = append(w.queue, key)
-		w.broadcastLocked()
+		w.wakeLocked()
 	} else if w.shuttingDown && len(w.processing) == 0 && len(w.queue) == 0 {
 		w.broadcastLocked() // Wake ShutDownWithDrain.
 	}
@@ -280,7 +316,7 @@ func (w *Work[K]) addLocked(key K) {
 		return
 	}
 	w.queue = append(w.queue, key)
-	w.broadcastLocked()
+	w.wakeLocked()
 }
 
 // promoteLocked adds every delayed key whose deadline has passed, earliest first. Every call
