@@ -31,6 +31,9 @@ type ControllerOptions struct {
 	// Shadow is the named shadow of each thing to manage; "" means the classic shadow.
 	Shadow string
 	// MaxConcurrentReconciles is how many shadows are reconciled at once. Zero means 1.
+	// A reconcile that reports holds its worker until the shadow service confirms the
+	// report (a round trip), so a controller reports at most this many shadows per
+	// round trip: raise it for a fleet whose shadows change often (see EchoWorkers).
 	MaxConcurrentReconciles int
 	// RateLimiter spaces the retries of each shadow. Nil means exponential backoff from
 	// 100 ms to 5 min per shadow under an overall token bucket of 100 retries per

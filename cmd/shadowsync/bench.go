@@ -32,7 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		things       = fs.Int("things", benchfleet.DefaultThings, "fleet size: `N` things, all on one connection")
 		rounds       = fs.Int("rounds", benchfleet.DefaultRounds, "`R` measured rounds; in each, every thing's desired state changes once")
 		endpoint     = fs.String("endpoint", "", "plain MQTT `URL` of a running shadow service, mqtt://HOST:PORT (e.g. shadowsync serve --mqtt); default: localiot in this process")
-		workers      = fs.Int("workers", 1, "the framework's reconcile `workers` (MaxConcurrentReconciles); 1 is reconciler.Echo as it ships")
+		workers      = fs.Int("workers", 0, "the framework's reconcile `workers` (MaxConcurrentReconciles) on the echo reconciler registered by hand; 0 is reconciler.Echo as it ships (reconciler.EchoWorkers)")
 		window       = fs.Int("window", benchfleet.DefaultWindow, "at most `N` desired changes not yet reported at once")
 		qos0         = fs.Bool("qos0", false, "run the framework with its shadow topics subscribed at QoS 0 (shadowclient.Options.QoS0)")
 		roundTimeout = fs.Duration("round-timeout", benchfleet.DefaultRoundTimeout, "bound on each round")
@@ -55,8 +55,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: --things must be 1 to 99999", errUsage)
 	case *rounds < 1:
 		return fmt.Errorf("%w: --rounds must be at least 1", errUsage)
-	case *workers < 1:
-		return fmt.Errorf("%w: --workers must be at least 1", errUsage)
+	case *workers < 0:
+		return fmt.Errorf("%w: --workers must not be negative", errUsage)
 	case *window < 1:
 		return fmt.Errorf("%w: --window must be at least 1", errUsage)
 	case *roundTimeout <= 0:
@@ -186,8 +186,12 @@ func printBenchTable(w io.Writer, r *benchfleet.Report) {
 	if r.QoS0 {
 		qos = ", framework at QoS 0"
 	}
-	fmt.Fprintf(w, "shadowsync bench: %d things on one connection, %d rounds, %d worker(s)%s, window %d, GOMAXPROCS %d\nserver: %s\n\n",
-		r.Things, r.Rounds, r.Workers, qos, r.Window, r.GOMAXPROCS, r.Endpoint)
+	echo := ""
+	if r.EchoAsShipped {
+		echo = " (reconciler.Echo as it ships)"
+	}
+	fmt.Fprintf(w, "shadowsync bench: %d things on one connection, %d rounds, %d worker(s)%s%s, window %d, GOMAXPROCS %d\nserver: %s\n\n",
+		r.Things, r.Rounds, r.Workers, echo, qos, r.Window, r.GOMAXPROCS, r.Endpoint)
 	fw, fl, ra := r.Framework, r.Floor, r.Ratios
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tframework\tfloor\tframework/floor\ttarget\t")

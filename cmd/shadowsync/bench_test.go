@@ -13,6 +13,7 @@ import (
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
+	"github.com/shadowsync/shadowsync/reconciler"
 )
 
 // benchReport is the part of bench's JSON line the tests read.
@@ -61,8 +62,8 @@ func TestBenchSmallFleet(t *testing.T) {
 		}
 	}
 	r := parseBench(t, out)
-	if r.Things != 20 || r.Rounds != 2 || r.Workers != 1 {
-		t.Errorf("things %d, rounds %d, workers %d; want 20, 2, 1", r.Things, r.Rounds, r.Workers)
+	if r.Things != 20 || r.Rounds != 2 || r.Workers != reconciler.EchoWorkers {
+		t.Errorf("things %d, rounds %d, workers %d; want 20, 2, %d (reconciler.Echo as it ships)", r.Things, r.Rounds, r.Workers, reconciler.EchoWorkers)
 	}
 	for name, side := range map[string]struct {
 		updates            int
@@ -110,7 +111,7 @@ func TestBenchUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "--things", "0"},
 		{"bench", "--rounds", "-1"},
-		{"bench", "--workers", "0"},
+		{"bench", "--workers", "-1"},
 		{"bench", "--log-level", "loud"},
 		{"bench", "extra"},
 	} {

@@ -39,7 +39,7 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Things != DefaultThings || o.Rounds != DefaultRounds || o.Workers != 1 || o.Window != DefaultWindow || o.RoundTimeout != DefaultRoundTimeout || o.Logger == nil {
+	if o.Things != DefaultThings || o.Rounds != DefaultRounds || o.Workers != 0 || o.Window != DefaultWindow || o.RoundTimeout != DefaultRoundTimeout || o.Logger == nil {
 		t.Errorf("defaults %+v", o)
 	}
 	for _, bad := range []Options{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shadowsync/shadowsync/internal/awsiot"
+	"github.com/shadowsync/shadowsync/reconciler"
 )
 
 // Defaults of Options, exported so that a command line can show them.
@@ -37,8 +38,9 @@ type Options struct {
 	// Rounds is how many measured rounds run; in each, every thing's desired state
 	// changes once. A warm-up round, not measured, runs before them. Zero means 10.
 	Rounds int
-	// Workers is the framework's MaxConcurrentReconciles. Zero or 1 means
-	// reconciler.Echo exactly as it ships (one worker).
+	// Workers is the framework's MaxConcurrentReconciles, with the echo reconciler
+	// registered by hand. Zero means reconciler.Echo exactly as it ships
+	// (reconciler.EchoWorkers workers).
 	Workers int
 	// QoS0 runs the framework side with shadowclient.Options.QoS0: its shadow
 	// topics subscribed at QoS 0. The floor side is unchanged.
@@ -103,9 +105,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Rounds == 0 {
 		o.Rounds = DefaultRounds
-	}
-	if o.Workers == 0 {
-		o.Workers = 1
 	}
 	if o.Window == 0 {
 		o.Window = DefaultWindow
@@ -183,16 +182,19 @@ type Ratios struct {
 
 // Report is the outcome of Run.
 type Report struct {
-	Things     int    `json:"things"`
-	Rounds     int    `json:"rounds"`
-	Workers    int    `json:"workers"`
-	QoS0       bool   `json:"qos0,omitempty"`
-	Window     int    `json:"window"`
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	Endpoint   string `json:"endpoint"`
-	Framework  Result `json:"framework"`
-	Floor      Result `json:"floor"`
-	Ratios     Ratios `json:"ratios"`
+	Things  int `json:"things"`
+	Rounds  int `json:"rounds"`
+	Workers int `json:"workers"`
+	// EchoAsShipped says the framework was reconciler.Echo as it ships (Options.Workers
+	// zero); Workers is then its reconciler.EchoWorkers.
+	EchoAsShipped bool   `json:"echo_as_shipped,omitempty"`
+	QoS0          bool   `json:"qos0,omitempty"`
+	Window        int    `json:"window"`
+	GOMAXPROCS    int    `json:"gomaxprocs"`
+	Endpoint      string `json:"endpoint"`
+	Framework     Result `json:"framework"`
+	Floor         Result `json:"floor"`
+	Ratios        Ratios `json:"ratios"`
 	// DocumentsFloor and DocumentsRatios (framework / documents floor) are there
 	// with Options.DocumentsFloor.
 	DocumentsFloor  *Result `json:"floor_documents,omitempty"`
@@ -215,7 +217,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	r := b.r
 
 	rep := &Report{
-		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, QoS0: opts.QoS0, Window: opts.Window,
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.workers(), EchoAsShipped: opts.Workers == 0, QoS0: opts.QoS0, Window: opts.Window,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint,
 	}
 	fw := &frameworkSide{opts: opts, names: r.names, clientID: "bench-framework-" + r.runID}
@@ -296,7 +298,7 @@ func RunPool(ctx context.Context, opts Options) (*PoolReport, error) {
 	}
 	defer b.close()
 	rep := &PoolReport{
-		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.Workers, Pool: max(opts.Pool, 1), Unshared: opts.PoolUnshared, AWSLimits: opts.AWSLimits,
+		Things: opts.Things, Rounds: opts.Rounds, Workers: opts.workers(), Pool: max(opts.Pool, 1), Unshared: opts.PoolUnshared, AWSLimits: opts.AWSLimits,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Endpoint: opts.Endpoint, ServerDropped: -1,
 	}
 	if opts.AWSLimits {
@@ -308,6 +310,14 @@ func RunPool(ctx context.Context, opts Options) (*PoolReport, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// workers is the framework's MaxConcurrentReconciles.
+func (o Options) workers() int {
+	if o.Workers == 0 {
+		return reconciler.EchoWorkers
+	}
+	return o.Workers
 }
 
 // frameworkCap is the framework connections' publish cap under AWSLimits.

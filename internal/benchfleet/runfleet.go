@@ -19,8 +19,8 @@ const MaxProcesses = 32
 // shared-subscription group, for each N of Processes, on one seeded fleet.
 type FleetOptions struct {
 	// Options are the fleet's and the rounds', as for Run. Endpoint is required;
-	// Workers is each member's MaxConcurrentReconciles (zero means 1, as for Run;
-	// DefaultMemberWorkers is the usual choice); CPUProfile is not used.
+	// Workers is each member's MaxConcurrentReconciles (zero means
+	// DefaultMemberWorkers); CPUProfile is not used.
 	Options
 	// Processes lists the process counts to measure, in order, each 1 to
 	// MaxProcesses and none twice.

@@ -71,7 +71,7 @@ func (f *frameworkSide) Start(ctx context.Context) error {
 			f.conns = append(f.conns, c)
 		}
 	}
-	if f.opts.Workers <= 1 {
+	if f.opts.Workers == 0 {
 		_, err = reconciler.Echo(m, f.names...)
 	} else {
 		// The same reconciler as reconciler.Echo, with more workers.
