@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shadowsync/shadowsync/shadowstate"
+	"github.com/shadowsync/shadowsync/transport"
 )
 
 // TestEncodeUpdateMatchesMarshal: encodeUpdate writes what json.Marshal writes for
@@ -67,5 +68,48 @@ func TestEncodeUpdateWritesPlainRequestsByHand(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = encodeUpdate(req) }); n != 1 {
 		t.Errorf("%v allocations per request, want 1", n)
+	}
+}
+
+// TestWildcardsReady: once the client uses the wildcard filters, a request whose
+// reply filters are subscribed needs no bookkeeping; one whose filter is not yet
+// subscribed, or on a client still on named filters, takes the full path (and waits
+// for the SUBACK there).
+func TestWildcardsReady(t *testing.T) {
+	id := shadowstate.ID{Thing: "lamp-1"}
+	named := shadowstate.ID{Thing: "lamp-1", Name: "cfg"}
+	kinds := []shadowstate.Kind{shadowstate.Rejected}
+	tab := &filterTable{entries: map[string]*entry{}}
+	if tab.wildcardsReady(id, shadowstate.OpUpdate, kinds) {
+		t.Fatal("ready before the client moved to wildcards")
+	}
+	tab.wildcard = true
+	if tab.wildcardsReady(id, shadowstate.OpUpdate, kinds) {
+		t.Fatal("ready with no wildcard filter at all")
+	}
+	rejected := "$aws/things/+/shadow/+/rejected"
+	tab.entries[rejected] = &entry{filter: rejected} // SUBSCRIBE under way
+	if tab.wildcardsReady(id, shadowstate.OpUpdate, kinds) {
+		t.Fatal("ready before the wildcard filter's SUBACK")
+	}
+	tab.entries[rejected].sub = &transport.Subscription{}
+	if !tab.wildcardsReady(id, shadowstate.OpUpdate, kinds) {
+		t.Error("not ready with the classic shadows' rejections subscribed")
+	}
+	if tab.wildcardsReady(named, shadowstate.OpUpdate, kinds) {
+		t.Error("a named shadow's request ready on the classic shadows' filter")
+	}
+	both := []shadowstate.Kind{shadowstate.Accepted, shadowstate.Rejected}
+	if tab.wildcardsReady(id, shadowstate.OpGet, both) {
+		t.Error("a get ready without its accepted filter")
+	}
+	accepted := "$aws/things/+/shadow/get/accepted"
+	tab.entries[accepted] = &entry{filter: accepted, sub: &transport.Subscription{}}
+	if !tab.wildcardsReady(id, shadowstate.OpGet, both) {
+		t.Error("a get not ready with both its filters subscribed")
+	}
+	tab.closed = true
+	if tab.wildcardsReady(id, shadowstate.OpGet, both) {
+		t.Error("ready on a closed client")
 	}
 }
