@@ -68,7 +68,24 @@ func ParseTopic(topic string) (id ID, op Op, kind Kind, ok bool) {
 	if !found {
 		return ID{}, "", "", false
 	}
-	parts := strings.Split(rest, "/")
+	// A shadow topic has at most six levels after $aws/things/; split without
+	// allocating, as every message a shadow client receives goes through here.
+	var levels [6]string
+	n := 0
+	for {
+		if n == len(levels) {
+			return ID{}, "", "", false
+		}
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			levels[n] = rest
+			n++
+			break
+		}
+		levels[n], rest = rest[:i], rest[i+1:]
+		n++
+	}
+	parts := levels[:n]
 	if len(parts) < 3 || parts[1] != "shadow" {
 		return ID{}, "", "", false
 	}
