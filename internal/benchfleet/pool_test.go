@@ -23,7 +23,11 @@ func TestRunPoolUnderAWSLimits(t *testing.T) {
 	if rep.Pool != 2 || rep.QuotaLimitedPerSec != 200 || rep.MaxPublishRate != 95 || rep.Framework.Updates != 60 {
 		t.Errorf("report %+v", rep)
 	}
-	if rep.Framework.ReceivedPerUpdate < 2 {
-		t.Errorf("%v messages in per update on two connections; each receives every documents message", rep.Framework.ReceivedPerUpdate)
+	// A sharing pool receives each documents message once, on one of its
+	// connections: two per update (the app's change and the report's), less those of
+	// the last reports that land after the round is over. An unshared pool would get
+	// about four.
+	if n := rep.Framework.ReceivedPerUpdate; n <= 1 || n > 2 {
+		t.Errorf("%v messages in per update on two connections; want over 1 and at most 2", n)
 	}
 }
