@@ -187,7 +187,7 @@ func decodeInto(section shadowstate.Object, v any) error {
 		*o = c
 		return err
 	}
-	data, err := json.Marshal(section)
+	data, err := encodeObject(section)
 	if err != nil {
 		return err
 	}
@@ -262,7 +262,7 @@ func (c *Controller[T]) flushPending(ctx context.Context, id shadowstate.ID, e *
 // write sends patch as reported state at version (no version check for a shadow
 // that does not exist yet) and updates the cache.
 func (c *Controller[T]) write(ctx context.Context, id shadowstate.ID, e *entry, patch shadowstate.Object, version int64, exists bool) error {
-	raw, err := json.Marshal(patch)
+	raw, err := encodeObject(patch)
 	if err != nil {
 		return err
 	}
