@@ -108,7 +108,7 @@ func ExampleOptions_metrics() {
 	wants := []string{
 		`shadowsync_connected{conn="0"}`,
 		`shadowsync_reconciles_total{controller="echo",result="success"}`,
-		`shadowsync_shadow_requests_total{operation="update",outcome="accepted"}`,
+		`shadowsync_shadow_requests_total{conn="0",operation="update",outcome="accepted"}`,
 	}
 	var lines []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -122,7 +122,7 @@ func ExampleOptions_metrics() {
 	// Output:
 	// shadowsync_connected{conn="0"} 1
 	// shadowsync_reconciles_total{controller="echo",result="success"} 1
-	// shadowsync_shadow_requests_total{operation="update",outcome="accepted"} 1
+	// shadowsync_shadow_requests_total{conn="0",operation="update",outcome="accepted"} 1
 }
 
 // scrape fetches /metrics and returns the lines that start with one of wants, in the

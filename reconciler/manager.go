@@ -142,14 +142,8 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 	}
 	mx := newMetrics()
 	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan struct{}, 1), metrics: mx, registry: opts.Registry}
-	if userObserve := opts.Client.Observe; userObserve != nil {
-		opts.Client.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
-			mx.observeRequest(op, outcome, took)
-			userObserve(op, outcome, took)
-		}
-	} else {
-		opts.Client.Observe = mx.observeRequest
-	}
+	// The shadow clients' Observe is set per connection (openConn), for the conn
+	// label of the request metrics.
 	if userObserve := opts.Jobs.Observe; userObserve != nil {
 		opts.Jobs.Observe = func(op jobstate.Op, outcome string, took time.Duration) {
 			mx.observeJobRequest(op, outcome, took)
@@ -236,7 +230,16 @@ func (m *Manager) openConn(i int) (*poolConn, error) {
 		}
 		m.opts.Client.Pool = m.sharing
 	}
-	client, err := shadowclient.New(conn, m.opts.Client)
+	copts := m.opts.Client
+	userObserve := copts.Observe
+	requests := mx.requestsOn(label)
+	copts.Observe = func(op shadowstate.Op, outcome string, took time.Duration) {
+		requests.observe(op, outcome, took)
+		if userObserve != nil {
+			userObserve(op, outcome, took)
+		}
+	}
+	client, err := shadowclient.New(conn, copts)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}

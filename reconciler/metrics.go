@@ -23,8 +23,8 @@ type metrics struct {
 	queueAdds       *prometheus.CounterVec   // by controller
 	queueRetries    *prometheus.CounterVec   // by controller
 	queueWait       *prometheus.HistogramVec // by controller
-	shadowRequests  *prometheus.CounterVec   // by operation and outcome
-	shadowLatency   *prometheus.HistogramVec // by operation
+	shadowRequests  *prometheus.CounterVec   // by conn, operation and outcome
+	shadowLatency   *prometheus.HistogramVec // by conn and operation
 	connected       *prometheus.GaugeVec     // by conn
 	reconnects      *prometheus.CounterVec   // by conn
 	invalidDesired  *prometheus.CounterVec   // by controller
@@ -99,13 +99,13 @@ func newMetrics() *metrics {
 		}, []string{"controller"}),
 		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_shadow_requests_total",
-			Help: "Shadow requests, by operation (get, update, delete) and outcome (accepted, rejected, timeout, offline, error).",
-		}, []string{"operation", "outcome"}),
+			Help: "Shadow requests, by pooled connection (0 is the primary), operation (get, update, delete) and outcome (accepted, rejected, timeout, offline, error).",
+		}, []string{"conn", "operation", "outcome"}),
 		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shadowsync_shadow_request_duration_seconds",
-			Help:    "Time from publishing a shadow request to its reply.",
+			Help:    "Time from publishing a shadow request to its reply, by pooled connection and operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}, []string{"operation"}),
+		}, []string{"conn", "operation"}),
 		versionsBack: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowsync_shadow_version_backwards_total",
 			Help: "Shadows read at a lower version than the controller had seen: the service lost or restored its state (or recreated the shadow); the read was taken as the truth.",
@@ -199,11 +199,21 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// observeRequest is the shadow client's Observe hook.
-func (m *metrics) observeRequest(op shadowstate.Op, outcome string, took time.Duration) {
-	m.shadowRequests.WithLabelValues(string(op), outcome).Inc()
+// connRequests are the shadow request metrics of one pooled connection.
+type connRequests struct {
+	m    *metrics
+	conn string
+}
+
+// requestsOn returns the shadow request metrics of the pooled connection labelled conn.
+func (m *metrics) requestsOn(conn string) connRequests { return connRequests{m, conn} }
+
+// observe is the Observe hook of the connection's shadow client.
+func (r connRequests) observe(op shadowstate.Op, outcome string, took time.Duration) {
+	m := r.m
+	m.shadowRequests.WithLabelValues(r.conn, string(op), outcome).Inc()
 	if outcome == shadowclient.OutcomeAccepted || outcome == shadowclient.OutcomeRejected {
-		m.shadowLatency.WithLabelValues(string(op)).Observe(took.Seconds())
+		m.shadowLatency.WithLabelValues(r.conn, string(op)).Observe(took.Seconds())
 	}
 }
 

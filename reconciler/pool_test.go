@@ -579,3 +579,75 @@ func TestPoolFleet(t *testing.T) {
 		})
 	}
 }
+
+// Each pooled connection's shadow requests are counted under its own conn label, the
+// label of its connection metrics: the reports of the things routed to a connection
+// are that connection's, and together they are every report.
+func TestPoolCountsRequestsPerConnection(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	cfg := fastConfig(srv.Endpoints().Plain)
+	cfg.ClientID = "gw"
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var things []string
+	for i := range 12 {
+		things = append(things, fmt.Sprintf("meter-%02d", i))
+	}
+	if _, err := reconciler.Echo(m, things...); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	// Pooled connection i has client ID gw-i (gw for 0) and conn label i.
+	want := map[string]float64{}
+	for _, th := range things {
+		label := "0"
+		if id := m.PoolConn(th).ClientID(); id != "gw" {
+			label = strings.TrimPrefix(id, "gw-")
+		}
+		want[label]++
+	}
+	if len(want) < 2 {
+		t.Fatalf("12 things on %d connection(s) of 3; the test needs at least two", len(want))
+	}
+	c := app(t, srv.Endpoints().Plain)
+	for _, th := range things {
+		if _, err := shadow(t, c, th).UpdateDesired(t.Context(), map[string]any{"on": true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reports := func(label string) float64 {
+		return counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"conn": label, "operation": "update", "outcome": "accepted"})
+	}
+	eventually(t, wait, func() error {
+		for _, label := range []string{"0", "1", "2"} {
+			if got := reports(label); got != want[label] {
+				return fmt.Errorf("conn %s made %v accepted reports, want %v (its things')", label, got, want[label])
+			}
+		}
+		return nil
+	})
+	if total := counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"operation": "update", "outcome": "accepted"}); total != float64(len(things)) {
+		t.Errorf("%v accepted reports in all, want %d", total, len(things))
+	}
+	// The latency histogram carries the same label.
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "shadowsync_shadow_request_duration_seconds" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			labelled := false
+			for _, l := range s.GetLabel() {
+				labelled = labelled || l.GetName() == "conn"
+			}
+			if !labelled {
+				t.Errorf("a request duration series without a conn label: %v", s.GetLabel())
+			}
+		}
+	}
+}

@@ -159,7 +159,7 @@ func gatherMemberStats(mgr *reconciler.Manager, log *slog.Logger) memberStats {
 		for _, m := range f.GetMetric() {
 			var key []string
 			for _, l := range m.GetLabel() {
-				if l.GetName() != "controller" {
+				if n := l.GetName(); n != "controller" && n != "conn" {
 					key = append(key, l.GetValue())
 				}
 			}
