@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shadowsync/shadowsync/queue"
 	"github.com/shadowsync/shadowsync/schemas"
@@ -59,8 +60,6 @@ type Status struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Controller reconciles the shadows of a list of things with one Reconciler for
-// device type T. Create it with Register. Its methods are safe for concurrent use.
 // controllerMetrics are one controller's series of the metrics labelled by
 // controller alone.
 type controllerMetrics struct {
@@ -69,6 +68,7 @@ type controllerMetrics struct {
 	queueWait, reconcileTime prometheus.Observer
 }
 
+// forController looks up the series of controller name, once, at Register.
 func (m *metrics) forController(name string) controllerMetrics {
 	return controllerMetrics{
 		queueAdds:     m.queueAdds.WithLabelValues(name),
@@ -79,6 +79,8 @@ func (m *metrics) forController(name string) controllerMetrics {
 	}
 }
 
+// Controller reconciles the shadows of a list of things with one Reconciler for
+// device type T. Create it with Register. Its methods are safe for concurrent use.
 type Controller[T any] struct {
 	m      *Manager
 	opts   ControllerOptions
