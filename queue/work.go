@@ -3,6 +3,7 @@ package queue
 import (
 	"container/heap"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -221,11 +222,8 @@ func (w *Work[K]) wakeLocked() {
 // dropIdleLocked removes wake from the idle Gets, unless a key took it off already.
 // w.mu must be held.
 func (w *Work[K]) dropIdleLocked(wake chan struct{}) {
-	for i, c := range w.idle {
-		if c == wake {
-			w.idle = append(w.idle[:i], w.idle[i+1:]...)
-			return
-		}
+	if i := slices.Index(w.idle, wake); i >= 0 {
+		w.idle = slices.Delete(w.idle, i, i+1) // clears the freed slot: no stale channel kept
 	}
 }
 
