@@ -196,7 +196,7 @@ func writeFails(c net.Conn) error {
 // write timeouts while its peer reads stays up, and once the peer stops reading the
 // next write still times out and ends it.
 func TestIdleConnWriteDeadlineFollowsTheWrites(t *testing.T) {
-	const timeout = 40 * time.Millisecond
+	const timeout = 100 * time.Millisecond
 	client, server := net.Pipe()
 	defer server.Close()
 	c := transport.NewIdleConn(client, wait, timeout)
