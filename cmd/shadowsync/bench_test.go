@@ -222,11 +222,11 @@ func TestBenchDocumentsFloor(t *testing.T) {
 	if r.Docs == nil || r.Ratios == nil {
 		t.Fatalf("no floor_documents or ratios_documents in the report:\n%s", lines[len(lines)-1])
 	}
-	// Two documents messages per update, less those of the last reports that land
-	// after the round is over (the round ends when the watcher sees the report
-	// accepted): more than one, at most two.
-	if r.Docs.Updates != 60 || r.Docs.Received <= 1 || r.Docs.Received > 2 || r.Docs.Published != 1 || r.Ratios.Throughput <= 0 {
-		t.Errorf("documents floor: %d updates, %v in and %v out per update, throughput ratio %v; want 60, over 1 and at most 2, 1, and positive",
+	// Two documents messages per update, give or take those of the last reports of
+	// a round, which may land after it is over (it ends when the watcher sees the
+	// report accepted): between one and a little over two.
+	if r.Docs.Updates != 60 || r.Docs.Received <= 1 || r.Docs.Received >= 2.1 || r.Docs.Published != 1 || r.Ratios.Throughput <= 0 {
+		t.Errorf("documents floor: %d updates, %v in and %v out per update, throughput ratio %v; want 60, over 1 and under 2.1, 1, and positive",
 			r.Docs.Updates, r.Docs.Received, r.Docs.Published, r.Ratios.Throughput)
 	}
 }

@@ -24,10 +24,10 @@ func TestRunPoolUnderAWSLimits(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 	// A sharing pool receives each documents message once, on one of its
-	// connections: two per update (the app's change and the report's), less those of
-	// the last reports that land after the round is over. An unshared pool would get
-	// about four.
-	if n := rep.Framework.ReceivedPerUpdate; n <= 1 || n > 2 {
-		t.Errorf("%v messages in per update on two connections; want over 1 and at most 2", n)
+	// connections: two per update (the app's change and the report's), give or take
+	// those of a round's last reports, which may land after it is over. An unshared
+	// pool would get about four.
+	if n := rep.Framework.ReceivedPerUpdate; n <= 1 || n >= 2.1 {
+		t.Errorf("%v messages in per update on two connections; want over 1 and under 2.1", n)
 	}
 }
