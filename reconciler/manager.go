@@ -316,7 +316,9 @@ func (m *Manager) MetricsAddr() net.Addr {
 func (m *Manager) Conn() *transport.Conn { return m.conn }
 
 // Client returns the manager's shadow client, for shadows no controller manages:
-// with a pool, the primary connection's.
+// with a pool, the primary connection's, whose handles of a thing routed to another
+// connection are that connection's client's (see shadowclient.Client.Shadow), so
+// their requests use the connection the pool delivers their replies to.
 func (m *Manager) Client() *shadowclient.Client { return m.client }
 
 // Jobs returns the manager's jobs client, for things no job controller handles.

@@ -660,3 +660,70 @@ func TestPoolCountsRequestsPerConnection(t *testing.T) {
 		}
 	}
 }
+
+// Manager.Client serves shadows no controller manages, whichever connection of a
+// pool their thing is routed to: its reads and updates are answered, and its
+// callbacks get the application's changes, below the filter budget (named filters)
+// and above it (the pool's shared wildcard filters) alike. Before, the request of a
+// thing routed to another connection went out on the primary while the pool handed
+// its reply to the other connection's client, and timed out.
+func TestPoolClientServesUnmanagedThings(t *testing.T) {
+	for _, managed := range []int{3, 90} {
+		t.Run(fmt.Sprintf("managed=%d", managed), func(t *testing.T) {
+			srv := testserver.Start(t, localiot.Options{})
+			cfg := fastConfig(srv.Endpoints().Plain)
+			cfg.ClientID = "gw"
+			m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var things []string
+			for i := range managed {
+				things = append(things, fmt.Sprintf("lamp-%02d", i))
+			}
+			if _, err := reconciler.Echo(m, things...); err != nil {
+				t.Fatal(err)
+			}
+			run(t, m)
+			eventually(t, wait, func() error {
+				for _, th := range []string{"other-0", "other-1", "other-2"} {
+					if !m.PoolConn(th).IsOnline() {
+						return fmt.Errorf("%s's connection is offline", th)
+					}
+				}
+				return nil
+			})
+			app := app(t, srv.Endpoints().Plain)
+			conns := map[string]bool{}
+			for i := range 6 {
+				th := fmt.Sprintf("other-%d", i)
+				conns[m.PoolConn(th).ClientID()] = true
+				h := shadow(t, m.Client(), th)
+				acc, err := h.UpdateReported(t.Context(), map[string]int{"n": i})
+				if err != nil {
+					t.Fatalf("UpdateReported %s through Client (routed to %s): %v", th, m.PoolConn(th).ClientID(), err)
+				}
+				docs := make(chan int64, 4)
+				if _, err := h.OnDocuments(t.Context(), func(_ context.Context, d *shadowstate.DocumentsMessage) { docs <- d.Current.Version }); err != nil {
+					t.Fatal(err)
+				}
+				changed, err := shadow(t, app, th).UpdateDesired(t.Context(), map[string]int{"n": i + 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if changed.Version != acc.Version+1 {
+					t.Fatalf("%s: the app's change is version %d, want %d", th, changed.Version, acc.Version+1)
+				}
+				for v := recv(t, docs, th+"'s documents message of the app's change"); v != changed.Version; v = recv(t, docs, th+"'s documents message of the app's change") {
+				}
+				doc, err := h.Get(t.Context())
+				if err != nil || doc.Version != changed.Version {
+					t.Fatalf("Get %s through Client = version %v, %v; want %d", th, doc, err, changed.Version)
+				}
+			}
+			if len(conns) < 2 {
+				t.Fatalf("the things are all routed to %v: the test shows nothing", conns)
+			}
+		})
+	}
+}

@@ -177,10 +177,17 @@ func New(conn *transport.Conn, opts Options) (*Client, error) {
 // Shadow returns the handle of one shadow: the classic shadow of thing when name is
 // "", else its named shadow. It fails for names AWS IoT would refuse. Handles are
 // cheap and shared: the same shadow gets the same handle until Forget drops it.
+//
+// In a sharing Pool the handle of a thing another member owns is that member's: its
+// requests go over the owner's connection, whose client is the one the pool hands
+// the thing's replies and events to.
 func (c *Client) Shadow(thing, name string) (*Handle, error) {
 	id := shadowstate.ID{Thing: thing, Name: name}
 	if err := id.Validate(); err != nil {
 		return nil, err
+	}
+	if o := c.ownerOf(thing); o != c {
+		return o.Shadow(thing, name)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -196,6 +203,10 @@ func (c *Client) Shadow(thing, name string) (*Handle, error) {
 // service touching an unbounded number of shadows (a fleet) keeps memory flat. A
 // later Shadow call makes a new handle.
 func (c *Client) Forget(thing, name string) {
+	if o := c.ownerOf(thing); o != c {
+		o.Forget(thing, name)
+		return
+	}
 	id := shadowstate.ID{Thing: thing, Name: name}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -58,6 +58,9 @@ func TestPoolMemberHandlesMessagesArrivingOnAnother(t *testing.T) {
 	// b subscribes to the same wildcard filters as a will: documents, get and
 	// update replies.
 	own := mustShadow(t, b, "b-0", "")
+	if mustShadow(t, a, "b-0", "") != own {
+		t.Error("a's handle of b's thing is not b's: its requests would go out on a and their replies reach b")
+	}
 	if _, err := own.OnDocuments(t.Context(), func(context.Context, *shadowstate.DocumentsMessage) {}); err != nil {
 		t.Fatal(err)
 	}
