@@ -269,13 +269,12 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 	defer e.mu.Unlock()
 	e.gen++
 	v := d.Current.Version
-	if d.Previous == nil && e.loaded && v < e.version {
-		// Created again after its deletion was forgotten (48 hours): versions start over.
-		e.forgetVersionsLocked()
-	}
 	if v < max(e.version, e.written) {
 		// Older than the cache: the versions went backwards (the service lost or
-		// restored its state), or the message overtook a newer one. A re-read tells.
+		// restored its state, or the shadow was created again after its deletion was
+		// forgotten, 48 hours on), or the message overtook a newer one — the message
+		// of the shadow's creation too, which has no previous state, like that of a
+		// shadow created again. A re-read tells which.
 		e.loaded = false
 		return true
 	}

@@ -46,3 +46,40 @@ func TestCacheReadBelowTheCacheWithNoChangeIsBackwards(t *testing.T) {
 		t.Error("the shadow read after its versions went back does not need a reconcile")
 	}
 }
+
+// The documents message of a shadow's creation has no previous state, as has that of
+// a shadow created again after its deletion was forgotten. One delivered late — on a
+// pool, a copy that came on another connection after the controller's report was
+// accepted — must not take the cache back to it: the cache marks itself for a
+// re-read, whose answer tells a late message from a shadow created again. Before, it
+// took the message for a re-creation, and the next reconcile reported at the old
+// version, to be refused with 409.
+func TestCacheLateCreationMessage(t *testing.T) {
+	created := &shadowstate.DocumentsMessage{}
+	created.Current.Version = 1
+	created.Current.State.Desired = shadowstate.Object{"n": 1}
+	e := newEntry()
+	if !e.applyDocuments(created, false) {
+		t.Fatal("the shadow's creation with a desired state does not need a reconcile")
+	}
+	e.expectOwn(2)
+	e.reportAccepted(shadowstate.Object{"n": 1}, 2)
+	if !e.applyDocuments(created, false) {
+		t.Error("a creation message older than the cache asks for no re-read")
+	}
+	if e.current() {
+		t.Error("the cache still counts as current after an older creation message")
+	}
+	_, reported, version, _ := e.snapshot()
+	if version != 2 || reported["n"] != 1 {
+		t.Errorf("cache at version %d with reported %v, want the report's version 2 with n 1", version, reported)
+	}
+	// The re-read then finds the shadow created again, at version 1: that is the truth.
+	again := docAt(1, nil)
+	if !e.setDocument(again, e.mark()) {
+		t.Error("a re-read at version 1 after 2, nothing in between, was not taken as going backwards")
+	}
+	if _, _, version, _ := e.snapshot(); version != 1 {
+		t.Errorf("cache at version %d after the re-read, want 1", version)
+	}
+}
