@@ -96,6 +96,10 @@ type Controller[T any] struct {
 	// once rather than on every event.
 	mx controllerMetrics
 
+	// fleetWatch is what a fleet controller watches on each pooled connection, once
+	// start has run.
+	fleetWatch *shadowclient.FleetWatch
+
 	// life serialises start, AddThing and RemoveThing; running is the ctx start was
 	// given (nil until then), under which callbacks are registered.
 	life    sync.Mutex
@@ -185,7 +189,15 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 	}
 	// A forgotten fleet shadow's handle goes too, so memory stays flat.
 	c.set.onEvict = func(id shadowstate.ID) { m.clientFor(id.Thing).Forget(id.Thing, id.Name) }
+	// The listed things count before the manager can start, so that an Auto pool
+	// sizes itself for them (a pool grows only with AddThing).
+	for _, thing := range opts.Things {
+		m.router.acquire(thing, false)
+	}
 	if err := m.add(c); err != nil {
+		for _, thing := range opts.Things {
+			m.unmanage(thing)
+		}
 		return nil, err
 	}
 	return c, nil
@@ -193,12 +205,14 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 
 func (c *Controller[T]) name() string { return c.opts.Name }
 
-// listedShadows is how many shadows the controller manages by name (none for a fleet).
-func (c *Controller[T]) listedShadows() int {
-	if c.opts.Fleet != nil {
-		return 0
+// connAdded makes pc, a connection an Auto pool opened as it grew, watch the fleet
+// as the pool's other connections do. A controller with a list of things needs
+// nothing: its things are watched on their own connections as they are added.
+func (c *Controller[T]) connAdded(ctx context.Context, pc *poolConn) error {
+	if c.fleetWatch == nil {
+		return nil
 	}
-	return c.set.len()
+	return c.watchFleetOn(ctx, pc)
 }
 
 // enqueue adds a shadow that needs a reconcile now.
@@ -285,17 +299,9 @@ func (c *Controller[T]) start(ctx context.Context) error {
 		// On a pool with Unshared, each connection receives every event and takes
 		// only its own things': their reports are confirmed by the documents messages
 		// this connection's watch receives.
-		pool := c.m.poolConns()
-		for _, pc := range pool {
-			pw := w
-			switch {
-			case shared || len(pool) == 1:
-			case c.m.sharing.Shared():
-				pw.Group = c.m.sharing.Group()
-			default:
-				pw.Things = func(thing string) bool { return route(thing, len(pool)) == pc.index }
-			}
-			if _, err := pc.client.WatchFleet(ctx, pw); err != nil {
+		c.fleetWatch = &w
+		for _, pc := range c.m.poolConns() {
+			if err := c.watchFleetOn(ctx, pc); err != nil {
 				return err
 			}
 		}
@@ -314,6 +320,20 @@ func (c *Controller[T]) start(ctx context.Context) error {
 	}
 	c.log.Info("controller started", "shadows", c.set.len(), "fleet", c.opts.Fleet != nil, "workers", c.opts.MaxConcurrentReconciles)
 	return nil
+}
+
+// watchFleetOn watches the fleet on pooled connection pc (see start).
+func (c *Controller[T]) watchFleetOn(ctx context.Context, pc *poolConn) error {
+	pw := *c.fleetWatch
+	switch {
+	case c.sharedFleet() || len(c.m.poolConns()) == 1:
+	case c.m.sharing.Shared():
+		pw.Group = c.m.sharing.Group()
+	default:
+		pw.Things = func(thing string) bool { return c.m.router.index(thing) == pc.index }
+	}
+	_, err := pc.client.WatchFleet(ctx, pw)
+	return err
 }
 
 // watch registers the documents callback of a listed shadow, waiting for the
@@ -361,12 +381,14 @@ func (c *Controller[T]) AddThing(ctx context.Context, thing string) error {
 	if !c.set.add(id) {
 		return fmt.Errorf("reconciler: AddThing: thing %q is already managed by controller %s", thing, c.opts.Name)
 	}
+	c.m.manage(thing)
 	if c.running == nil {
 		return nil // start subscribes and reads it with the others
 	}
 	e := c.set.get(id)
 	if err := c.watch(ctx, id, e); err != nil {
 		c.set.remove(id)
+		c.m.unmanage(thing)
 		return fmt.Errorf("reconciler: AddThing %q: %w", thing, err)
 	}
 	c.log.Info("thing added", "thing", thing, "shadows", c.set.len())
@@ -403,6 +425,7 @@ func (c *Controller[T]) RemoveThing(ctx context.Context, thing string) error {
 	}
 	e.run.Unlock()
 	c.m.clientFor(id.Thing).Forget(id.Thing, id.Name)
+	c.m.unmanage(thing)
 	c.log.Info("thing removed", "thing", thing, "shadows", c.set.len())
 	return nil
 }
@@ -530,10 +553,9 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns 
 	var mu sync.Mutex
 	items := c.set.all()
 	if conns != nil {
-		n := len(c.m.poolConns())
 		kept := items[:0]
 		for _, it := range items {
-			if k := route(it.id.Thing, n); k < len(conns) && conns[k] {
+			if k := c.m.router.index(it.id.Thing); k < len(conns) && conns[k] {
 				kept = append(kept, it)
 			}
 		}

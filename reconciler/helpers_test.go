@@ -57,9 +57,15 @@ func run(t *testing.T, m *reconciler.Manager) {
 // app is a shadow client acting as an application that sets desired state.
 func app(t *testing.T, endpoint string) *shadowclient.Client {
 	t.Helper()
+	return appWith(t, fastConfig(endpoint))
+}
+
+// appWith is app on a connection configured by cfg.
+func appWith(t *testing.T, cfg transport.Config) *shadowclient.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	conn, err := transport.Dial(ctx, fastConfig(endpoint))
+	conn, err := transport.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

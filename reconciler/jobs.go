@@ -308,8 +308,8 @@ func RegisterJobs[D any](m *Manager, opts JobOptions, h JobHandler[D]) (*JobCont
 
 func (c *JobController[D]) name() string { return c.opts.Name }
 
-// listedShadows is zero: job controllers do not size a pool; they use the primary connection.
-func (c *JobController[D]) listedShadows() int { return 0 }
+// connAdded does nothing: job controllers use the primary connection only.
+func (c *JobController[D]) connAdded(context.Context, *poolConn) error { return nil }
 
 // start watches each thing's notify-next (a fleet's: every thing's) and starts the
 // workers. The workers look for work once the connection is online (the manager's

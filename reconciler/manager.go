@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,8 +64,9 @@ type runnable interface {
 	// resync re-reads the shadows routed to the connections set in conns (nil:
 	// every shadow).
 	resync(ctx context.Context, why string, all bool, conns []bool)
-	// listedShadows is how many shadows the controller manages by name, for an Auto pool.
-	listedShadows() int
+	// connAdded watches what the controller needs on pc, a connection an Auto pool
+	// opened as it grew.
+	connAdded(ctx context.Context, pc *poolConn) error
 	shutdown(ctx context.Context)
 	awaitRereads(ctx context.Context)
 }
@@ -81,7 +83,11 @@ type Manager struct {
 	opts   Options
 	log    *slog.Logger
 	cfg    transport.Config            // for the pooled connections Start opens
-	pool   atomic.Pointer[[]*poolConn] // fixed once Start has sized it
+	pool   atomic.Pointer[[]*poolConn] // replaced as a whole when the pool is sized or grows
+	router *router                     // which connection carries each thing
+	// growMu serialises an Auto pool's growth with the placing of the things that
+	// caused it.
+	growMu sync.Mutex
 	// sharing joins the pool's shadow clients (see Pool.Unshared); nil unless the
 	// pool shares its wildcard subscriptions.
 	sharing *shadowclient.Pool
@@ -101,6 +107,11 @@ type Manager struct {
 	jobThings   map[string]bool // things a job controller handles: one controller each
 	jobFleet    bool            // a fleet job controller is registered: one at most
 	persistent  bool            // the connection keeps a persistent session
+	// connCtx is the ctx Start runs the connections under (nil until Start), and
+	// closing is set once they close, for an Auto pool that grows meanwhile.
+	connCtx      context.Context
+	closing      bool
+	connsRunning sync.WaitGroup // the connections' Start
 }
 
 // ErrStarted is returned by Start when called twice, and by Register after Start.
@@ -141,7 +152,8 @@ func NewManager(cfg transport.Config, opts Options) (*Manager, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	mx := newMetrics()
-	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan struct{}, 1), metrics: mx, registry: opts.Registry}
+	m := &Manager{opts: opts, log: opts.Logger, resyncs: make(chan struct{}, 1), metrics: mx, registry: opts.Registry,
+		router: newRouter(max(1, opts.Pool.Size))}
 	// The shadow clients' Observe is set per connection (openConn), for the conn
 	// label of the request metrics.
 	if userObserve := opts.Jobs.Observe; userObserve != nil {
@@ -224,7 +236,7 @@ func (m *Manager) openConn(i int) (*poolConn, error) {
 	if i == 0 && m.opts.Pool.shares() {
 		// The group is named after the primary's client ID, known now (transport
 		// generates one when the configuration has none): unique to this pool.
-		m.sharing, err = shadowclient.NewPool(poolGroup(conn.ClientID()), route)
+		m.sharing, err = shadowclient.NewPool(poolGroup(conn.ClientID()), func(thing string, _ int) int { return m.router.index(thing) })
 		if err != nil {
 			return nil, fmt.Errorf("reconciler: %w", err)
 		}
@@ -282,8 +294,7 @@ func (m *Manager) poolConns() []*poolConn {
 
 // route returns the connection that carries thing's shadows.
 func (m *Manager) route(thing string) *poolConn {
-	pool := m.poolConns()
-	return pool[route(thing, len(pool))]
+	return m.poolConns()[m.router.index(thing)]
 }
 
 // clientFor returns the shadow client of the connection that carries thing's
@@ -291,12 +302,13 @@ func (m *Manager) route(thing string) *poolConn {
 func (m *Manager) clientFor(thing string) *shadowclient.Client { return m.route(thing).client }
 
 // PoolSize returns how many connections the manager uses: Options.Pool.Size, or
-// for an Auto pool the size Start chose (1 until then).
+// for an Auto pool the size Start chose (1 until then), or grew it to since.
 func (m *Manager) PoolSize() int { return len(m.poolConns()) }
 
 // PoolConn returns the connection that carries thing's shadows (and those of its
 // named shadows): Conn for a manager without a pool. Which connection that is
-// stays the same while the pool's size does.
+// stays the same while the pool's size does, and, for a thing a controller lists,
+// while it lists it, even when an Auto pool grows.
 func (m *Manager) PoolConn(thing string) *transport.Conn { return m.route(thing).conn }
 
 // Registry returns the registry holding the manager's metrics.
@@ -409,16 +421,18 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.mu.Unlock()
 		m.log.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
 	}
-	var connsRunning sync.WaitGroup
 	for _, c := range controllers {
 		if err := c.start(workCtx); err != nil {
-			m.closeAll(controllers, cancelWork, &connsRunning)
+			m.closeAll(controllers, cancelWork)
 			return fmt.Errorf("reconciler: start %s: %w", c.name(), err)
 		}
 	}
+	m.mu.Lock()
+	m.connCtx = workCtx
 	for _, pc := range pool {
-		connsRunning.Go(func() { _ = pc.conn.Start(workCtx) })
+		m.connsRunning.Go(func() { _ = pc.conn.Start(workCtx) })
 	}
+	m.mu.Unlock()
 	if len(pool) > 1 {
 		m.log.Info("connection pool started", "connections", len(pool))
 	}
@@ -441,7 +455,7 @@ func (m *Manager) Start(ctx context.Context) error {
 				c.resync(workCtx, "periodic resync", true, nil)
 			}
 		case <-ctx.Done():
-			m.closeAll(controllers, cancelWork, &connsRunning)
+			m.closeAll(controllers, cancelWork)
 			return nil
 		}
 	}
@@ -454,10 +468,7 @@ func (m *Manager) sizePool(controllers []runnable) error {
 	if !p.Auto {
 		return nil
 	}
-	shadows := p.FleetShadows
-	for _, c := range controllers {
-		shadows += c.listedShadows()
-	}
+	shadows := p.FleetShadows + m.router.listed()
 	n, capped := p.autoSize(shadows, m.conn.MaxPublishRate())
 	if capped {
 		m.log.Warn("the connection pool the load needs is larger than Pool.MaxSize; capped", "max_size", n, "shadows", shadows, "change_every", p.ChangeEvery)
@@ -467,7 +478,8 @@ func (m *Manager) sizePool(controllers []runnable) error {
 		return err
 	}
 	m.share(pool)
-	m.pool.Store(&pool)
+	m.pool.Store(&pool) // before the router routes anything to the new connections
+	m.router.resize(n)
 	m.log.Info("connection pool sized", "connections", n, "shadows", shadows, "change_every", p.ChangeEvery, "max_publish_rate", m.conn.MaxPublishRate())
 	return nil
 }
@@ -485,9 +497,12 @@ func (m *Manager) closeConns() {
 }
 
 // closeAll shuts the controllers down, then the clients and the connections.
-func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc, connsRunning *sync.WaitGroup) {
+func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc) {
 	shutCtx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
 	defer cancel()
+	m.mu.Lock()
+	m.closing = true // the pool grows no more
+	m.mu.Unlock()
 	for _, c := range controllers {
 		c.shutdown(shutCtx)
 	}
@@ -511,6 +526,81 @@ func (m *Manager) closeAll(controllers []runnable, cancelWork context.CancelFunc
 	for _, c := range controllers {
 		c.awaitRereads(shutCtx)
 	}
-	connsRunning.Wait()
+	m.connsRunning.Wait()
 	m.log.Info("reconciler stopped")
+}
+
+// manage counts a shadow of thing that a controller lists, and routes thing: once
+// Start has run, an Auto pool first grows when the shadows listed need another
+// connection, and a thing new to a grown pool is placed on its least loaded one.
+func (m *Manager) manage(thing string) {
+	m.growMu.Lock()
+	defer m.growMu.Unlock()
+	m.growFor(m.router.listed() + 1)
+	hashed := false
+	if m.router.grown.Load() {
+		hashed = m.poolConns()[route(thing, int(m.router.base.Load()))].client.HasShadows(thing)
+	}
+	m.router.acquire(thing, hashed)
+}
+
+// unmanage uncounts a shadow of thing that a controller no longer lists. The pool
+// does not shrink.
+func (m *Manager) unmanage(thing string) {
+	m.router.release(thing, func(conn int) bool { return m.poolConns()[conn].client.HasShadows(thing) })
+}
+
+// growFor grows a started Auto pool to the size listed shadows (plus
+// Pool.FleetShadows) need. A pool that cannot open a connection stays as it is,
+// with an error logged: its shadows are carried, more slowly, by the connections
+// it has.
+func (m *Manager) growFor(listed int) {
+	p := m.opts.Pool
+	if !p.Auto {
+		return
+	}
+	m.mu.Lock()
+	started, closing := m.connCtx != nil, m.closing
+	m.mu.Unlock()
+	if !started || closing {
+		return // Start sizes the pool from every listed shadow
+	}
+	shadows := listed + p.FleetShadows
+	n, capped := p.autoSize(shadows, m.conn.MaxPublishRate())
+	pool := m.poolConns()
+	if n <= len(pool) {
+		return
+	}
+	if capped { // once: the pool then has MaxSize connections, and grows no more
+		m.log.Warn("the connection pool the load needs is larger than Pool.MaxSize; capped", "max_size", n, "shadows", shadows, "change_every", p.ChangeEvery)
+	}
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return
+	}
+	grown, err := m.openPool(slices.Clone(pool), n)
+	if err != nil {
+		m.mu.Unlock()
+		m.log.Error("the connection pool cannot grow; its connections carry the new shadows", "connections", len(pool), "want", n, "error", err)
+		return
+	}
+	m.share(grown)
+	m.pool.Store(&grown) // before the router places anything on the new connections
+	m.router.grow(n)
+	ctx := m.connCtx
+	added := grown[len(pool):]
+	for _, pc := range added {
+		m.connsRunning.Go(func() { _ = pc.conn.Start(ctx) })
+	}
+	controllers := append([]runnable(nil), m.controllers...)
+	m.mu.Unlock()
+	m.log.Info("connection pool grown", "connections", n, "was", len(pool), "shadows", shadows, "change_every", p.ChangeEvery)
+	for _, c := range controllers {
+		for _, pc := range added {
+			if err := c.connAdded(ctx, pc); err != nil {
+				m.log.Error("a grown pool's connection does not watch what the controller needs", "controller", c.name(), "conn", pc.index, "error", err)
+			}
+		}
+	}
 }

@@ -23,7 +23,8 @@ import (
 // ID "<ClientID>-<i>", so the connection's policy must allow those client IDs too (a
 // policy that allows iot:Connect only to the thing's own name refuses them). Every
 // shadow is routed to one connection by a stable hash of its thing's name (FNV-1a
-// modulo the pool size), so the classic and named shadows of a thing share a
+// modulo the pool size; an Auto pool that has grown places the things added since on
+// its least loaded connection), so the classic and named shadows of a thing share a
 // connection; its reads and reports use that connection only, and its events are
 // handled by that connection's shadow client, whichever connection of the pool the
 // broker delivered them to (see Unshared). Each connection reconnects on its own,
@@ -37,7 +38,9 @@ type Pool struct {
 	// FleetShadows) each changing once every ChangeEvery, every change answered by
 	// one report, spread over connections loaded to 80 % of their MaxPublishRate (of
 	// AWS IoT's 100 publishes per second when the connection has no cap), at most
-	// MaxSize. Things added later with AddThing do not resize it.
+	// MaxSize. Once started, it grows by the same rule as AddThing adds shadows: the
+	// things routed keep their connections, and those added after a growth go to the
+	// connection with the fewest listed things. It does not shrink.
 	Auto bool
 	// ChangeEvery, with Auto, is how often each managed shadow's desired state is
 	// expected to change. Required with Auto.

@@ -73,3 +73,60 @@ func TestPoolGroup(t *testing.T) {
 		}
 	}
 }
+
+// The router hashes things over the pool's starting size until the pool grows; then
+// a new thing goes to the least loaded connection (the lowest index on a tie), a
+// thing listed twice (classic and named shadows, or two controllers) keeps one
+// connection, and a thing keeps its placement while it is listed, or, unlisted,
+// while its connection still holds the application's handles of it.
+func TestRouterPlacesNewThingsOnTheLeastLoaded(t *testing.T) {
+	r := newRouter(2)
+	for _, th := range []string{"a", "b", "c", "d", "e"} {
+		r.acquire(th, false)
+		if got, want := r.index(th), route(th, 2); got != want {
+			t.Fatalf("before growing, %s on %d, want the hash's %d", th, got, want)
+		}
+	}
+	before := r.loads()
+	r.grow(4)
+	r.acquire("x", false) // conns 2 and 3 are empty: the lowest, 2
+	r.acquire("y", false) // 3
+	r.acquire("x", false) // a second shadow of x: no new placement
+	if r.index("x") != 2 || r.index("y") != 3 {
+		t.Errorf("x on %d, y on %d; want 2 and 3", r.index("x"), r.index("y"))
+	}
+	if got := r.loads(); got[0] != before[0] || got[1] != before[1] || got[2] != 1 || got[3] != 1 {
+		t.Errorf("loads %v after placing x and y (before growing %v)", got, before)
+	}
+	for _, th := range []string{"a", "b", "c", "d", "e"} {
+		if got, want := r.index(th), route(th, 2); got != want {
+			t.Errorf("after growing, %s moved to %d from %d", th, got, want)
+		}
+	}
+	if r.listed() != 8 {
+		t.Errorf("listed %d shadows, want 8", r.listed())
+	}
+	// A new thing whose hashed connection holds its handles stays there.
+	r.acquire("held", true)
+	if got, want := r.index("held"), route("held", 2); got != want {
+		t.Errorf("held placed on %d, want its handles' %d", got, want)
+	}
+	// Released once of twice, x stays; released again, it is forgotten (hashed).
+	r.release("x", func(int) bool { return false })
+	if r.index("x") != 2 {
+		t.Errorf("x, still listed once, moved to %d", r.index("x"))
+	}
+	r.release("x", func(int) bool { return false })
+	if got, want := r.index("x"), route("x", 2); got != want {
+		t.Errorf("x, unlisted, on %d, want the hash's %d", got, want)
+	}
+	// Unlisted while its connection holds handles, y stays placed.
+	r.release("y", func(conn int) bool { return conn == 3 })
+	if r.index("y") != 3 {
+		t.Errorf("y, whose connection holds its handles, moved to %d", r.index("y"))
+	}
+	r.release("y", func(int) bool { return false }) // no longer listed: nothing to release
+	if r.listed() != 6 {
+		t.Errorf("listed %d shadows, want 6", r.listed())
+	}
+}

@@ -3,8 +3,10 @@ package reconciler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -209,6 +211,22 @@ func countGets(t *testing.T, endpoint string) *getCounter {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// quiet returns the reads counted once no shadow has been read for 500 ms.
+func (g *getCounter) quiet(t *testing.T) map[string]int {
+	t.Helper()
+	last, since := g.snapshot(), time.Now()
+	eventually(t, 2*wait, func() error {
+		if now := g.snapshot(); !maps.Equal(now, last) {
+			last, since = now, time.Now()
+		}
+		if time.Since(since) < 500*time.Millisecond {
+			return errors.New("shadows are still being read")
+		}
+		return nil
+	})
+	return last
 }
 
 func (g *getCounter) snapshot() map[string]int {
@@ -725,5 +743,172 @@ func TestPoolClientServesUnmanagedThings(t *testing.T) {
 				t.Fatalf("the things are all routed to %v: the test shows nothing", conns)
 			}
 		})
+	}
+}
+
+// An Auto pool grows as AddThing brings more shadows than its connections' quota
+// carries (here, with localiot enforcing AWS's 100 publishes per second: 80 shadows
+// changing every second fill a connection). Things already routed keep their
+// connection; things added after a growth go to the least loaded connection, so
+// the new connections fill first. Every thing converges, nothing is throttled or
+// refused, a fleet controller watches the new connections too, a cut new connection
+// re-reads only its own shadows, and a thing the application already used through
+// Client stays where its handle is.
+func TestPoolAutoGrowsWithAddThing(t *testing.T) {
+	refused := &refusals{}
+	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{MaxPublishRate: 100}, Logger: slog.New(refused)})
+	endpoint := srv.Endpoints().Plain
+	gets := countGets(t, endpoint)
+	cfg := fastConfig(endpoint)
+	cfg.MaxPublishRate = 100
+	cfg.ClientID = "grow"
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Auto: true, ChangeEvery: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := func(i int) string { return fmt.Sprintf("g-%03d", i) }
+	var first []string
+	for i := range 40 {
+		first = append(first, name(i))
+	}
+	echo, err := reconciler.Register(m, reconciler.ControllerOptions{Name: "echo", Things: first, MaxConcurrentReconciles: 16},
+		reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+			*req.Reported = req.Desired
+			return reconciler.Result{}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconciler.Register(m, reconciler.ControllerOptions{Name: "fleet", Fleet: &reconciler.Fleet{Prefix: "pf-"}, MaxConcurrentReconciles: 4},
+		reconciler.ReconcilerFunc[shadowstate.Object](func(_ context.Context, req reconciler.Request[shadowstate.Object]) (reconciler.Result, error) {
+			*req.Reported = req.Desired
+			return reconciler.Result{}, nil
+		})); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	awaitPool(t, m)
+	if m.PoolSize() != 1 {
+		t.Fatalf("40 shadows every second: a pool of %d, want 1", m.PoolSize())
+	}
+	for i := 40; i < 200; i++ {
+		if err := echo.AddThing(t.Context(), name(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 200 shadows every second need 200 / 80 → 3 connections: one more at the 81st
+	// shadow, another at the 161st. The first 80 hash over the one connection; 81–160
+	// go to the new, empty one; 161–200 to the third.
+	if m.PoolSize() != 3 {
+		t.Fatalf("200 shadows every second: a pool of %d, want 3", m.PoolSize())
+	}
+	awaitPool(t, m)
+	perConn := map[string]int{}
+	for i := range 200 {
+		perConn[m.PoolConn(name(i)).ClientID()]++
+	}
+	if want := map[string]int{"grow": 80, "grow-1": 80, "grow-2": 40}; !maps.Equal(perConn, want) {
+		t.Errorf("things per connection %v, want %v", perConn, want)
+	}
+	for i := range 80 {
+		if id := m.PoolConn(name(i)).ClientID(); id != "grow" {
+			t.Fatalf("%s, routed before the pool grew, moved to %s", name(i), id)
+		}
+	}
+
+	// An application change to every thing, and to a fleet thing routed to each
+	// connection, converges; the app publishes under its own connection's quota.
+	acfg := fastConfig(endpoint)
+	acfg.MaxPublishRate = 100
+	a := appWith(t, acfg)
+	change := func(round int, things ...string) {
+		t.Helper()
+		for _, th := range things {
+			if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": round}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, wait, func() error {
+			for _, th := range things {
+				rep, err := reportedOf(srv, th)
+				if err != nil || fmt.Sprint(rep["n"]) != fmt.Sprint(round) {
+					return fmt.Errorf("round %d: %s reports %v (%v)", round, th, rep, err)
+				}
+			}
+			return nil
+		})
+	}
+	var all []string
+	for i := range 200 {
+		all = append(all, name(i))
+	}
+	fleet := map[string]string{}
+	for i := 0; len(fleet) < 3 && i < 100; i++ {
+		th := fmt.Sprintf("pf-%02d", i)
+		if id := m.PoolConn(th).ClientID(); fleet[id] == "" {
+			fleet[id] = th
+		}
+	}
+	change(1, append(all, slices.Collect(maps.Values(fleet))...)...)
+
+	// A cut of the newest connection re-reads only its own shadows. (Each new
+	// connection's first connect re-read its shadows, paced under its cap: once those
+	// reads are over.)
+	before := gets.quiet(t)
+	kick(t, endpoint, "grow-2")
+	eventually(t, wait, func() error {
+		if n := counterWith(t, m.Registry(), "shadowsync_reconnects_total", map[string]string{"conn": "2"}); n < 1 {
+			return fmt.Errorf("conn 2: %v reconnects", n)
+		}
+		n := gets.snapshot()
+		for i := 160; i < 200; i++ {
+			if n[name(i)] <= before[name(i)] {
+				return fmt.Errorf("%s, on the cut connection, not read again", name(i))
+			}
+		}
+		return nil
+	})
+	consistently(t, 300*time.Millisecond, func() error {
+		n := gets.snapshot()
+		for i := range 160 {
+			if n[name(i)] != before[name(i)] {
+				var again []string
+				for j := range 200 {
+					if n[name(j)] != before[name(j)] {
+						again = append(again, name(j))
+					}
+				}
+				return fmt.Errorf("%s, on another connection, read again after the cut (%v)", name(i), again)
+			}
+		}
+		return nil
+	})
+	change(2, all...)
+
+	// A thing the application reads and writes through Client before a controller
+	// lists it stays on the connection its handle is on.
+	h := shadow(t, m.Client(), "extra")
+	want := m.PoolConn("extra").ClientID()
+	if _, err := h.UpdateReported(t.Context(), map[string]any{"by": "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo.AddThing(t.Context(), "extra"); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.PoolConn("extra").ClientID(); got != want {
+		t.Errorf("extra, held through Client on %s, placed on %s", want, got)
+	}
+	change(3, "extra")
+	if _, err := h.Get(t.Context()); err != nil {
+		t.Errorf("the application's handle of extra after AddThing: %v", err)
+	}
+
+	if n := refused.n.Load(); n != 0 {
+		t.Errorf("localiot refused or dropped %d messages; the last: %v", n, refused.last.Load())
+	}
+	for _, outcome := range []string{"rejected", "timeout"} {
+		if n := counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"operation": "update", "outcome": outcome}); n != 0 {
+			t.Errorf("%v reports %s", n, outcome)
+		}
 	}
 }

@@ -222,6 +222,21 @@ func (c *Client) Forget(thing, name string) {
 	}
 }
 
+// HasShadows reports whether the client holds a handle of one of thing's shadows
+// (see Shadow and Forget); in a sharing Pool, only of the client's own. A connection
+// pool that places things asks it before it places a thing elsewhere than where its
+// handles already are.
+func (c *Client) HasShadows(thing string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.shadows {
+		if id.Thing == thing {
+			return true
+		}
+	}
+	return false
+}
+
 // Close fails the requests in flight with ErrClientClosed and unsubscribes every
 // topic the client holds, the filters of its fleet watches included. The connection
 // itself stays open: it is the caller's.
