@@ -750,8 +750,8 @@ func TestPoolClientServesUnmanagedThings(t *testing.T) {
 // carries (here, with localiot enforcing AWS's 100 publishes per second: 80 shadows
 // changing every second fill a connection). Things already routed keep their
 // connection; things added after a growth go to the least loaded connection, so
-// the new connections fill first. Every thing converges, nothing is throttled or
-// refused, a fleet controller watches the new connections too, a cut new connection
+// the new connections fill first. Every thing converges, nothing is refused or in
+// conflict, nothing is throttled once the added things' first reads are done, a fleet controller watches the new connections too, a cut new connection
 // re-reads only its own shadows, and a thing the application already used through
 // Client stays where its handle is.
 func TestPoolAutoGrowsWithAddThing(t *testing.T) {
@@ -855,6 +855,9 @@ func TestPoolAutoGrowsWithAddThing(t *testing.T) {
 	// connection's first connect re-read its shadows, paced under its cap: once those
 	// reads are over.)
 	before := gets.quiet(t)
+	// Adding 160 things at once sends their first reads in a burst, which the caps
+	// pace (and count); from here on, the grown pool has room for the load.
+	throttled := counterWith(t, m.Registry(), "shadowsync_publishes_throttled_total", nil)
 	kick(t, endpoint, "grow-2")
 	eventually(t, wait, func() error {
 		if n := counterWith(t, m.Registry(), "shadowsync_reconnects_total", map[string]string{"conn": "2"}); n < 1 {
@@ -905,6 +908,9 @@ func TestPoolAutoGrowsWithAddThing(t *testing.T) {
 
 	if n := refused.n.Load(); n != 0 {
 		t.Errorf("localiot refused or dropped %d messages; the last: %v", n, refused.last.Load())
+	}
+	if n := counterWith(t, m.Registry(), "shadowsync_publishes_throttled_total", nil) - throttled; n != 0 {
+		t.Errorf("once grown, the pooled connections' caps delayed %v publishes: the pool is too small for the load", n)
 	}
 	for _, outcome := range []string{"rejected", "timeout"} {
 		if n := counterWith(t, m.Registry(), "shadowsync_shadow_requests_total", map[string]string{"operation": "update", "outcome": outcome}); n != 0 {
