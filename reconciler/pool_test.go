@@ -607,24 +607,32 @@ func TestPoolFleet(t *testing.T) {
 	}
 }
 
-// Each pooled connection's shadow requests are counted under its own conn label, the
-// label of its connection metrics: the reports of the things routed to a connection
-// are that connection's, and together they are every report.
-func TestPoolCountsRequestsPerConnection(t *testing.T) {
-	srv := testserver.Start(t, localiot.Options{})
+// gatewayPool starts localiot (with opts) and a manager with client ID gw on a pool
+// of three connections, echoing n things named prefix-00, prefix-01, ...
+func gatewayPool(t *testing.T, opts localiot.Options, prefix string, n int) (*localiot.Server, *reconciler.Manager, []string) {
+	t.Helper()
+	srv := testserver.Start(t, opts)
 	cfg := fastConfig(srv.Endpoints().Plain)
 	cfg.ClientID = "gw"
 	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var things []string
-	for i := range 12 {
-		things = append(things, fmt.Sprintf("meter-%02d", i))
+	things := make([]string, n)
+	for i := range things {
+		things[i] = fmt.Sprintf("%s-%02d", prefix, i)
 	}
 	if _, err := reconciler.Echo(m, things...); err != nil {
 		t.Fatal(err)
 	}
+	return srv, m, things
+}
+
+// Each pooled connection's shadow requests are counted under its own conn label, the
+// label of its connection metrics: the reports of the things routed to a connection
+// are that connection's, and together they are every report.
+func TestPoolCountsRequestsPerConnection(t *testing.T) {
+	srv, m, things := gatewayPool(t, localiot.Options{}, "meter", 12)
 	run(t, m)
 	// Pooled connection i has client ID gw-i (gw for 0) and conn label i.
 	want := map[string]float64{}
@@ -688,20 +696,7 @@ func TestPoolCountsRequestsPerConnection(t *testing.T) {
 func TestPoolClientServesUnmanagedThings(t *testing.T) {
 	for _, managed := range []int{3, 90} {
 		t.Run(fmt.Sprintf("managed=%d", managed), func(t *testing.T) {
-			srv := testserver.Start(t, localiot.Options{})
-			cfg := fastConfig(srv.Endpoints().Plain)
-			cfg.ClientID = "gw"
-			m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 3}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var things []string
-			for i := range managed {
-				things = append(things, fmt.Sprintf("lamp-%02d", i))
-			}
-			if _, err := reconciler.Echo(m, things...); err != nil {
-				t.Fatal(err)
-			}
+			srv, m, _ := gatewayPool(t, localiot.Options{}, "lamp", managed)
 			run(t, m)
 			eventually(t, wait, func() error {
 				for _, th := range []string{"other-0", "other-1", "other-2"} {
