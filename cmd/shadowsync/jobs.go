@@ -148,6 +148,18 @@ func (f *jobsFlags) client(ctx context.Context) (*iot.Client, func(), error) {
 	return iot.New(opts), tr.CloseIdleConnections, nil
 }
 
+// connect bounds ctx by --timeout and returns it with the control-plane client; done
+// releases both.
+func (f *jobsFlags) connect(ctx context.Context) (context.Context, *iot.Client, func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	app, closeIdle, err := f.client(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, app, func() { closeIdle(); cancel() }, nil
+}
+
 // rootCAs returns the CAs to trust: --ca's, or the system roots plus, for a loopback
 // endpoint, the CA `shadowsync serve` keeps in its default certificate directory.
 func (f *jobsFlags) rootCAs() (*x509.CertPool, error) {
@@ -208,6 +220,14 @@ func checkThing(name string) error {
 		return fmt.Errorf("%w: --thing: %v", errUsage, err)
 	}
 	return nil
+}
+
+// checkOptionalThing checks --thing when it is set.
+func checkOptionalThing(name string) error {
+	if name == "" {
+		return nil
+	}
+	return checkThing(name)
 }
 
 // thingARN is the ARN CreateJob takes for a thing. localiot accepts any account; AWS
@@ -332,9 +352,7 @@ func runJobsCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, t := range things {
 		in.Targets = append(in.Targets, thingARN(jf.region, *account, t))
 	}
-	ctx, cancel := context.WithTimeout(ctx, jf.timeout)
-	defer cancel()
-	app, done, err := jf.client(ctx)
+	ctx, app, done, err := jf.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -369,10 +387,8 @@ func runJobsList(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	if *thing != "" {
-		if err := checkThing(*thing); err != nil {
-			return err
-		}
+	if err := checkOptionalThing(*thing); err != nil {
+		return err
 	}
 	jobStatuses := []string{"IN_PROGRESS", "CANCELED", "COMPLETED"}
 	execStatuses := []string{"QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "TIMED_OUT", "REJECTED", "REMOVED", "CANCELED"}
@@ -383,9 +399,7 @@ func runJobsList(ctx context.Context, args []string, stdout io.Writer) error {
 	case (*thing != "" || *job != "") && !slices.Contains(execStatuses, *status):
 		return fmt.Errorf("%w: --status %q: an execution's status is one of %s", errUsage, *status, strings.Join(execStatuses, ", "))
 	}
-	ctx, cancel := context.WithTimeout(ctx, jf.timeout)
-	defer cancel()
-	app, done, err := jf.client(ctx)
+	ctx, app, done, err := jf.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -467,14 +481,10 @@ func runJobsDescribe(ctx context.Context, args []string, stdout io.Writer) error
 	if err := checkJob("--job", *job); err != nil {
 		return err
 	}
-	if *thing != "" {
-		if err := checkThing(*thing); err != nil {
-			return err
-		}
+	if err := checkOptionalThing(*thing); err != nil {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, jf.timeout)
-	defer cancel()
-	app, done, err := jf.client(ctx)
+	ctx, app, done, err := jf.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -593,17 +603,13 @@ func runJobsCancel(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkJob("--job", *job); err != nil {
 		return err
 	}
-	if *thing != "" {
-		if err := checkThing(*thing); err != nil {
-			return err
-		}
-		if *reason != "" || *comment != "" {
-			return fmt.Errorf("%w: --reason-code and --comment are for a whole job, not one thing's execution", errUsage)
-		}
+	if err := checkOptionalThing(*thing); err != nil {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, jf.timeout)
-	defer cancel()
-	app, done, err := jf.client(ctx)
+	if *thing != "" && (*reason != "" || *comment != "") {
+		return fmt.Errorf("%w: --reason-code and --comment are for a whole job, not one thing's execution", errUsage)
+	}
+	ctx, app, done, err := jf.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -653,9 +659,7 @@ func runJobsDelete(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkJob("--job", *job); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, jf.timeout)
-	defer cancel()
-	app, done, err := jf.client(ctx)
+	ctx, app, done, err := jf.connect(ctx)
 	if err != nil {
 		return err
 	}
