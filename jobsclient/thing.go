@@ -35,14 +35,9 @@ func (t *Thing) Name() string { return t.name }
 // GetPending lists the thing's pending executions (GetPendingJobExecutions): those
 // IN_PROGRESS and those QUEUED, each in queue order.
 func (t *Thing) GetPending(ctx context.Context) (*jobstate.GetPendingAccepted, error) {
-	var acc jobstate.GetPendingAccepted
-	err := t.do(ctx, jobstate.OpGetPending, "", func(token string) any {
+	return request[jobstate.GetPendingAccepted](ctx, t, jobstate.OpGetPending, "", func(token string) any {
 		return jobstate.GetPendingRequest{ClientToken: token}
-	}, &acc)
-	if err != nil {
-		return nil, err
-	}
-	return &acc, nil
+	})
 }
 
 // StartNext starts the thing's next pending execution (StartNextPendingJobExecution)
@@ -50,15 +45,10 @@ func (t *Thing) GetPending(ctx context.Context) (*jobstate.GetPendingAccepted, e
 // The reply's Execution is nil when nothing is pending. An execution already
 // IN_PROGRESS is returned as it is. req.ClientToken is set by the client.
 func (t *Thing) StartNext(ctx context.Context, req jobstate.StartNextRequest) (*jobstate.StartNextAccepted, error) {
-	var acc jobstate.StartNextAccepted
-	err := t.do(ctx, jobstate.OpStartNext, "", func(token string) any {
+	return request[jobstate.StartNextAccepted](ctx, t, jobstate.OpStartNext, "", func(token string) any {
 		req.ClientToken = token
 		return req
-	}, &acc)
-	if err != nil {
-		return nil, err
-	}
-	return &acc, nil
+	})
 }
 
 // Describe returns one execution of jobID (DescribeJobExecution), or of the thing's
@@ -71,15 +61,10 @@ func (t *Thing) Describe(ctx context.Context, jobID string, req jobstate.Describ
 			return nil, fmt.Errorf("describe %s of %s: %w", jobID, t.name, err)
 		}
 	}
-	var acc jobstate.DescribeAccepted
-	err := t.do(ctx, jobstate.OpDescribe, jobID, func(token string) any {
+	return request[jobstate.DescribeAccepted](ctx, t, jobstate.OpDescribe, jobID, func(token string) any {
 		req.ClientToken = token
 		return req
-	}, &acc)
-	if err != nil {
-		return nil, err
-	}
-	return &acc, nil
+	})
 }
 
 // Update updates the thing's execution of jobID (UpdateJobExecution): its status
@@ -91,12 +76,17 @@ func (t *Thing) Update(ctx context.Context, jobID string, req jobstate.UpdateReq
 	if err := jobstate.ValidateJobID(jobID); err != nil {
 		return nil, fmt.Errorf("update %s of %s: %w", jobID, t.name, err)
 	}
-	var acc jobstate.UpdateAccepted
-	err := t.do(ctx, jobstate.OpUpdate, jobID, func(token string) any {
+	return request[jobstate.UpdateAccepted](ctx, t, jobstate.OpUpdate, jobID, func(token string) any {
 		req.ClientToken = token
 		return req
-	}, &acc)
-	if err != nil {
+	})
+}
+
+// request makes one request of t's jobs and decodes its accepted reply as an A:
+// withToken builds the request around the clientToken the client chose.
+func request[A any](ctx context.Context, t *Thing, op jobstate.Op, jobID string, withToken func(token string) any) (*A, error) {
+	var acc A
+	if err := t.do(ctx, op, jobID, withToken, &acc); err != nil {
 		return nil, err
 	}
 	return &acc, nil
