@@ -28,6 +28,10 @@ type entry struct {
 	mu sync.Mutex // guards the fields below; held only briefly
 	// loaded says the cache holds a snapshot; until then a reconcile reads it first.
 	loaded bool
+	// suspect says an event older than the cache arrived: the shadow's versions may
+	// have gone back, and only a read that no event overtook (authoritative, see
+	// setDocument) tells, and resets what the cache recorded of later versions.
+	suspect bool
 	// exists is false for a shadow that does not exist (get answered 404).
 	exists            bool
 	desired, reported shadowstate.Object
@@ -198,6 +202,14 @@ func (e *entry) setDocument(doc *shadowstate.Document, mark uint64) (backwards b
 	if !authoritative && e.loaded && doc.Version < e.version {
 		return false // a newer snapshot got here first
 	}
+	if !authoritative && e.suspect {
+		// An event older than the cache came during the read, or before it and this
+		// read was overtaken: whether the versions went back is still open, and taking
+		// this read would keep what the cache knew of the later versions (an event for
+		// a version below them would then go unannounced). The event queued the shadow;
+		// that run reads it again.
+		return false
+	}
 	if authoritative && doc.Version < max(e.version, e.seen, e.written) {
 		e.forgetVersionsLocked()
 		backwards = true
@@ -210,6 +222,7 @@ func (e *entry) setDocument(doc *shadowstate.Document, mark uint64) (backwards b
 	e.loaded, e.exists = true, true
 	e.desired, e.reported, e.version = doc.State.Desired, doc.State.Reported, doc.Version
 	if authoritative {
+		e.suspect = false
 		e.want = min(e.want, doc.Version)
 		e.seen = min(e.seen, doc.Version)
 	}
@@ -233,7 +246,7 @@ func (e *entry) setMissing(mark uint64) {
 		return
 	}
 	e.gen++
-	e.loaded, e.exists = true, false
+	e.loaded, e.exists, e.suspect = true, false, false
 	e.desired, e.reported = nil, nil
 	e.want = 0
 }
@@ -251,7 +264,7 @@ func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
 		return false // the same update's documents message or a duplicate came first
 	}
 	if d.Version < max(e.seen, e.version, e.written) {
-		e.loaded = false
+		e.loaded, e.suspect = false, true
 		return true
 	}
 	e.seen = d.Version
@@ -275,7 +288,7 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 		// forgotten, 48 hours on), or the message overtook a newer one — the message
 		// of the shadow's creation too, which has no previous state, like that of a
 		// shadow created again. A re-read tells which.
-		e.loaded = false
+		e.loaded, e.suspect = false, true
 		return true
 	}
 	// Desired state changed, or may have: when the message's previous version is newer

@@ -83,3 +83,40 @@ func TestCacheLateCreationMessage(t *testing.T) {
 		t.Errorf("cache at version %d after the re-read, want 1", version)
 	}
 }
+
+// After the shadow service went back in time (a backup restored), messages arrive
+// with versions below the cache's. A read overtaken by one of them must not settle
+// the cache: it would keep the newest version events had announced before, and the
+// application's next change, at a version below it, would go unannounced — the
+// device would miss it until a periodic resync. (Seen once in
+// TestShadowServiceRestoredFromBackupIsReconciledAgainst under load.)
+func TestCacheReadOvertakenAfterVersionsWentBack(t *testing.T) {
+	e := newEntry()
+	e.setDocument(docAt(20, shadowstate.Object{"name": "kitchen"}), e.mark())
+	docs := func(v int64, desired string) *shadowstate.DocumentsMessage {
+		d := &shadowstate.DocumentsMessage{Previous: &shadowstate.Snapshot{Version: v - 1}}
+		d.Current.Version = v
+		d.Current.State.Desired = shadowstate.Object{"name": desired}
+		d.Current.State.Reported = shadowstate.Object{"name": "kitchen"}
+		return d
+	}
+	if !e.applyDocuments(docs(5, "hall"), false) {
+		t.Fatal("a documents message below the cache's version asks for no re-read")
+	}
+	mark := e.mark() // the re-read is sent
+	e.applyDocuments(docs(6, "attic"), false)
+	e.setDocument(docAt(5, shadowstate.Object{"name": "kitchen"}), mark) // its answer, overtaken
+	if e.current() {
+		t.Fatal("a read overtaken by an older event settled the cache")
+	}
+	// The run the event queued reads again, with nothing in between: the versions
+	// went back, and the cache starts over from them.
+	if !e.setDocument(docAt(6, shadowstate.Object{"name": "kitchen"}), e.mark()) {
+		t.Error("the read that no event overtook was not taken as going backwards")
+	}
+	e.expectOwn(7)
+	e.reportAccepted(shadowstate.Object{"name": "attic"}, 7)
+	if !e.applyDocuments(docs(8, "cellar"), false) {
+		t.Error("the application's next change, at version 8, is not announced")
+	}
+}
