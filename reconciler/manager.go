@@ -399,7 +399,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.started = true
 	controllers := append([]runnable(nil), m.controllers...)
 	m.mu.Unlock()
-	if err := m.sizePool(controllers); err != nil {
+	if err := m.sizePool(); err != nil {
 		m.closeConns()
 		return err
 	}
@@ -463,7 +463,7 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // sizePool opens the connections of an Auto pool, sized by the shadows the
 // controllers manage.
-func (m *Manager) sizePool(controllers []runnable) error {
+func (m *Manager) sizePool() error {
 	p := m.opts.Pool
 	if !p.Auto {
 		return nil
