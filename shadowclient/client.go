@@ -132,6 +132,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	shadows map[shadowstate.ID]*Handle
+	things  map[string]int             // handles per thing, for HasShadows
 	pending map[string]*pendingRequest // by clientToken
 	subs    filterTable                // the filters of requests and callbacks; it has its own lock
 	closed  bool
@@ -168,6 +169,7 @@ func New(conn *transport.Conn, opts Options) (*Client, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		shadows: make(map[shadowstate.ID]*Handle),
+		things:  make(map[string]int),
 		pending: make(map[string]*pendingRequest),
 	}
 	c.subs.init(c)
@@ -195,6 +197,7 @@ func (c *Client) Shadow(thing, name string) (*Handle, error) {
 	if h == nil {
 		h = &Handle{c: c, id: id, lastVersion: -1, lastDelta: -1, lastDocs: -1}
 		c.shadows[id] = h
+		c.things[thing]++
 	}
 	return h, nil
 }
@@ -219,6 +222,9 @@ func (c *Client) Forget(thing, name string) {
 	h.mu.Unlock()
 	if idle {
 		delete(c.shadows, id)
+		if c.things[thing]--; c.things[thing] == 0 {
+			delete(c.things, thing)
+		}
 	}
 }
 
@@ -229,12 +235,7 @@ func (c *Client) Forget(thing, name string) {
 func (c *Client) HasShadows(thing string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id := range c.shadows {
-		if id.Thing == thing {
-			return true
-		}
-	}
-	return false
+	return c.things[thing] > 0
 }
 
 // Close fails the requests in flight with ErrClientClosed and unsubscribes every

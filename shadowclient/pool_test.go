@@ -161,3 +161,27 @@ func TestPoolMemberHandlesMessagesArrivingOnAnother(t *testing.T) {
 		t.Errorf("%d documents messages reached the handle of another thing", wrong)
 	}
 }
+
+// HasShadows says whether a client holds a handle of one of a thing's shadows, the
+// classic or a named one, until Forget drops the last.
+func TestHasShadows(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	c := newClient(t, dial(t, srv.Endpoints().Plain, nil), shadowclient.Options{})
+	if c.HasShadows("lamp") {
+		t.Fatal("a new client holds a handle of lamp")
+	}
+	mustShadow(t, c, "lamp", "")
+	mustShadow(t, c, "lamp", "cfg")
+	mustShadow(t, c, "lamp", "cfg") // the same handle again
+	c.Forget("lamp", "")
+	if !c.HasShadows("lamp") {
+		t.Error("the named shadow's handle is not counted")
+	}
+	c.Forget("lamp", "cfg")
+	if c.HasShadows("lamp") {
+		t.Error("lamp still counted once both handles are forgotten")
+	}
+	if c.HasShadows("lamp-2") {
+		t.Error("a thing never touched counted")
+	}
+}
