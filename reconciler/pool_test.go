@@ -913,3 +913,76 @@ func TestPoolAutoGrowsWithAddThing(t *testing.T) {
 		}
 	}
 }
+
+// AddThing and RemoveThing from many goroutines at once, while an Auto pool grows:
+// the pool ends at the size the listed shadows need, each thing stays on one
+// connection, and every listed thing converges. (Run with -race.)
+func TestPoolAutoGrowsUnderConcurrentAddThing(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	cfg := fastConfig(srv.Endpoints().Plain)
+	cfg.ClientID = "busy"
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Auto: true, ChangeEvery: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := reconciler.Echo(m, "busy-seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	awaitPool(t, m)
+	const workers, each = 8, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				th := fmt.Sprintf("busy-%d-%02d", w, i)
+				if err := echo.AddThing(t.Context(), th); err != nil {
+					errs <- err
+					return
+				}
+				if i%3 == 2 { // every third thing comes and goes
+					if err := echo.RemoveThing(t.Context(), th); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// 1 + 8 × 20 = 161 shadows every second, 80 a connection: 3 connections; growth
+	// looks at what is listed when each AddThing runs, up to 1 + 8 × 21 at the peak.
+	if n := m.PoolSize(); n != 3 {
+		t.Errorf("a pool of %d for 161 shadows listed (at most 169 at once), want 3", n)
+	}
+	awaitPool(t, m)
+	var listed []string
+	for w := range workers {
+		for i := range each {
+			if i%3 != 2 {
+				listed = append(listed, fmt.Sprintf("busy-%d-%02d", w, i))
+			}
+		}
+	}
+	a := app(t, srv.Endpoints().Plain)
+	for _, th := range listed {
+		if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, wait, func() error {
+		for _, th := range listed {
+			rep, err := reportedOf(srv, th)
+			if err != nil || fmt.Sprint(rep["n"]) != "1" {
+				return fmt.Errorf("%s reports %v (%v)", th, rep, err)
+			}
+		}
+		return nil
+	})
+}
