@@ -30,6 +30,7 @@ import (
 // device already reports, values the schema refuses, the device reporting changes of
 // its own, lost connections — run against localiot for every device type of
 // deviceTypes, on the classic shadow (with a status field) and on a named shadow.
+// The named shadow's lanes run on a connection pool of two.
 // A model of the shadow service and of a perfect device says what must hold once
 // everything is delivered: a valid desired state leaves no delta; every field holds
 // its desired value, or one it could have been driven to or reported, or its initial
@@ -199,7 +200,14 @@ func newLane(t *testing.T, endpoint string, dt deviceType, shadowName string, th
 	cfg.StableAfter = 100 * time.Millisecond // each cut is its own: reconnect at the base backoff
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: logger, Client: shadowclient.Options{Wildcards: shadowclient.WildcardsAlways}})
+	mopts := reconciler.Options{Logger: logger, Client: shadowclient.Options{Wildcards: shadowclient.WildcardsAlways}}
+	if shadowName != "" {
+		// The named shadows' lanes run on a pool of two connections sharing their
+		// wildcard subscriptions: a thing's messages come on either connection, its
+		// requests and reports go on its own, and a cut breaks both at once.
+		mopts.Pool = reconciler.Pool{Size: 2}
+	}
+	m, err := reconciler.NewManager(cfg, mopts)
 	if err != nil {
 		t.Fatal(err)
 	}
