@@ -20,6 +20,7 @@ import (
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
+	"github.com/shadowsync/shadowsync/shadowclient"
 	"github.com/shadowsync/shadowsync/shadowstate"
 	"github.com/shadowsync/shadowsync/transport"
 )
@@ -368,16 +369,23 @@ func poolReconnect(t *testing.T, count int) {
 	}
 	// And the pool still works: a change to every thing, of the cut connection and
 	// of the others, converges.
+	desireAll(t, srv, a, 2, things...)
+}
+
+// desireAll sets n as desired state of every thing through a, and waits until each
+// of them reports it.
+func desireAll(t *testing.T, srv *localiot.Server, a *shadowclient.Client, n int, things ...string) {
+	t.Helper()
 	for _, th := range things {
-		if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": 2}); err != nil {
+		if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": n}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(t, wait, func() error {
 		for _, th := range things {
 			rep, err := reportedOf(srv, th)
-			if err != nil || fmt.Sprint(rep["n"]) != "2" {
-				return fmt.Errorf("%s reports %v (%v)", th, rep, err)
+			if err != nil || fmt.Sprint(rep["n"]) != fmt.Sprint(n) {
+				return fmt.Errorf("n = %d: %s reports %v (%v)", n, th, rep, err)
 			}
 		}
 		return nil
@@ -816,23 +824,7 @@ func TestPoolAutoGrowsWithAddThing(t *testing.T) {
 	acfg := fastConfig(endpoint)
 	acfg.MaxPublishRate = 100
 	a := appWith(t, acfg)
-	change := func(round int, things ...string) {
-		t.Helper()
-		for _, th := range things {
-			if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": round}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		eventually(t, wait, func() error {
-			for _, th := range things {
-				rep, err := reportedOf(srv, th)
-				if err != nil || fmt.Sprint(rep["n"]) != fmt.Sprint(round) {
-					return fmt.Errorf("round %d: %s reports %v (%v)", round, th, rep, err)
-				}
-			}
-			return nil
-		})
-	}
+	change := func(round int, things ...string) { t.Helper(); desireAll(t, srv, a, round, things...) }
 	var all []string
 	for i := range 200 {
 		all = append(all, name(i))
@@ -970,19 +962,5 @@ func TestPoolAutoGrowsUnderConcurrentAddThing(t *testing.T) {
 			}
 		}
 	}
-	a := app(t, srv.Endpoints().Plain)
-	for _, th := range listed {
-		if _, err := shadow(t, a, th).UpdateDesired(t.Context(), map[string]any{"n": 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eventually(t, wait, func() error {
-		for _, th := range listed {
-			rep, err := reportedOf(srv, th)
-			if err != nil || fmt.Sprint(rep["n"]) != "1" {
-				return fmt.Errorf("%s reports %v (%v)", th, rep, err)
-			}
-		}
-		return nil
-	})
+	desireAll(t, srv, app(t, srv.Endpoints().Plain), 1, listed...)
 }
