@@ -582,7 +582,10 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns 
 				c.retry(id)
 				return
 			}
-			if e.needsReconcile(all) {
+			// A read that did not settle the cache (overtaken by an event or another
+			// read while the versions are in doubt) leaves the shadow to a reconcile,
+			// which reads it again.
+			if !e.current() || e.needsReconcile(all) {
 				c.enqueue(id)
 			}
 		})

@@ -42,8 +42,10 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 			return ""
 		}
 		if !e.current() {
-			// An event arrived while the shadow was read; it queued the shadow again,
-			// and that run reads it afresh.
+			// An event, or another read (a re-read after a reconnect), came while the
+			// shadow was read, and the read did not settle the cache: read it again in
+			// another run (the same run as the one an event queued, if it did).
+			c.enqueue(id)
 			return ""
 		}
 	}
