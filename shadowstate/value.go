@@ -45,6 +45,13 @@ func Equal(a, b any) bool {
 	case string:
 		bs, ok := b.(string)
 		return ok && a == bs
+	case json.Number:
+		// Decoded documents hold every number as json.Number, so this pair is the
+		// common one: compare the texts first and go by value only when they differ,
+		// without number's type switches. Against any other type, fall through to them.
+		if bn, ok := b.(json.Number); ok {
+			return a == bn || numbersEqual(string(a), string(bn))
+		}
 	case Object:
 		bo, ok := b.(Object)
 		if !ok || len(a) != len(bo) {
