@@ -422,6 +422,25 @@ func (c *controlRequest) page(n int) (lo, hi int, next string, err error) {
 	return lo, hi, next, nil
 }
 
+// writePage writes the page of items that maxResults and nextToken ask for (see page)
+// as {key: [wire(item), ...], nextToken}: an empty list rather than null, and no
+// nextToken after the last page.
+func writePage[T, W any](c *controlRequest, key string, items []T, wire func(T) W) error {
+	lo, hi, next, err := c.page(len(items))
+	if err != nil {
+		return err
+	}
+	list := make([]W, 0, hi-lo)
+	for _, it := range items[lo:hi] {
+		list = append(list, wire(it))
+	}
+	out := map[string]any{key: list}
+	if next != "" {
+		out["nextToken"] = next
+	}
+	return c.write(out)
+}
+
 // statusParam returns the query's execution status filter, "" for none.
 func (c *controlRequest) statusParam() (jobstate.Status, error) {
 	v := jobstate.Status(c.q.Get("status"))
@@ -673,16 +692,8 @@ func (c *controlRequest) listJobs() error {
 	}
 	none := sel == "CONTINUOUS" || c.q.Get("thingGroupName") != "" || c.q.Get("thingGroupId") != "" || c.q.Get("namespaceId") != ""
 	jobs = slices.DeleteFunc(jobs, func(j Job) bool { return none || status != "" && j.Status != status })
-	lo, hi, next, err := c.page(len(jobs))
-	if err != nil {
-		return err
-	}
-	out := struct {
-		Jobs      []jobSummaryWire `json:"jobs"`
-		NextToken string           `json:"nextToken,omitempty"`
-	}{Jobs: []jobSummaryWire{}, NextToken: next}
-	for _, j := range jobs[lo:hi] {
-		out.Jobs = append(out.Jobs, jobSummaryWire{
+	return writePage(c, "jobs", jobs, func(j Job) jobSummaryWire {
+		return jobSummaryWire{
 			JobArn:          c.jobARN(j.JobID),
 			JobID:           j.JobID,
 			TargetSelection: "SNAPSHOT",
@@ -690,9 +701,8 @@ func (c *controlRequest) listJobs() error {
 			CreatedAt:       awsTime(j.CreatedAt),
 			LastUpdatedAt:   awsTime(j.LastUpdatedAt),
 			CompletedAt:     awsTime(j.CompletedAt),
-		})
-	}
-	return c.write(out)
+		}
+	})
 }
 
 // listExecutionsForJob answers ListJobExecutionsForJob (GET /jobs/{jobId}/things):
@@ -711,22 +721,13 @@ func (c *controlRequest) listExecutionsForJob(id string) error {
 		return c.jobsError(err, false)
 	}
 	execs = slices.DeleteFunc(execs, func(e jobstate.Execution) bool { return status != "" && e.Status != status })
-	lo, hi, next, err := c.page(len(execs))
-	if err != nil {
-		return err
-	}
 	type item struct {
 		ThingArn            string            `json:"thingArn"`
 		JobExecutionSummary executionSummWire `json:"jobExecutionSummary"`
 	}
-	out := struct {
-		ExecutionSummaries []item `json:"executionSummaries"`
-		NextToken          string `json:"nextToken,omitempty"`
-	}{ExecutionSummaries: []item{}, NextToken: next}
-	for _, e := range execs[lo:hi] {
-		out.ExecutionSummaries = append(out.ExecutionSummaries, item{c.thingARN(e.ThingName), executionSummary(e)})
-	}
-	return c.write(out)
+	return writePage(c, "executionSummaries", execs, func(e jobstate.Execution) item {
+		return item{c.thingARN(e.ThingName), executionSummary(e)}
+	})
 }
 
 // listExecutionsForThing answers ListJobExecutionsForThing (GET
@@ -755,22 +756,13 @@ func (c *controlRequest) listExecutionsForThing(thing string) error {
 	execs = slices.DeleteFunc(execs, func(e jobstate.Execution) bool {
 		return none || status != "" && e.Status != status || jobID != "" && e.JobID != jobID
 	})
-	lo, hi, next, err := c.page(len(execs))
-	if err != nil {
-		return err
-	}
 	type item struct {
 		JobID               string            `json:"jobId"`
 		JobExecutionSummary executionSummWire `json:"jobExecutionSummary"`
 	}
-	out := struct {
-		ExecutionSummaries []item `json:"executionSummaries"`
-		NextToken          string `json:"nextToken,omitempty"`
-	}{ExecutionSummaries: []item{}, NextToken: next}
-	for _, e := range execs[lo:hi] {
-		out.ExecutionSummaries = append(out.ExecutionSummaries, item{e.JobID, executionSummary(e)})
-	}
-	return c.write(out)
+	return writePage(c, "executionSummaries", execs, func(e jobstate.Execution) item {
+		return item{e.JobID, executionSummary(e)}
+	})
 }
 
 // describeExecution answers DescribeJobExecution (GET
