@@ -130,3 +130,10 @@ func TestRouterPlacesNewThingsOnTheLeastLoaded(t *testing.T) {
 		t.Errorf("listed %d shadows, want 6", r.listed())
 	}
 }
+
+// loads returns the listed things per connection, for the router's tests.
+func (r *router) loads() []int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]int(nil), r.load...)
+}

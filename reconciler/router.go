@@ -128,10 +128,3 @@ func (r *router) grow(n int) {
 	}
 	r.grown.Store(true)
 }
-
-// loads returns the listed things per connection.
-func (r *router) loads() []int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return append([]int(nil), r.load...)
-}
