@@ -54,10 +54,19 @@ func NewPool(group string, route func(thing string, n int) int) (*Pool, error) {
 // Set makes clients the members of the pool, in the order route indexes them. Call
 // it before the members make requests: until then, and while the pool has fewer than
 // two members, each client subscribes unshared and handles what it receives itself.
-// A wildcard filter already subscribed is not subscribed again.
+// A pool can grow: when it comes to two members or more, a member whose wildcard
+// filters were subscribed unshared (while it was alone) moves them into the group in
+// the background — it subscribes each filter shared, then unsubscribes the unshared
+// one — so that each message reaches the pool once; meanwhile a message may arrive
+// twice, which changes nothing.
 func (p *Pool) Set(clients ...*Client) {
 	members := append([]*Client(nil), clients...)
 	p.members.Store(&members)
+	if len(members) > 1 {
+		for _, c := range members {
+			c.subs.reshare()
+		}
+	}
 }
 
 // Group returns the shared-subscription group of the pool.

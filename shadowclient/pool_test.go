@@ -2,10 +2,12 @@ package shadowclient_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
@@ -183,5 +185,118 @@ func TestHasShadows(t *testing.T) {
 	}
 	if c.HasShadows("lamp-2") {
 		t.Error("a thing never touched counted")
+	}
+}
+
+// A pool that grows from one member: the first client subscribed its wildcard
+// filters unshared while it was alone. Once the pool has two members it moves them
+// into the group, so that each message reaches the pool once; before, the first
+// member kept its own copy of every message on top of the group's, and each
+// documents message reached its callback twice.
+func TestPoolGrownFromOneMemberDeliversOnce(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	endpoint := srv.Endpoints().Plain
+	pool, err := shadowclient.NewPool("grown", byPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := shadowclient.Options{Wildcards: shadowclient.WildcardsAlways, Pool: pool}
+	connA := dial(t, endpoint, nil)
+	a := newClient(t, connA, opts)
+	pool.Set(a)
+	versions := make(chan int64, 64)
+	if _, err := mustShadow(t, a, "a-0", "").OnDocuments(t.Context(), func(_ context.Context, d *shadowstate.DocumentsMessage) {
+		versions <- d.Current.Version
+	}); err != nil {
+		t.Fatal(err)
+	}
+	app := mustShadow(t, newClient(t, dial(t, endpoint, nil), shadowclient.Options{}), "a-0", "")
+	change := func(n int) int64 {
+		t.Helper()
+		acc, err := app.UpdateDesired(t.Context(), map[string]any{"n": n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acc.Version
+	}
+	// Alone, a receives each message once, unshared.
+	before := connA.Received()
+	v := change(0)
+	if got := recv(t, versions, "a's documents message, alone"); got != v {
+		t.Fatalf("documents version %d, want %d", got, v)
+	}
+
+	connB := dial(t, endpoint, nil)
+	b := newClient(t, connB, opts)
+	pool.Set(a, b)
+	// b holds the same wildcard filter, shared, for a thing of its own.
+	if _, err := mustShadow(t, b, "b-0", "").OnDocuments(t.Context(), func(context.Context, *shadowstate.DocumentsMessage) {}); err != nil {
+		t.Fatal(err)
+	}
+	received := func() uint64 { return connA.Received() + connB.Received() }
+	if n := connA.Received() - before; n != 1 {
+		t.Fatalf("alone, a received %d messages for one change, want 1", n)
+	}
+	// quiet waits until no message has arrived for 50 ms: the second copy of a
+	// message, if any, is in.
+	quiet := func() {
+		t.Helper()
+		last, since := received(), time.Now()
+		eventually(t, wait, func() error {
+			if n := received(); n != last {
+				last, since = n, time.Now()
+			}
+			if time.Since(since) < 50*time.Millisecond {
+				return errors.New("messages still arriving")
+			}
+			return nil
+		})
+	}
+	// The move is in the background: once a change brings the pool one message,
+	// every later one does, and a's callback gets each version once.
+	moved := false
+	for i := 1; i <= 50 && !moved; i++ {
+		at := received()
+		v := change(i)
+		for got := recv(t, versions, "a's documents message"); got != v; got = recv(t, versions, "a's documents message") {
+		}
+		quiet()
+		moved = received()-at == 1
+		for len(versions) > 0 {
+			<-versions // second copies, from before the move
+		}
+	}
+	if !moved {
+		t.Fatal("every change still reaches the pool twice: a's filter did not move into the group")
+	}
+	for i := 100; i < 110; i++ {
+		at := received()
+		v := change(i)
+		if got := recv(t, versions, "a's documents message"); got != v {
+			t.Fatalf("documents version %d, want %d", got, v)
+		}
+		if n := received() - at; n != 1 {
+			t.Errorf("change %d reached the pool %d times, want once", i, n)
+		}
+	}
+	at := received()
+	consistently(t, 200*time.Millisecond, func() error {
+		if n := received() - at; n != 0 {
+			return fmt.Errorf("%d more messages after the last change's", n)
+		}
+		if len(versions) > 0 {
+			return fmt.Errorf("documents version %d reached a's callback again", <-versions)
+		}
+		return nil
+	})
+}
+
+// consistently fails the test if check fails at any time during d.
+func consistently(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if err := check(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

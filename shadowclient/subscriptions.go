@@ -48,6 +48,7 @@ type entry struct {
 	sub    *transport.Subscription // the subscription, once made
 	refs   int                     // requests using it
 	keep   bool                    // held for good
+	moving bool                    // queued to move into the pool's group (reshare)
 }
 
 func (t *filterTable) init(c *Client) {
@@ -266,6 +267,10 @@ func (t *filterTable) work() {
 		if e == nil {
 			return
 		}
+		if e.moving {
+			t.move(e, closed)
+			continue
+		}
 		var sub *transport.Subscription
 		err := ErrClientClosed
 		if !closed {
@@ -292,6 +297,76 @@ func (t *filterTable) next() (*entry, bool) {
 	t.queue[0] = nil
 	t.queue = t.queue[1:]
 	return e, t.closed
+}
+
+// reshare moves the wildcard filters the client subscribed unshared — while its
+// pool had one member — into the pool's shared-subscription group, now that the
+// pool shares: the worker subscribes each one shared, then unsubscribes the unshared
+// one (move). Left as they were, they would bring the client a copy of every
+// message of the wildcard filters on top of the group's, so that the pool would
+// receive each message twice. Filters still waiting for their SUBSCRIBE need
+// nothing: the worker subscribes them shared.
+func (t *filterTable) reshare() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	var moves []*entry
+	for _, e := range t.entries {
+		if e.sub != nil && !e.moving && isWildcard(e.filter) && e.sub.Filter() != t.c.opts.Pool.share(e.filter) {
+			e.moving = true
+			moves = append(moves, e)
+		}
+	}
+	if len(moves) == 0 {
+		return
+	}
+	slices.SortFunc(moves, func(a, b *entry) int { return strings.Compare(a.filter, b.filter) })
+	t.queue = append(t.queue, moves...)
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+		go t.work()
+	}
+}
+
+// move subscribes e's wildcard filter in the pool's group and then lets its
+// unshared subscription go (see reshare). Messages may arrive on both meanwhile,
+// which is harmless: a reply whose request is already answered is ignored, and a
+// documents message or delta already delivered is recognised by its version. When
+// the shared SUBSCRIBE fails, the unshared filter stays: the client then receives
+// the messages twice, but misses none.
+func (t *filterTable) move(e *entry, closed bool) {
+	t.mu.Lock()
+	old := e.sub
+	t.mu.Unlock()
+	var sub *transport.Subscription
+	err := ErrClientClosed
+	if !closed {
+		sub, err = t.subscribe(e.filter)
+	}
+	t.mu.Lock()
+	e.moving = false
+	var drop *transport.Subscription
+	switch {
+	case err != nil:
+	case t.entries[e.filter] != e || e.sub != old:
+		// Dropped, or the client closed, while the SUBSCRIBE was under way: whoever
+		// dropped the entry lets the old subscription go; the new one is left over.
+		drop = sub
+		t.leaving++
+	default:
+		e.sub, drop = sub, old
+		t.leaving++
+	}
+	t.mu.Unlock()
+	if err != nil {
+		if !closed {
+			t.c.log.Warn("wildcard filter not moved into the pool's shared-subscription group; it stays unshared, and its messages arrive twice", "filter", e.filter, "error", err)
+		}
+		return
+	}
+	t.unsubscribe([]*transport.Subscription{drop}, "a wildcard filter moved into the pool's group")
 }
 
 // subscribe makes one SUBSCRIBE. It serves every request waiting for the filter,
