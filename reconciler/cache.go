@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,10 @@ type entry struct {
 	// waitingSince is when the shadow was last added to the queue (Unix nanoseconds),
 	// for the queue wait metric; 0 when it is not waiting.
 	waitingSince atomic.Int64
+	// runFor is why the shadow is queued (runReconcile or runCheck), taken by the
+	// worker that dequeues it; runNone when nothing said (a retry or requeue), which
+	// runs a reconcile.
+	runFor atomic.Int32
 
 	mu sync.Mutex // guards the fields below; held only briefly
 	// loaded says the cache holds a snapshot; until then a reconcile reads it first.
@@ -251,33 +256,87 @@ func (e *entry) setMissing(mark uint64) {
 	e.want = 0
 }
 
-// applyDelta records a delta and reports whether the shadow needs a reconcile. The
+// need is what an event asks for its shadow.
+type need int
+
+const (
+	needNothing   need = iota // the cache is up to date, and nothing is to be done
+	needReconcile             // a change to reconcile
+	// needCheck: the event is older than the cache. Either it was delivered late
+	// (a copy that came on another connection, or after a read that already held its
+	// version) or the shadow's versions went back; a read tells which, and only the
+	// latter, or a version the read finds that no event announced, needs a reconcile.
+	needCheck
+)
+
+func (n need) String() string {
+	switch n {
+	case needNothing:
+		return "nothing"
+	case needReconcile:
+		return "reconcile"
+	case needCheck:
+		return "check"
+	}
+	return fmt.Sprintf("need(%d)", int(n))
+}
+
+// Why a shadow is queued (entry.runFor), weakest first: the run does what the
+// strongest reason asks.
+const (
+	runNone  int32 = iota // nothing recorded: reconcile
+	runCheck              // an event older than the cache (needCheck)
+	// runEvent: an event announced a change; the run reconciles unless a run since
+	// (one already under way when the event came) reconciled the state it holds.
+	runEvent
+	runReconcile // a reconcile, whatever the cache says: a conflict, a retry, a requeue
+)
+
+// queueFor records why the shadow is being queued: the strongest reason wins.
+func (e *entry) queueFor(why int32) {
+	for {
+		cur := e.runFor.Load()
+		if cur >= why || e.runFor.CompareAndSwap(cur, why) {
+			return
+		}
+	}
+}
+
+// takeRunFor returns why the shadow was queued and forgets it, for the run that
+// dequeued it: anything that queues it afterwards is for the next run.
+func (e *entry) takeRunFor() int32 { return e.runFor.Swap(runNone) }
+
+// applyDelta records a delta and says what the shadow needs. The
 // cache is not changed (a delta is not a snapshot); it is marked as behind. A delta
 // older than what the cache has seen means the shadow's versions went backwards (or,
 // rarely, it overtook a newer message): the cache is marked for a re-read, which
 // tells which.
-func (e *entry) applyDelta(d *shadowstate.DeltaMessage) bool {
+func (e *entry) applyDelta(d *shadowstate.DeltaMessage) need {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.gen++
 	if d.Version == e.seen {
-		return false // the same update's documents message or a duplicate came first
+		return needNothing // the same update's documents message or a duplicate came first
 	}
 	if d.Version < max(e.seen, e.version, e.written) {
 		e.loaded, e.suspect = false, true
-		return true
+		return needCheck
 	}
 	e.seen = d.Version
 	e.want = max(e.want, d.Version)
-	return !e.isOwn(d.Version)
+	if e.isOwn(d.Version) {
+		return needNothing
+	}
+	return needReconcile
 }
 
-// applyDocuments replaces the cache with a newer snapshot and reports whether the
-// shadow now needs a reconcile: the version is new, it is not this controller's own
-// report, and desired and reported differ. When the fleet is shared, the same update's
+// applyDocuments replaces the cache with a newer snapshot and says what the shadow
+// needs: a reconcile when the version is new, it is not this controller's own
+// report, and desired and reported differ; a check when the message is older than
+// the cache. When the fleet is shared, the same update's
 // delta went to whichever member reconciles it, so a documents message announces
 // nothing and only keeps the cache current.
-func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) bool {
+func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) need {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.gen++
@@ -289,7 +348,7 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 		// of the shadow's creation too, which has no previous state, like that of a
 		// shadow created again. A re-read tells which.
 		e.loaded, e.suspect = false, true
-		return true
+		return needCheck
 	}
 	// Desired state changed, or may have: when the message's previous version is newer
 	// than the cache (messages were missed, say while offline), a change and its
@@ -301,11 +360,14 @@ func (e *entry) applyDocuments(d *shadowstate.DocumentsMessage, shared bool) boo
 	e.loaded, e.exists = true, true
 	e.desired, e.reported, e.version = d.Current.State.Desired, d.Current.State.Reported, v
 	if shared {
-		return false
+		return needNothing
 	}
 	announce := v > e.seen
 	e.seen = max(e.seen, v)
-	return announce && !e.isOwn(v) && e.unobservedLocked()
+	if announce && !e.isOwn(v) && e.unobservedLocked() {
+		return needReconcile
+	}
+	return needNothing
 }
 
 func (e *entry) isOwn(v int64) bool { return v == e.own || v == e.written }

@@ -59,13 +59,13 @@ func TestCacheLateCreationMessage(t *testing.T) {
 	created.Current.Version = 1
 	created.Current.State.Desired = shadowstate.Object{"n": 1}
 	e := newEntry()
-	if !e.applyDocuments(created, false) {
-		t.Fatal("the shadow's creation with a desired state does not need a reconcile")
+	if n := e.applyDocuments(created, false); n != needReconcile {
+		t.Fatalf("the shadow's creation with a desired state needs %v, want a reconcile", n)
 	}
 	e.expectOwn(2)
 	e.reportAccepted(shadowstate.Object{"n": 1}, 2)
-	if !e.applyDocuments(created, false) {
-		t.Error("a creation message older than the cache asks for no re-read")
+	if n := e.applyDocuments(created, false); n != needCheck {
+		t.Errorf("a creation message older than the cache needs %v, want a check (a re-read)", n)
 	}
 	if e.current() {
 		t.Error("the cache still counts as current after an older creation message")
@@ -100,8 +100,8 @@ func TestCacheReadOvertakenAfterVersionsWentBack(t *testing.T) {
 		d.Current.State.Reported = shadowstate.Object{"name": "kitchen"}
 		return d
 	}
-	if !e.applyDocuments(docs(5, "hall"), false) {
-		t.Fatal("a documents message below the cache's version asks for no re-read")
+	if n := e.applyDocuments(docs(5, "hall"), false); n != needCheck {
+		t.Fatalf("a documents message below the cache's version needs %v, want a check (a re-read)", n)
 	}
 	mark := e.mark() // the re-read is sent
 	e.applyDocuments(docs(6, "attic"), false)
@@ -116,7 +116,7 @@ func TestCacheReadOvertakenAfterVersionsWentBack(t *testing.T) {
 	}
 	e.expectOwn(7)
 	e.reportAccepted(shadowstate.Object{"name": "attic"}, 7)
-	if !e.applyDocuments(docs(8, "cellar"), false) {
-		t.Error("the application's next change, at version 8, is not announced")
+	if n := e.applyDocuments(docs(8, "cellar"), false); n != needReconcile {
+		t.Errorf("the application's next change, at version 8, needs %v, want a reconcile", n)
 	}
 }

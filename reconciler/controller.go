@@ -99,6 +99,11 @@ type Controller[T any] struct {
 	// fleetWatch is what a fleet controller watches on each pooled connection, once
 	// start has run.
 	fleetWatch *shadowclient.FleetWatch
+	// fleetAlone stops the watch of the primary connection while the pool had only it
+	// (unshared, every thing's events): once the pool grows, the primary watches as
+	// the others do (connAdded). Guarded by fleetMu.
+	fleetAlone func()
+	fleetMu    sync.Mutex
 
 	// life serialises start, AddThing and RemoveThing; running is the ctx start was
 	// given (nil until then), under which callbacks are registered.
@@ -208,21 +213,51 @@ func (c *Controller[T]) name() string { return c.opts.Name }
 // connAdded makes pc, a connection an Auto pool opened as it grew, watch the fleet
 // as the pool's other connections do. A controller with a list of things needs
 // nothing: its things are watched on their own connections as they are added.
+//
+// The primary connection, which watched the fleet alone before the pool grew, then
+// watches it again as the others do — in the pool's shared-subscription group, or,
+// on an Unshared pool, only its own things — and its first watch stops, so that an
+// event does not reach the pool once on it and once more on the group.
 func (c *Controller[T]) connAdded(ctx context.Context, pc *poolConn) error {
 	if c.fleetWatch == nil {
 		return nil
 	}
-	return c.watchFleetOn(ctx, pc)
+	if _, err := c.watchFleetOn(ctx, pc); err != nil {
+		return err
+	}
+	c.fleetMu.Lock()
+	defer c.fleetMu.Unlock()
+	if c.fleetAlone == nil {
+		return nil
+	}
+	if _, err := c.watchFleetOn(ctx, c.m.poolConns()[0]); err != nil {
+		return fmt.Errorf("watch the fleet again on the primary connection: %w", err)
+	}
+	c.fleetAlone()
+	c.fleetAlone = nil
+	return nil
 }
 
 // enqueue adds a shadow that needs a reconcile now.
-func (c *Controller[T]) enqueue(id shadowstate.ID) {
+func (c *Controller[T]) enqueue(id shadowstate.ID) { c.enqueueFor(id, runReconcile) }
+
+// enqueueCheck adds a shadow whose cache an event older than it put in doubt: its
+// run reads the shadow and reconciles only if the read shows a change (see
+// needCheck), unless something queues it for a reconcile meanwhile.
+func (c *Controller[T]) enqueueCheck(id shadowstate.ID) { c.enqueueFor(id, runCheck) }
+
+// enqueueChange adds a shadow an event announced a change of (see runEvent).
+func (c *Controller[T]) enqueueChange(id shadowstate.ID) { c.enqueueFor(id, runEvent) }
+
+// enqueueFor adds a shadow to the queue, recording why (runReconcile, runCheck).
+func (c *Controller[T]) enqueueFor(id shadowstate.ID, why int32) {
 	if c.queue.ShuttingDown() {
 		// An event during the shutdown: the next start re-reads every shadow anyway.
 		c.log.Debug("shutdown: event not acted on", "shadow", id)
 		return
 	}
 	if e := c.set.get(id); e != nil {
+		e.queueFor(why)
 		// An add while one is recorded keeps the earlier time.
 		e.waitingSince.CompareAndSwap(0, time.Now().UnixNano())
 	}
@@ -236,6 +271,9 @@ func (c *Controller[T]) retry(id shadowstate.ID) {
 	if c.lostToShutdown(id, "retry") {
 		return
 	}
+	// Recorded now: an event that queues the shadow before the backoff ends gets
+	// the reconcile the retry is for.
+	c.markReconcile(id)
 	c.queue.AddRateLimited(id)
 	c.mx.queueRetries.Inc()
 }
@@ -245,7 +283,15 @@ func (c *Controller[T]) requeueAfter(id shadowstate.ID, d time.Duration) {
 	if c.lostToShutdown(id, "requeue") {
 		return
 	}
+	c.markReconcile(id)
 	c.queue.AddAfter(id, d)
+}
+
+// markReconcile records that the shadow's next run must reconcile it.
+func (c *Controller[T]) markReconcile(id shadowstate.ID) {
+	if e := c.set.get(id); e != nil {
+		e.queueFor(runReconcile)
+	}
 }
 
 // lostToShutdown reports whether the queue has shut down, so that a retry or requeue
@@ -300,9 +346,16 @@ func (c *Controller[T]) start(ctx context.Context) error {
 		// only its own things': their reports are confirmed by the documents messages
 		// this connection's watch receives.
 		c.fleetWatch = &w
-		for _, pc := range c.m.poolConns() {
-			if err := c.watchFleetOn(ctx, pc); err != nil {
+		pool := c.m.poolConns()
+		for _, pc := range pool {
+			stop, err := c.watchFleetOn(ctx, pc)
+			if err != nil {
 				return err
+			}
+			if len(pool) == 1 && !c.sharedFleet() {
+				c.fleetMu.Lock()
+				c.fleetAlone = stop
+				c.fleetMu.Unlock()
 			}
 		}
 	}
@@ -323,7 +376,7 @@ func (c *Controller[T]) start(ctx context.Context) error {
 }
 
 // watchFleetOn watches the fleet on pooled connection pc (see start).
-func (c *Controller[T]) watchFleetOn(ctx context.Context, pc *poolConn) error {
+func (c *Controller[T]) watchFleetOn(ctx context.Context, pc *poolConn) (stop func(), err error) {
 	pw := *c.fleetWatch
 	switch {
 	case c.sharedFleet() || len(c.m.poolConns()) == 1:
@@ -332,8 +385,7 @@ func (c *Controller[T]) watchFleetOn(ctx context.Context, pc *poolConn) error {
 	default:
 		pw.Things = func(thing string) bool { return c.m.router.index(thing) == pc.index }
 	}
-	_, err := pc.client.WatchFleet(ctx, pw)
-	return err
+	return pc.client.WatchFleet(ctx, pw)
 }
 
 // watch registers the documents callback of a listed shadow, waiting for the
@@ -437,16 +489,18 @@ func (c *Controller[T]) work(ctx context.Context) {
 			return
 		}
 		c.mx.queueDepth.Set(float64(c.queue.Len()))
+		why := runNone
 		if e := c.set.get(id); e != nil {
 			if since := e.waitingSince.Swap(0); since != 0 {
 				c.mx.queueWait.Observe(time.Since(time.Unix(0, since)).Seconds())
 			}
+			why = e.takeRunFor()
 		}
 		// The events that queued this shadow are covered by this run: it reads the
 		// cache they updated. Later ones queue it again and are taken by that run.
 		acks := c.takeAcks(id)
 		start := time.Now()
-		result := c.process(ctx, id)
+		result := c.process(ctx, id, why)
 		c.mx.reconcileTime.Observe(time.Since(start).Seconds())
 		if result != "" {
 			c.m.metrics.reconciles.WithLabelValues(c.opts.Name, result).Inc()
@@ -607,11 +661,11 @@ func (c *Controller[T]) onDelta(id shadowstate.ID, d *shadowstate.DeltaMessage, 
 		c.ackNow(ack)
 		return
 	}
-	queued := e.applyDelta(d)
+	n := e.applyDelta(d)
 	if c.debugging() {
-		c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "queued", queued)
+		c.log.Debug("delta", "thing", id.Thing, "shadow", id.Name, "version", d.Version, "need", n)
 	}
-	c.enqueueEvent(id, queued, ack)
+	c.enqueueEvent(id, n, ack)
 }
 
 // onDocuments updates the cache with a full snapshot and enqueues the shadow when it
@@ -623,11 +677,11 @@ func (c *Controller[T]) onDocuments(id shadowstate.ID, d *shadowstate.DocumentsM
 		c.ackNow(ack)
 		return
 	}
-	queued := e.applyDocuments(d, c.sharedFleet())
+	n := e.applyDocuments(d, c.sharedFleet())
 	if c.debugging() {
-		c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "queued", queued)
+		c.log.Debug("documents", "thing", id.Thing, "shadow", id.Name, "version", d.Current.Version, "need", n)
 	}
-	c.enqueueEvent(id, queued, ack)
+	c.enqueueEvent(id, n, ack)
 }
 
 // debugging reports whether the controller's debug logs are written, so that the
@@ -637,12 +691,18 @@ func (c *Controller[T]) debugging() bool {
 }
 
 // enqueueEvent queues the shadow an event was about when the event needs a
-// reconcile, holding the event's ack for that reconcile; an event that needs none is
-// acknowledged at once. The ack is held before the shadow is queued, so the run that
-// takes the shadow (or, when one is already running, the run after it) finds it.
-func (c *Controller[T]) enqueueEvent(id shadowstate.ID, queued bool, ack func()) {
-	if !queued {
+// reconcile, holding the event's ack for that reconcile; an event that needs none, or
+// only a check (it is older than what the cache holds), is acknowledged at once. The
+// ack is held before the shadow is queued, so the run that takes the shadow (or,
+// when one is already running, the run after it) finds it.
+func (c *Controller[T]) enqueueEvent(id shadowstate.ID, n need, ack func()) {
+	switch n {
+	case needNothing:
 		c.ackNow(ack)
+		return
+	case needCheck:
+		c.ackNow(ack)
+		c.enqueueCheck(id)
 		return
 	}
 	if ack != nil && c.acks != nil {
@@ -651,7 +711,7 @@ func (c *Controller[T]) enqueueEvent(id shadowstate.ID, queued bool, ack func())
 		}
 		c.m.metrics.acksHeld.WithLabelValues(c.opts.Name).Set(float64(c.acks.len()))
 	}
-	c.enqueue(id)
+	c.enqueueChange(id)
 }
 
 // ackNow acknowledges an event that needs no reconcile.

@@ -62,7 +62,9 @@ type Pool struct {
 	// too. Set Unshared on brokers that never deliver topics beginning with '$' to
 	// shared subscriptions (mosquitto 2.0): then every connection receives every
 	// managed thing's messages on the wildcard filters and drops the others', N
-	// deliveries per message on a pool of N.
+	// deliveries per message on a pool of N. An Auto pool needs it there even when it
+	// starts with one connection: once it grows, all its connections, the first
+	// included, subscribe shared.
 	Unshared bool
 }
 

@@ -893,6 +893,37 @@ func TestPoolAutoGrowsWithAddThing(t *testing.T) {
 		t.Errorf("the application's handle of extra after AddThing: %v", err)
 	}
 
+	// Each message reaches the pool once: the primary, which subscribed the wildcard
+	// filters and watched the fleet alone before the pool grew, moved both into the
+	// pool's group. A change to a thing brings the pool four: the documents message
+	// of the change and that of the report, and the update/accepted reply to each,
+	// which the pool subscribes because the fleet controller confirms its reports by
+	// their accepted replies. (Before, each came twice, the second copy on the
+	// primary, and the late copies were read again.)
+	received := func() uint64 {
+		var n uint64
+		for _, th := range []string{name(0), name(100), name(180)} {
+			n += m.PoolConn(th).Received()
+		}
+		return n
+	}
+	for _, th := range []string{name(5), name(100), name(180), fleet["grow"]} {
+		at := received()
+		change(4, th)
+		eventually(t, wait, func() error {
+			if n := received() - at; n < 4 {
+				return fmt.Errorf("%d messages", n)
+			}
+			return nil
+		})
+		consistently(t, 200*time.Millisecond, func() error {
+			if n := received() - at; n != 4 {
+				return fmt.Errorf("a change to %s brought the pool %d messages, want 4", th, n)
+			}
+			return nil
+		})
+	}
+
 	if n := refused.n.Load(); n != 0 {
 		t.Errorf("localiot refused or dropped %d messages; the last: %v", n, refused.last.Load())
 	}

@@ -19,8 +19,11 @@ var errInvalidDesired = errors.New("invalid desired state")
 
 // process reconciles one shadow: read it if the cache has not, decode and validate
 // desired state, call Reconcile, report what changed, and decide when to run again.
-// It returns the result for the reconciles metric ("" when Reconcile did not run).
-func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
+// why is why the shadow was queued (runFor): after an event (runEvent) or only to
+// check the cache (runCheck) it reconciles only if the cache, read first if need
+// be, still holds something no reconcile has handled. It returns the result for
+// the reconciles metric ("" when Reconcile did not run).
+func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID, why int32) string {
 	e := c.set.get(id)
 	if e == nil {
 		return ""
@@ -45,9 +48,23 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID) string {
 			// An event, or another read (a re-read after a reconnect), came while the
 			// shadow was read, and the read did not settle the cache: read it again in
 			// another run (the same run as the one an event queued, if it did).
-			c.enqueue(id)
+			if why == runNone {
+				why = runReconcile
+			}
+			c.enqueueFor(id, why)
 			return ""
 		}
+	}
+	// Queued only to check the cache after an event older than it, the read found
+	// the versions where they were (the event was a late copy) and no version that
+	// no event announced; queued by an event, the run under way when it came
+	// reconciled the state it announced (or a later one).
+	if why == runCheck && !e.needsReconcile(false) || why == runEvent && !e.differs() {
+		if sc.debugging(ctx) {
+			sc.logger().Debug("nothing left to reconcile", "queued_for", map[int32]string{runCheck: "check", runEvent: "event"}[why])
+		}
+		c.queue.Forget(id)
+		return ""
 	}
 	if err := c.flushPending(ctx, id, e); err != nil {
 		sc.logger().Warn("cannot report the device's last state; retrying", "error", err)
