@@ -636,6 +636,13 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns 
 				c.retry(id)
 				return
 			}
+			// Read again after a reconnect: failures before it (of reads and reports,
+			// often the lost connection's, or of Reconcile) no longer lengthen the
+			// shadow's next retry, which would otherwise wait up to minutes after a
+			// short outage. A periodic resync (all) leaves the backoff alone.
+			if !all {
+				c.queue.Forget(id)
+			}
 			// A read that did not settle the cache (overtaken by an event or another
 			// read while the versions are in doubt) leaves the shadow to a reconcile,
 			// which reads it again.

@@ -2,8 +2,11 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
 	"github.com/shadowsync/shadowsync/shadowclient"
+	"github.com/shadowsync/shadowsync/shadowstate"
 )
 
 type nDev struct {
@@ -106,4 +110,93 @@ func appSet(t *testing.T, h *shadowclient.Handle, n int) {
 		}
 	}
 	t.Fatal("app update kept failing")
+}
+
+// stallingLimiter retries a shadow's first failure after 10 ms and every later one
+// after an hour, until Forget: it makes the backoff a shadow has built up visible.
+type stallingLimiter struct {
+	mu       sync.Mutex
+	failures map[shadowstate.ID]int
+}
+
+func (l *stallingLimiter) When(id shadowstate.ID) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failures == nil {
+		l.failures = map[shadowstate.ID]int{}
+	}
+	l.failures[id]++
+	if l.failures[id] == 1 {
+		return 10 * time.Millisecond
+	}
+	return time.Hour
+}
+
+func (l *stallingLimiter) Forget(id shadowstate.ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.failures, id)
+}
+
+func (l *stallingLimiter) NumRequeues(id shadowstate.ID) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures[id]
+}
+
+// Failures before an outage do not delay the shadow after it: the re-read after the
+// reconnect resets the shadow's backoff. Here the shadow failed twice before the
+// outage (its next retry an hour away), the application changed it meanwhile, and
+// after the reconnect its first reconcile fails once more: it is retried at the
+// shortest delay and converges. Before, the retry waited the backoff built up before
+// the outage (in TestOfflineChangeSurvivesAFailedReRead, under a throttled broker,
+// 25 to 50 s).
+func TestReconnectResetsTheBackoff(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	offline := make(chan struct{}, 8)
+	cfg := fastConfig("mqtt://" + proxy.Addr())
+	cfg.OnOffline = func(error) { offline <- struct{}{} }
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failNext atomic.Int32
+	calls := make(chan int, 16)
+	if _, err := reconciler.Register(m, reconciler.ControllerOptions{Things: []string{"backoff-1"}, RateLimiter: &stallingLimiter{}},
+		reconciler.ReconcilerFunc[nDev](func(_ context.Context, req reconciler.Request[nDev]) (reconciler.Result, error) {
+			calls <- req.Desired.N
+			if failNext.Add(-1) >= 0 {
+				return reconciler.Result{}, errors.New("device busy")
+			}
+			req.Reported.N = req.Desired.N
+			return reconciler.Result{}, nil
+		})); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	h := shadow(t, app(t, srv.Endpoints().Plain), "backoff-1")
+	failNext.Store(2)
+	if _, err := h.UpdateDesired(t.Context(), map[string]any{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, calls, "the first reconcile of n=1")
+	recv(t, calls, "the retry of n=1, 10 ms on") // fails too: the next retry is an hour away
+	proxy.Cut()
+	recv(t, offline, "the device noticing the cut")
+	if _, err := h.UpdateDesired(t.Context(), map[string]any{"n": 2}); err != nil {
+		t.Fatal(err)
+	}
+	failNext.Store(1)
+	proxy.Restore()
+	eventually(t, wait, func() error {
+		if r, _ := reportedOf(srv, "backoff-1"); fmt.Sprint(r["n"]) != "2" {
+			return fmt.Errorf("reported %v after the reconnect, want n=2", r)
+		}
+		return nil
+	})
 }
