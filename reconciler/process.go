@@ -55,6 +55,11 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID, why int3
 			return ""
 		}
 	}
+	if err := c.flushPending(ctx, id, e); err != nil {
+		sc.logger().Warn("cannot report the device's last state; retrying", "error", err)
+		c.retry(id)
+		return ""
+	}
 	// Queued only to check the cache after an event older than it, the read found
 	// the versions where they were (the event was a late copy) and no version that
 	// no event announced; queued by an event, the run under way when it came
@@ -63,13 +68,7 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID, why int3
 		if sc.debugging(ctx) {
 			sc.logger().Debug("nothing left to reconcile", "queued_for", map[int32]string{runCheck: "check", runEvent: "event"}[why])
 		}
-		c.queue.Forget(id)
-		return ""
-	}
-	if err := c.flushPending(ctx, id, e); err != nil {
-		sc.logger().Warn("cannot report the device's last state; retrying", "error", err)
-		c.retry(id)
-		return ""
+		return "" // the backoff, if any, is left as it is: nothing ran
 	}
 	desired, reported, version, exists := e.snapshot()
 	if desired == nil {
