@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
@@ -186,4 +188,20 @@ func reportedOf(srv *localiot.Server, thing string) (shadowstate.Object, error) 
 		return nil, fmt.Errorf("%s has no shadow", thing)
 	}
 	return s.Reported, nil
+}
+
+// behindProxy starts a fault proxy in front of srv's plain listener and returns it
+// with a fast config that connects through it, and a channel that gets a value each
+// time that connection goes offline.
+func behindProxy(t *testing.T, srv *localiot.Server) (*faultproxy.Proxy, transport.Config, <-chan struct{}) {
+	t.Helper()
+	proxy, err := faultproxy.Start(strings.TrimPrefix(srv.Endpoints().Plain, "mqtt://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	offline := make(chan struct{}, 8)
+	cfg := fastConfig("mqtt://" + proxy.Addr())
+	cfg.OnOffline = func(error) { offline <- struct{}{} }
+	return proxy, cfg, offline
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/queue"
@@ -292,14 +291,7 @@ func TestPanickingReconcileDoesNotStopOthers(t *testing.T) {
 
 func TestDesiredChangedWhileOfflineIsReconciledAfterReconnect(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	offline := make(chan struct{}, 8)
-	cfg := fastConfig("mqtt://" + proxy.Addr())
-	cfg.OnOffline = func(error) { offline <- struct{}{} }
+	proxy, cfg, offline := behindProxy(t, srv)
 	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
 	if _, err := reconciler.Echo(m, "away-1"); err != nil {
 		t.Fatal(err)

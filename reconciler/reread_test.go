@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shadowsync/shadowsync/internal/faultproxy"
 	"github.com/shadowsync/shadowsync/internal/testserver"
 	"github.com/shadowsync/shadowsync/localiot"
 	"github.com/shadowsync/shadowsync/reconciler"
@@ -29,15 +28,11 @@ func TestOfflineChangeSurvivesAFailedReRead(t *testing.T) {
 		t.Skip("set SHADOWSYNC_SOAK=1 to run: it throttles the broker to 2 publishes/s and takes about 30 s (.ci/run does)")
 	}
 	srv := testserver.Start(t, localiot.Options{Limits: localiot.Limits{MaxPublishRate: 2}})
-	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
+	proxy, cfg, offline := behindProxy(t, srv)
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Client: shadowclient.Options{Timeout: 300 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proxy.Close() })
-	offline := make(chan struct{}, 8)
-	cfg := fastConfig("mqtt://" + proxy.Addr())
-	cfg.OnOffline = func(error) { offline <- struct{}{} }
-	m, _ := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Client: shadowclient.Options{Timeout: 300 * time.Millisecond}})
 	var things []string
 	for i := range 8 {
 		things = append(things, fmt.Sprintf("rr-%d", i))
@@ -153,14 +148,7 @@ func (l *stallingLimiter) NumRequeues(id shadowstate.ID) int {
 // 25 to 50 s).
 func TestReconnectResetsTheBackoff(t *testing.T) {
 	srv := testserver.Start(t, localiot.Options{})
-	proxy, err := faultproxy.Start(srv.Endpoints().Plain[len("mqtt://"):])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	offline := make(chan struct{}, 8)
-	cfg := fastConfig("mqtt://" + proxy.Addr())
-	cfg.OnOffline = func(error) { offline <- struct{}{} }
+	proxy, cfg, offline := behindProxy(t, srv)
 	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
