@@ -2,9 +2,11 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,4 +206,19 @@ func behindProxy(t *testing.T, srv *localiot.Server) (*faultproxy.Proxy, transpo
 	cfg := fastConfig("mqtt://" + proxy.Addr())
 	cfg.OnOffline = func(error) { offline <- struct{}{} }
 	return proxy, cfg, offline
+}
+
+// inParallel runs fn(0) … fn(n-1) in goroutines of their own, waits for them all, and
+// fails the test with the errors they returned.
+func inParallel(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = fn(i) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 }

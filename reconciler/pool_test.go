@@ -492,31 +492,23 @@ func TestPoolCarriesMoreThanOneConnectionsQuota(t *testing.T) {
 	}
 	for round := 1; round <= rounds; round++ {
 		// Each app changes its share of the things, evenly spread over ChangeEvery.
-		var wg sync.WaitGroup
-		errs := make(chan error, appConns)
-		for i, c := range apps {
-			wg.Go(func() {
-				var mine []string
-				for j := i; j < things; j += appConns {
-					mine = append(mine, names[j])
+		inParallel(t, len(apps), func(i int) error {
+			c := apps[i]
+			var mine []string
+			for j := i; j < things; j += appConns {
+				mine = append(mine, names[j])
+			}
+			tick := time.NewTicker(every / time.Duration(len(mine)))
+			defer tick.Stop()
+			payload := []byte(fmt.Sprintf(`{"state":{"desired":{"n":%d}}}`, round))
+			for _, th := range mine {
+				<-tick.C
+				if err := c.Publish(t.Context(), shadowstate.ID{Thing: th}.Topic(shadowstate.OpUpdate, shadowstate.Request), payload, transport.QoS(1)); err != nil {
+					return err
 				}
-				tick := time.NewTicker(every / time.Duration(len(mine)))
-				defer tick.Stop()
-				payload := []byte(fmt.Sprintf(`{"state":{"desired":{"n":%d}}}`, round))
-				for _, th := range mine {
-					<-tick.C
-					if err := c.Publish(t.Context(), shadowstate.ID{Thing: th}.Topic(shadowstate.OpUpdate, shadowstate.Request), payload, transport.QoS(1)); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+			}
+			return nil
+		})
 		eventually(t, 4*wait, func() error {
 			for _, th := range names {
 				s, err := srv.Shadow(shadowstate.ID{Thing: th})
@@ -955,30 +947,20 @@ func TestPoolAutoGrowsUnderConcurrentAddThing(t *testing.T) {
 	run(t, m)
 	awaitPool(t, m)
 	const workers, each = 8, 30
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				th := fmt.Sprintf("busy-%d-%02d", w, i)
-				if err := echo.AddThing(t.Context(), th); err != nil {
-					errs <- err
-					return
-				}
-				if i%3 == 2 { // every third thing comes and goes
-					if err := echo.RemoveThing(t.Context(), th); err != nil {
-						errs <- err
-						return
-					}
+	inParallel(t, workers, func(w int) error {
+		for i := range each {
+			th := fmt.Sprintf("busy-%d-%02d", w, i)
+			if err := echo.AddThing(t.Context(), th); err != nil {
+				return err
+			}
+			if i%3 == 2 { // every third thing comes and goes
+				if err := echo.RemoveThing(t.Context(), th); err != nil {
+					return err
 				}
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return nil
+	})
 	// 1 + 8 × 20 = 161 shadows every second, 80 a connection: 3 connections; growth
 	// looks at what is listed when each AddThing runs, up to 1 + 8 × 21 at the peak.
 	if n := m.PoolSize(); n != 3 {

@@ -66,7 +66,11 @@ func (c *Controller[T]) process(ctx context.Context, id shadowstate.ID, why int3
 	// reconciled the state it announced (or a later one).
 	if why == runCheck && !e.needsReconcile(false) || why == runEvent && !e.differs() {
 		if sc.debugging(ctx) {
-			sc.logger().Debug("nothing left to reconcile", "queued_for", map[int32]string{runCheck: "check", runEvent: "event"}[why])
+			queuedFor := "event"
+			if why == runCheck {
+				queuedFor = "check"
+			}
+			sc.logger().Debug("nothing left to reconcile", "queued_for", queuedFor)
 		}
 		return "" // the backoff, if any, is left as it is: nothing ran
 	}
