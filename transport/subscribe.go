@@ -282,8 +282,11 @@ func (c *Conn) resumed(ctx context.Context, sess *session) (map[string]byte, err
 }
 
 // resubscribe makes every registered filter on a new session, in batches, then
-// moves to draining. Filters added while it runs are made too before it returns. A
-// filter the server refuses is logged and kept, to be tried on the next connection.
+// moves to draining. Filters added while it runs are made too before it returns, and
+// filters removed while it runs (Unsubscribe sends nothing before the session is
+// restored) are unsubscribed again if it had already made them: left on the server,
+// they would bring messages nobody routes for the whole session. A filter the server
+// refuses is logged and kept, to be tried on the next connection.
 func (c *Conn) resubscribe(ctx context.Context, sess *session) error {
 	done, err := c.resumed(ctx, sess)
 	if err != nil {
@@ -291,6 +294,23 @@ func (c *Conn) resubscribe(ctx context.Context, sess *session) error {
 	}
 	for {
 		all, version := c.router.filters()
+		var stale []string
+		for f := range done {
+			if _, ok := all[f]; !ok {
+				stale = append(stale, f)
+			}
+		}
+		if len(stale) > 0 {
+			slices.Sort(stale)
+			for _, f := range stale {
+				c.hold(f, done[f]) // held until the UNSUBACK says otherwise
+				delete(done, f)
+			}
+			if err := c.unsubscribeWire(ctx, sess, stale); err != nil {
+				return err
+			}
+			c.log.Debug("resubscribe: unsubscribed filters removed meanwhile", "filters", len(stale))
+		}
 		todo := make(map[string]byte)
 		for f, q := range all {
 			if dq, ok := done[f]; !ok || dq < q {

@@ -110,3 +110,74 @@ func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
 		t.Errorf("got %s %q, want slow/x \"hi\"", m.Topic, m.Payload)
 	}
 }
+
+// A filter unsubscribed while a new session is being restored — after resubscribe
+// has sent its SUBSCRIBE, before the session is online, when Unsubscribe sends
+// nothing itself — must not stay on the broker: its messages would reach the client
+// for the whole session, routed nowhere (a shadow client moving to its wildcard
+// filters as the connection comes up got every message of those topics twice).
+func TestUnsubscribeDuringResubscribeReachesTheBroker(t *testing.T) {
+	hook := &holdHook{filter: "gone/#", held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
+	broker, endpoint := startBareBroker(t, hook)
+	t.Cleanup(func() {
+		select {
+		case <-hook.release:
+		default:
+			close(hook.release)
+		}
+	})
+	ev := newEvents()
+	cfg := transport.Config{Endpoint: endpoint, ClientID: "resubscribe-unsubscribe"}
+	ev.hook(&cfg)
+	kept := newCollector()
+	c := newConn(t, cfg, func(c *transport.Conn) {
+		// Offline: recorded, made by the first session's resubscribe.
+		for _, f := range []string{"gone/#", "kept/#"} {
+			var h transport.Handler = newCollector()
+			if f == "kept/#" {
+				h = kept
+			}
+			if _, err := c.Subscribe(t.Context(), f, h, transport.QoS(1)); err != nil {
+				t.Fatalf("Subscribe %s offline: %v", f, err)
+			}
+		}
+	})
+	select {
+	case <-hook.held:
+	case <-time.After(wait):
+		t.Fatal("the resubscribe's SUBSCRIBE never reached the broker")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := c.Unsubscribe(ctx, "gone/#"); err != nil {
+		t.Fatalf("Unsubscribe while the session is restored: %v", err)
+	}
+	close(hook.release) // the broker now grants the SUBSCRIBE
+	ev.waitOnline(t)
+	select {
+	case f := <-hook.unsubscribed:
+		if f != "gone/#" {
+			t.Fatalf("UNSUBSCRIBE of %q, want gone/#", f)
+		}
+	default:
+		t.Fatal("online, and the filter removed during the resubscribe was never unsubscribed")
+	}
+	if n := len(broker.Topics.Subscribers("gone/x").Subscriptions); n != 0 {
+		t.Errorf("broker holds %d subscriptions on gone/#, want 0", n)
+	}
+	// The other filter works, and the removed one brings nothing: a message on it,
+	// published before one on kept/#, would have arrived first.
+	before := c.Received()
+	if err := broker.Publish("gone/x", []byte("no"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Publish("kept/x", []byte("yes"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if m := kept.next(t); m.Topic != "kept/x" {
+		t.Fatalf("got %s, want kept/x", m.Topic)
+	}
+	if n := c.Received() - before; n != 1 {
+		t.Errorf("received %d messages, want only kept/x's", n)
+	}
+}
