@@ -373,16 +373,23 @@ func (m *Manager) requestResync(why string, conn int) {
 	}
 }
 
-// takeResync returns the pending re-read's reason and connections (nil: all).
-func (m *Manager) takeResync() (why string, conns []bool) {
+// takeResync returns the pending re-read's reason and connections (nil: all), and
+// whether one is pending. One may not be: two connections coming online together
+// each signal, and the first signal can take both requests before the second
+// signal is sent; that signal then finds nothing, and must not be taken for a
+// re-read of every shadow.
+func (m *Manager) takeResync() (why string, conns []bool, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.resyncAll && m.resyncConns == nil {
+		return "", nil, false
+	}
 	why, conns = m.resyncWhy, m.resyncConns
 	if m.resyncAll || len(m.poolConns()) == 1 {
 		conns = nil
 	}
 	m.resyncWhy, m.resyncConns, m.resyncAll = "", nil, false
-	return why, conns
+	return why, conns, true
 }
 
 // Start runs the controllers and the connection until ctx ends, then shuts down:
@@ -446,7 +453,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	for {
 		select {
 		case <-m.resyncs:
-			why, conns := m.takeResync()
+			why, conns, ok := m.takeResync()
+			if !ok {
+				continue
+			}
 			for _, c := range controllers {
 				c.resync(workCtx, why, false, conns)
 			}

@@ -137,3 +137,24 @@ func (r *router) loads() []int {
 	defer r.mu.RUnlock()
 	return append([]int(nil), r.load...)
 }
+
+// Two pooled connections coming online together each signal a re-read; the first
+// signal may take both requests, and the second must then find nothing to do
+// rather than a re-read of every shadow (which, on a pool of thousands of shadows
+// paced at the quota, would spend seconds of it reading everything again).
+func TestConnectionsOnlineTogetherReReadOnce(t *testing.T) {
+	m := &Manager{resyncs: make(chan struct{}, 1)}
+	m.requestResync("connection online", 0)
+	m.requestResync("connection online", 1)
+	why, conns, ok := m.takeResync()
+	if !ok || why != "connection online" || len(conns) != 2 || !conns[0] || !conns[1] {
+		t.Fatalf("first take: %q %v %v, want the re-read of connections 0 and 1", why, conns, ok)
+	}
+	if why, conns, ok := m.takeResync(); ok {
+		t.Fatalf("second take, with nothing requested since: %q %v, want nothing pending", why, conns)
+	}
+	m.requestResync("connection online", 1)
+	if why, conns, ok := m.takeResync(); !ok || len(conns) != 2 || conns[0] || !conns[1] {
+		t.Fatalf("take after connection 1 alone came back: %q %v %v, want connection 1's re-read", why, conns, ok)
+	}
+}
