@@ -26,11 +26,13 @@ func TestRunPoolUnderAWSLimits(t *testing.T) {
 	// A sharing pool receives each documents message once, on one of its
 	// connections: two per update (the app's change and the report's), give or take
 	// those of a round's last reports, which may land after it is over. An unshared
-	// pool would get about four. Under a loaded machine (the whole suite with -race)
-	// a few more come in: while a connection moves to the wildcard filters its named
-	// ones may still bring copies, and a copy dispatched after a newer message costs
-	// a read and its reply (seen once: 2.45); the bound stays well below four.
-	if n := rep.Framework.ReceivedPerUpdate; n <= 1 || n >= 3 {
-		t.Errorf("%v messages in per update on two connections; want over 1 and under 3 (an unshared pool gets about 4)", n)
+	// pool would get about four; a pool whose start re-read every shadow twice, or
+	// whose connections kept named filters on the broker beside the group's
+	// wildcards, got 2.3–2.6 in one run in 30 to 60 on a loaded machine. A
+	// documents message overtaken on the group costs a read (one more message).
+	n := rep.Framework.ReceivedPerUpdate
+	t.Logf("%.2f messages in per update", n)
+	if n <= 1.8 || n >= 2.2 {
+		t.Errorf("%v messages in per update on two connections; want 2, and under 2.2 (an unshared pool gets about 4)", n)
 	}
 }
