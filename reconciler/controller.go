@@ -110,19 +110,27 @@ type Controller[T any] struct {
 	life    sync.Mutex
 	running context.Context
 
-	// One re-read of all shadows runs at a time; requests meanwhile collapse into one
-	// pending re-read, so slow re-reads never pile up goroutines.
-	resyncMu      sync.Mutex
-	resyncRunning bool
-	resyncNext    *resyncReq
-	rereads       sync.WaitGroup // the re-read goroutine; the manager waits for it
+	// Re-reads run per pooled connection (a lane): one re-read of a connection's
+	// shadows at a time, and requests for a connection whose re-read is under way
+	// collapse into one pending re-read of it, so slow re-reads never pile up
+	// goroutines, and one connection's re-read (after its reconnect) never waits
+	// for another's. readSem bounds the reads in flight over every lane.
+	resyncMu sync.Mutex
+	lanes    []*rereadLane // by connection index, made as requests name them
+	readSem  chan struct{}
+	rereads  sync.WaitGroup // the lanes' goroutines; the manager waits for them
 }
 
-// resyncReq is a pending re-read of every shadow.
+// rereadLane is the re-reads of one pooled connection's shadows.
+type rereadLane struct {
+	running bool
+	next    *resyncReq // the re-read pending after the running one; nil: none
+}
+
+// resyncReq is a re-read of one connection's shadows.
 type resyncReq struct {
-	why   string
-	all   bool
-	conns []bool // the connections whose shadows to re-read; nil means all
+	why string
+	all bool
 }
 
 // Register adds a controller for device type T to m: r reconciles the shadows of
@@ -163,10 +171,11 @@ func Register[T any](m *Manager, opts ControllerOptions, r Reconciler[T]) (*Cont
 	}
 	c := &Controller[T]{
 		m: m, opts: opts, r: r,
-		log:   m.log.With("controller", opts.Name),
-		queue: queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
-		set:   newShadowSet(opts.Fleet, opts.Shadow),
-		mx:    m.metrics.forController(opts.Name),
+		log:     m.log.With("controller", opts.Name),
+		queue:   queue.NewWork(queue.WorkOptions[shadowstate.ID]{RateLimiter: opts.RateLimiter}),
+		set:     newShadowSet(opts.Fleet, opts.Shadow),
+		mx:      m.metrics.forController(opts.Name),
+		readSem: make(chan struct{}, m.opts.ReadConcurrency),
 	}
 	if f := opts.Fleet; f != nil && f.PersistentSession {
 		c.acks = newAckBook(cmp.Or(f.MaxUnacked, DefaultMaxUnacked))
@@ -542,35 +551,45 @@ func (c *Controller[T]) shutdown(ctx context.Context) {
 // and enqueues those whose desired and reported state differ at a version no event
 // has announced: deltas missed while offline are found this way. With all set (the
 // periodic resync) it enqueues every shadow that differs, to reconcile drift the
-// device's last reconcile left behind.
+// device's last reconcile left behind. Each connection's shadows are re-read on
+// their own lane (see Controller.lanes).
 func (c *Controller[T]) resync(ctx context.Context, why string, all bool, conns []bool) {
+	n := len(c.m.poolConns())
 	c.resyncMu.Lock()
 	defer c.resyncMu.Unlock()
-	if c.resyncRunning {
-		if n := c.resyncNext; n != nil {
-			if !strings.Contains(n.why, why) {
-				n.why += "; " + why // reasons are few: the collapsed list stays short
-			}
-			n.all = n.all || all
-			n.conns = unionConns(n.conns, conns)
-		} else {
-			c.resyncNext = &resyncReq{why: why, all: all, conns: conns}
+	for k := range n {
+		if conns != nil && (k >= len(conns) || !conns[k]) {
+			continue
 		}
-		return
+		for len(c.lanes) <= k {
+			c.lanes = append(c.lanes, &rereadLane{})
+		}
+		l := c.lanes[k]
+		if l.running {
+			if p := l.next; p != nil {
+				if !strings.Contains(p.why, why) {
+					p.why += "; " + why // reasons are few: the collapsed list stays short
+				}
+				p.all = p.all || all
+			} else {
+				l.next = &resyncReq{why: why, all: all}
+			}
+			continue
+		}
+		l.running = true
+		c.rereads.Go(func() {
+			req := &resyncReq{why: why, all: all}
+			for req != nil {
+				c.reread(ctx, req.why, req.all, k, n > 1)
+				c.resyncMu.Lock()
+				req, l.next = l.next, nil
+				if req == nil {
+					l.running = false
+				}
+				c.resyncMu.Unlock()
+			}
+		})
 	}
-	c.resyncRunning = true
-	c.rereads.Go(func() {
-		req := &resyncReq{why: why, all: all, conns: conns}
-		for req != nil {
-			c.reread(ctx, req.why, req.all, req.conns)
-			c.resyncMu.Lock()
-			req, c.resyncNext = c.resyncNext, nil
-			if req == nil {
-				c.resyncRunning = false
-			}
-			c.resyncMu.Unlock()
-		}
-	})
 }
 
 // awaitRereads waits, within ctx, for a re-read in progress to end; the manager
@@ -585,36 +604,22 @@ func (c *Controller[T]) awaitRereads(ctx context.Context) {
 	}
 }
 
-// unionConns returns the connections in a or b; nil (every connection) in either
-// gives nil.
-func unionConns(a, b []bool) []bool {
-	if a == nil || b == nil {
-		return nil
-	}
-	out := make([]bool, max(len(a), len(b)))
-	for i := range out {
-		out[i] = i < len(a) && a[i] || i < len(b) && b[i]
-	}
-	return out
-}
-
-// reread is one re-read of every shadow routed to one of conns (nil: every
-// shadow), at most ReadConcurrency at a time.
-func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns []bool) {
-	sem := make(chan struct{}, c.m.opts.ReadConcurrency)
+// reread is one re-read of every shadow routed to pooled connection conn, at most
+// ReadConcurrency at a time over every lane. pooled says whether the manager has
+// more than one connection, for the logs.
+func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conn int, pooled bool) {
+	sem := c.readSem
 	var wg sync.WaitGroup
 	var failed int
 	var mu sync.Mutex
 	items := c.set.all()
-	if conns != nil {
-		kept := items[:0]
-		for _, it := range items {
-			if k := c.m.router.index(it.id.Thing); k < len(conns) && conns[k] {
-				kept = append(kept, it)
-			}
+	kept := items[:0]
+	for _, it := range items {
+		if c.m.router.index(it.id.Thing) == conn {
+			kept = append(kept, it)
 		}
-		items = kept
 	}
+	items = kept
 	read := 0
 	for _, it := range items {
 		id, e := it.id, it.e
@@ -653,10 +658,18 @@ func (c *Controller[T]) reread(ctx context.Context, why string, all bool, conns 
 	}
 	wg.Wait()
 	if read < len(items) {
-		c.log.Info("re-read stopped by the shutdown", "reason", why, "shadows", read, "of", len(items), "failed", failed)
+		c.log.Info("re-read stopped by the shutdown", c.rereadAttrs(conn, pooled, "reason", why, "shadows", read, "of", len(items), "failed", failed)...)
 		return
 	}
-	c.log.Info("shadows re-read", "reason", why, "shadows", len(items), "failed", failed)
+	c.log.Info("shadows re-read", c.rereadAttrs(conn, pooled, "reason", why, "shadows", len(items), "failed", failed)...)
+}
+
+// rereadAttrs returns attrs, with the connection when the manager has several.
+func (c *Controller[T]) rereadAttrs(conn int, pooled bool, attrs ...any) []any {
+	if pooled {
+		attrs = append(attrs, "conn", conn)
+	}
+	return attrs
 }
 
 // onDelta updates the cache with a delta and enqueues its shadow. ack, nil unless

@@ -39,8 +39,9 @@ type Options struct {
 	// ShutdownTimeout bounds how long Start waits, once its ctx ends, for reconciles
 	// in flight to finish and their reports to be written. Zero means 30 s.
 	ShutdownTimeout time.Duration
-	// ReadConcurrency is how many shadows are read at once when the manager re-reads
-	// them (on start, after a reconnect, on resync). Zero means 16.
+	// ReadConcurrency is how many shadows each controller reads at once when the
+	// manager re-reads them (on start, after a reconnect, on resync), over all the
+	// pool's connections together. Zero means 16.
 	ReadConcurrency int
 	// Registry receives the manager's Prometheus metrics (reconciles, work queues,
 	// shadow requests, connection state); the application may register its own

@@ -181,10 +181,11 @@ func gaugeWith(t *testing.T, m *reconciler.Manager, name string, labels map[stri
 }
 
 // getCounter counts, as an operator client subscribed to every GET request, the
-// shadow reads of each thing.
+// shadow reads of each thing, and keeps the things read in the order of the reads.
 type getCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	n     map[string]int
+	order []string
 }
 
 func countGets(t *testing.T, endpoint string) *getCounter {
@@ -206,6 +207,7 @@ func countGets(t *testing.T, endpoint string) *getCounter {
 		if ok {
 			g.mu.Lock()
 			g.n[id.Thing]++
+			g.order = append(g.order, id.Thing)
 			g.mu.Unlock()
 		}
 	})); err != nil {
@@ -228,6 +230,14 @@ func (g *getCounter) quiet(t *testing.T) map[string]int {
 		return nil
 	})
 	return last
+}
+
+// reads returns how many reads were counted, and the things read from the
+// from-th read on, in order.
+func (g *getCounter) reads(from int) (int, []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.order), slices.Clone(g.order[min(from, len(g.order)):])
 }
 
 func (g *getCounter) snapshot() map[string]int {
@@ -370,6 +380,92 @@ func poolReconnect(t *testing.T, count int) {
 	// And the pool still works: a change to every thing, of the cut connection and
 	// of the others, converges.
 	desireAll(t, srv, a, 2, things...)
+}
+
+// A pooled connection's re-read after its reconnect does not wait for another
+// connection's: each connection re-reads its own shadows, paced at its own publish
+// cap. With the connections capped at 8 publishes a second, re-reading a
+// connection's dozen shadows takes about 1.7 s; the second connection, cut just
+// after the first began its re-read, starts its own at once.
+func TestPoolConnectionsReReadIndependently(t *testing.T) {
+	srv := testserver.Start(t, localiot.Options{})
+	endpoint := srv.Endpoints().Plain
+	gets := countGets(t, endpoint)
+	cfg := fastConfig(endpoint)
+	cfg.ClientID = "lanes"
+	cfg.MaxPublishRate = 8
+	m, err := reconciler.NewManager(cfg, reconciler.Options{Logger: testLogger(t), Pool: reconciler.Pool{Size: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	things := make([]string, 24)
+	for i := range things {
+		things[i] = fmt.Sprintf("lane-%02d", i)
+	}
+	if _, err := reconciler.Echo(m, things...); err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	awaitPool(t, m)
+	first := m.PoolConn(things[0])
+	on := map[string]*transport.Conn{}
+	var second *transport.Conn
+	for _, th := range things {
+		on[th] = m.PoolConn(th)
+		if on[th] != first {
+			second = on[th]
+		}
+	}
+	if second == nil {
+		t.Fatal("every thing on one connection")
+	}
+	// The start's reads (the shadows do not exist: each read is one 404) are over.
+	start := gets.quiet(t)
+	for _, th := range things {
+		if start[th] != 1 {
+			t.Fatalf("%s read %d times at start, want 1", th, start[th])
+		}
+	}
+	from, _ := gets.reads(0)
+
+	kick(t, endpoint, first.ClientID())
+	eventually(t, wait, func() error {
+		if _, read := gets.reads(from); len(read) == 0 {
+			return errors.New("the first connection's re-read has not begun")
+		}
+		return nil
+	})
+	kick(t, endpoint, second.ClientID())
+	// Both connections' shadows are read again, once each; the second's re-read
+	// begins before the first's ends.
+	eventually(t, 2*wait, func() error {
+		_, read := gets.reads(from)
+		if len(read) < len(things) {
+			return fmt.Errorf("%d of %d shadows read again", len(read), len(things))
+		}
+		return nil
+	})
+	_, read := gets.reads(from)
+	count := map[string]int{}
+	lastFirst, firstSecond := -1, -1
+	for i, th := range read {
+		count[th]++
+		switch {
+		case on[th] == first:
+			lastFirst = i
+		case firstSecond < 0:
+			firstSecond = i
+		}
+	}
+	for _, th := range things {
+		if count[th] != 1 {
+			t.Errorf("%s read %d times after the cuts, want 1", th, count[th])
+		}
+	}
+	if firstSecond > lastFirst {
+		t.Errorf("the second connection's re-read began (read %d) after the first's ended (read %d): it waited for it; reads in order: %v",
+			firstSecond, lastFirst, read)
+	}
 }
 
 // desireAll sets n as desired state of every thing through a, and waits until each
