@@ -48,11 +48,11 @@ func (h *holdHook) OnUnsubscribed(_ *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// A SUBSCRIBE the caller gives up on must not leave the subscription on the broker
-// once it is finally granted: messages on it would reach nobody, and on AWS IoT it
-// would count against the connection's subscription limit.
-func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
-	hook := &holdHook{filter: "slow/#", held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
+// startHoldBroker starts a bare broker whose holdHook holds the SUBSCRIBEs of filter;
+// whatever the test has not released is released when it ends.
+func startHoldBroker(t *testing.T, filter string) (*holdHook, *mqtt.Server, string) {
+	t.Helper()
+	hook := &holdHook{filter: filter, held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
 	broker, endpoint := startBareBroker(t, hook)
 	t.Cleanup(func() {
 		select {
@@ -61,6 +61,14 @@ func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
 			close(hook.release)
 		}
 	})
+	return hook, broker, endpoint
+}
+
+// A SUBSCRIBE the caller gives up on must not leave the subscription on the broker
+// once it is finally granted: messages on it would reach nobody, and on AWS IoT it
+// would count against the connection's subscription limit.
+func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
+	hook, broker, endpoint := startHoldBroker(t, "slow/#")
 
 	c := dialConn(t, transport.Config{Endpoint: endpoint, ClientID: "withdraw"})
 	ctx, cancel := context.WithCancel(t.Context())
@@ -117,15 +125,7 @@ func TestSubscribeGivenUpIsWithdrawn(t *testing.T) {
 // for the whole session, routed nowhere (a shadow client moving to its wildcard
 // filters as the connection comes up got every message of those topics twice).
 func TestUnsubscribeDuringResubscribeReachesTheBroker(t *testing.T) {
-	hook := &holdHook{filter: "gone/#", held: make(chan struct{}, 1), release: make(chan struct{}), unsubscribed: make(chan string, 8)}
-	broker, endpoint := startBareBroker(t, hook)
-	t.Cleanup(func() {
-		select {
-		case <-hook.release:
-		default:
-			close(hook.release)
-		}
-	})
+	hook, broker, endpoint := startHoldBroker(t, "gone/#")
 	ev := newEvents()
 	cfg := transport.Config{Endpoint: endpoint, ClientID: "resubscribe-unsubscribe"}
 	ev.hook(&cfg)
